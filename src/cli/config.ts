@@ -1,0 +1,103 @@
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { FsType } from '../mount/types.ts';
+import { SUPPORTED_FS } from '../mount/types.ts';
+import type { PoolSource } from '../pool/provision.ts';
+import { invalidArgument } from '../errors.ts';
+import { parseRatio, parseSize } from './flags.ts';
+
+export interface DriverConfig {
+  endpoint: string;
+  stateDir: string;
+  nodeId: string;
+  pool: PoolSource;
+  defaultFs: FsType;
+  overprovisionRatio: number;
+  metricsAddress: string | undefined;
+  logLevel: string;
+}
+
+export const FLAG_SPEC = {
+  endpoint: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'node-id': { type: 'string' },
+  'pool-name': { type: 'string' },
+  'pool-existing': { type: 'boolean' },
+  'pool-data-device': { type: 'string' },
+  'pool-metadata-device': { type: 'string' },
+  'loop-data-size': { type: 'string' },
+  'loop-metadata-size': { type: 'string' },
+  'block-size': { type: 'string' },
+  'skip-block-zeroing': { type: 'boolean' },
+  'error-if-no-space': { type: 'boolean' },
+  'default-fs': { type: 'string' },
+  'overprovision-ratio': { type: 'string' },
+  'metrics-address': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export const USAGE = `Flags (environment variable in brackets):
+  --endpoint unix:///path      CSI socket [CSI_ENDPOINT] (default unix:///run/dmthin-csi/csi.sock)
+  --state-dir DIR              records and loop files [DMTHIN_STATE_DIR] (default /var/lib/dmthin-csi)
+  --node-id ID                 node name for topology [NODE_ID] (default: hostname)
+  --pool-name NAME             dm name of the thin pool (default dmthin-pool)
+  --pool-existing              adopt a pool that must already exist; never create one
+  --pool-data-device DEV       build the pool from this data device ...
+  --pool-metadata-device DEV   ... and this metadata device (zeroed or already dm-thin metadata)
+  --loop-data-size SIZE        default pool: sparse data file size (default 256Gi)
+  --loop-metadata-size SIZE    default pool: sparse metadata file size (default 1Gi)
+  --block-size SIZE            pool data block size, 64Ki..1Gi in 64Ki steps (default 64Ki)
+  --skip-block-zeroing         do not zero newly provisioned blocks (faster; a new volume may then
+                               read old data of a deleted one: only for single-tenant hosts)
+  --error-if-no-space          fail writes at once when the pool is full instead of queueing them
+  --default-fs ext4|xfs        filesystem when neither the request nor the class names one (default ext4)
+  --overprovision-ratio N      capacity = free pool space x N (default 1)
+  --metrics-address HOST:PORT  serve Prometheus /metrics there [METRICS_ADDRESS]
+  --log-level LEVEL            error, warn, info, debug [LOG_LEVEL] (default info)`;
+
+type Values = { [K in keyof typeof FLAG_SPEC]?: (typeof FLAG_SPEC)[K]['type'] extends 'boolean' ? boolean : string };
+
+export function parseFlags(argv: string[]): Values {
+  try {
+    return parseArgs({ args: argv, options: FLAG_SPEC, strict: true, allowPositionals: false }).values as Values;
+  } catch (err) {
+    throw invalidArgument(`${(err as Error).message}\n${USAGE}`);
+  }
+}
+
+function poolSource(v: Values, stateDir: string): PoolSource {
+  const name = v['pool-name'] ?? 'dmthin-pool';
+  if (!/^[A-Za-z0-9_.+-]{1,100}$/.test(name)) throw invalidArgument(`--pool-name "${name}" is not a valid device-mapper name`);
+  const blockSectors = parseSize(v['block-size'] ?? '64Ki', '--block-size') / 512;
+  const features = [...(v['skip-block-zeroing'] ? ['skip_block_zeroing'] : []), ...(v['error-if-no-space'] ? ['error_if_no_space'] : [])];
+  if (v['pool-existing']) return { kind: 'existing', name };
+  const data = v['pool-data-device'];
+  const meta = v['pool-metadata-device'];
+  if (data || meta) {
+    if (!data || !meta) throw invalidArgument('--pool-data-device and --pool-metadata-device go together');
+    return { kind: 'devices', name, dataDevice: data, metadataDevice: meta, blockSectors, features };
+  }
+  return {
+    kind: 'loop', name, dir: join(stateDir, 'pool'), blockSectors, features,
+    dataBytes: parseSize(v['loop-data-size'] ?? '256Gi', '--loop-data-size'),
+    metadataBytes: parseSize(v['loop-metadata-size'] ?? '1Gi', '--loop-metadata-size'),
+  };
+}
+
+export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): DriverConfig {
+  const stateDir = v['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
+  const defaultFs = v['default-fs'] ?? 'ext4';
+  if (!(SUPPORTED_FS as readonly string[]).includes(defaultFs)) throw invalidArgument(`--default-fs "${defaultFs}" is not supported (use ext4 or xfs)`);
+  return {
+    endpoint: v.endpoint ?? env.CSI_ENDPOINT ?? 'unix:///run/dmthin-csi/csi.sock',
+    stateDir,
+    nodeId: v['node-id'] ?? env.NODE_ID ?? hostname(),
+    pool: poolSource(v, stateDir),
+    defaultFs: defaultFs as FsType,
+    overprovisionRatio: parseRatio(v['overprovision-ratio'] ?? '1', '--overprovision-ratio'),
+    metricsAddress: v['metrics-address'] ?? env.METRICS_ADDRESS,
+    logLevel: v['log-level'] ?? env.LOG_LEVEL ?? 'info',
+  };
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+import { CsiError } from '../errors.ts';
+import { buildConfig, parseFlags, USAGE } from './config.ts';
+import { FatalError, runStandalone } from './standalone.ts';
+
+const COMMANDS = `Usage: dmthin-csi COMMAND [flags]
+Commands:
+  standalone   serve the Identity, Controller and Node services in one process (default)
+  help         this text
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command = 'standalone', ...rest] = argv[0]?.startsWith('-') ? ['standalone', ...argv] : argv;
+  if (command === 'help' || rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${COMMANDS}\n${USAGE}\n`);
+    return 0;
+  }
+  if (command !== 'standalone') {
+    process.stderr.write(`unknown command "${command}"\n${COMMANDS}`);
+    return 2;
+  }
+  const stop = await runStandalone(buildConfig(parseFlags(rest)));
+  await new Promise<void>((resolve) => {
+    const onSignal = () => resolve();
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  await stop();
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const known = err instanceof FatalError || err instanceof CsiError;
+    process.stderr.write(`dmthin-csi: ${known ? (err as Error).message : (err as Error)?.stack ?? String(err)}\n`);
+    process.exit(known ? 2 : 1);
+  },
+);

@@ -1,0 +1,50 @@
+import { join } from 'node:path';
+import { DmsetupDeviceMapper } from '../devmapper/dmsetup.ts';
+import { isDmError } from '../devmapper/types.ts';
+import { createDriver, serveDriver } from '../driver.ts';
+import { LosetupLoopDevices } from '../mount/loop.ts';
+import { SystemMounter } from '../mount/system.ts';
+import { createLogger } from '../observability/log.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { FileStore } from '../state/file.ts';
+import { background } from '../system/context.ts';
+import type { DriverConfig } from './config.ts';
+
+export class FatalError extends Error {}
+
+const NO_DM_HELP = `device-mapper with the thin-pool target is not available on this kernel.
+  - On a normal Linux host: modprobe dm-thin-pool (package: the kernel's own modules), then start again.
+  - On a machine whose kernel has no device-mapper at all (such as this project's CI hosts), run the
+    driver inside the test VM, which boots a Debian kernel that has it:
+      test/vm/run-in-vm.sh -- npm start`;
+
+/** Fails early, and says how to fix it, when the kernel cannot run the driver. */
+export async function checkKernel(dm: DmsetupDeviceMapper): Promise<void> {
+  try {
+    await dm.version(background);
+    const targets = await dm.targets(background);
+    if (!targets.includes('thin-pool')) throw new FatalError(`the dm-thin-pool target is not loaded.\n${NO_DM_HELP}`);
+  } catch (err) {
+    if (err instanceof FatalError) throw err;
+    if (isDmError(err, 'unsupported')) throw new FatalError(`${err.message}\n${NO_DM_HELP}`);
+    throw err;
+  }
+}
+
+/** Controller and node in one process, records in an embedded store, a loop-file pool by default. */
+export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<void>> {
+  const log = createLogger({ level: cfg.logLevel });
+  const metrics = new Metrics({ processMetrics: true });
+  const dm = new DmsetupDeviceMapper({ udev: 'auto' });
+  await checkKernel(dm);
+  const store = await FileStore.open(join(cfg.stateDir, 'store'));
+  const parts = { dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), store, log, metrics };
+  const driver = await createDriver(background, cfg, parts);
+  const running = await serveDriver(cfg, driver, log);
+  return async () => {
+    await new Promise<void>((resolve) => running.grpc.tryShutdown(() => resolve()));
+    running.http?.close();
+    await store.close();
+    log.info('stopped');
+  };
+}

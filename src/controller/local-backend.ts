@@ -1,0 +1,57 @@
+import { resourceExhausted } from '../errors.ts';
+import type { OpContext } from '../system/context.ts';
+import type { DeviceRecord } from '../state/types.ts';
+import type { Devices } from '../pool/devices.ts';
+import type { Condition, NewVolume, VolumeBackend } from './backend.ts';
+import { dmNameFor } from './validate.ts';
+
+/** The standalone backend: one node, one pool, in this process. */
+export class LocalBackend implements VolumeBackend {
+  readonly topologyKey: string;
+  private readonly devices: Devices;
+  private readonly nodeId: string;
+
+  constructor(devices: Devices, nodeId: string, topologyKey: string) {
+    this.devices = devices;
+    this.nodeId = nodeId;
+    this.topologyKey = topologyKey;
+  }
+
+  private get store() { return this.devices.pool.deps.store; }
+
+  get(_ctx: OpContext, id: string) { return this.store.getDevice(id); }
+  list(_ctx: OpContext) { return this.store.listDevices(); }
+
+  private reachable(segments: Record<string, string>): boolean {
+    const node = segments[this.topologyKey];
+    return node === undefined || node === this.nodeId;
+  }
+
+  async create(ctx: OpContext, spec: NewVolume): Promise<DeviceRecord> {
+    const wanted = [...(spec.preferred ?? []), ...(spec.requisite ?? [])];
+    if (wanted.length > 0 && !wanted.some((s) => this.reachable(s))) {
+      throw resourceExhausted(`node ${this.nodeId} is not in the requested topology; this driver only provisions on ${this.topologyKey}=${this.nodeId}`);
+    }
+    if (spec.kind === 'volume') await this.devices.pool.ensureRoom(ctx, spec.origin ? 0 : spec.sizeBytes);
+    return this.devices.create(ctx, { ...spec, dmName: dmNameFor(spec.id) });
+  }
+
+  remove(ctx: OpContext, id: string) { return this.devices.remove(ctx, id); }
+  expand(ctx: OpContext, id: string, sizeBytes: number) { return this.devices.resize(ctx, id, sizeBytes); }
+
+  async capacity(ctx: OpContext, segments?: Record<string, string>): Promise<number> {
+    if (segments && !this.reachable(segments)) return 0;
+    return this.devices.pool.capacity(ctx);
+  }
+
+  async condition(ctx: OpContext, rec: DeviceRecord): Promise<Condition> {
+    if (rec.state === 'Faulty') return { abnormal: true, message: `device is Faulty: ${rec.error ?? 'unknown error'}` };
+    const h = await this.devices.pool.health(ctx);
+    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || h.condition === 'out_of_space') {
+      return { abnormal: true, message: h.reasons.join('; ') };
+    }
+    return { abnormal: false, message: `device is ${rec.state}` };
+  }
+
+  topologyOf(_rec: DeviceRecord): Record<string, string> { return { [this.topologyKey]: this.nodeId }; }
+}

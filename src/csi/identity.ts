@@ -1,0 +1,30 @@
+import type { OpContext } from '../system/context.ts';
+import { DRIVER_NAME, VERSION } from '../version.ts';
+
+export interface Readiness { ready(ctx: OpContext): Promise<{ ready: boolean; reason?: string }> }
+
+/** CSI Identity: who we are, what we offer, and whether the pool can serve. */
+export class IdentityService {
+  private readonly readiness: Readiness;
+  private readonly controller: boolean;
+  constructor(readiness: Readiness, controller: boolean) {
+    this.readiness = readiness;
+    this.controller = controller;
+  }
+
+  GetPluginInfo() { return { name: DRIVER_NAME, vendor_version: VERSION, manifest: {} }; }
+
+  GetPluginCapabilities() {
+    const caps: object[] = [
+      { volume_expansion: { type: 'ONLINE' } },
+      { volume_expansion: { type: 'OFFLINE' } },
+    ];
+    if (this.controller) caps.unshift({ service: { type: 'CONTROLLER_SERVICE' } }, { service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
+    return { capabilities: caps };
+  }
+
+  async Probe(ctx: OpContext) {
+    const r = await this.readiness.ready(ctx);
+    return { ready: { value: r.ready } };
+  }
+}

@@ -1,0 +1,70 @@
+import type * as grpc from '@grpc/grpc-js';
+import { idFor } from '../controller/validate.ts';
+import { Code, toCsiError } from '../errors.ts';
+import { redact, type Logger } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { OpContext } from '../system/context.ts';
+import type { KeyedMutex } from '../system/lock.ts';
+
+/** A CSI method as the semantic layers implement it. */
+export type Handler = (ctx: OpContext, req: Record<string, unknown>) => unknown;
+
+export interface WrapDeps { log: Logger; metrics: Metrics; locks: KeyedMutex }
+
+const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/**
+ * The volumes (and snapshots) a request works on. Work on the same id is serialised, and
+ * creating from a source also holds the source, so a snapshot never races a delete of its origin.
+ */
+export function lockKeys(method: string, req: Record<string, unknown>): string[] {
+  const keys: Array<string | undefined> = [str(req.volume_id), str(req.snapshot_id)];
+  if (method === 'CreateVolume' && str(req.name)) {
+    keys.push(idFor('vol', req.name as string));
+    const src = req.volume_content_source as { snapshot?: { snapshot_id?: string }; volume?: { volume_id?: string } } | null;
+    keys.push(str(src?.snapshot?.snapshot_id), str(src?.volume?.volume_id));
+  }
+  if (method === 'CreateSnapshot' && str(req.name)) keys.push(idFor('snap', req.name as string), str(req.source_volume_id));
+  return [...new Set(keys.filter((k): k is string => k !== undefined))];
+}
+
+function contextOf(call: grpc.ServerUnaryCall<unknown, unknown>): { ctx: OpContext; done: () => void } {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  const abort = new AbortController();
+  const onCancel = () => abort.abort();
+  call.on('cancelled', onCancel);
+  return {
+    ctx: { deadline: Number.isFinite(ms) ? ms : undefined, signal: abort.signal },
+    done: () => call.removeListener('cancelled', onCancel),
+  };
+}
+
+/** One wrapper around every RPC: deadline, per-volume serialisation, codes, a log line, a latency sample. */
+export function wrap(method: string, handler: Handler, deps: WrapDeps): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    const req = (call.request ?? {}) as Record<string, unknown>;
+    const { ctx, done } = contextOf(call);
+    const keys = lockKeys(method, req);
+    deps.log.debug('rpc request', { rpc: method, request: redact(req) });
+    deps.locks.runAll(keys, async () => handler(ctx, req))
+      .then((res) => finish(undefined, res))
+      .catch((err: unknown) => finish(err, undefined));
+
+    function finish(err: unknown, res: unknown) {
+      done();
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const e = err === undefined ? undefined : toCsiError(err);
+      const code = e ? e.code : Code.OK;
+      const codeName = Code[code] ?? String(code);
+      deps.metrics.rpcDuration.observe({ method, code: codeName }, seconds);
+      const fields = { rpc: method, volume_id: keys[0], duration_ms: Math.round(seconds * 1000), code: codeName };
+      if (e && (code === Code.INTERNAL || code === Code.UNKNOWN)) deps.log.error('rpc failed', { ...fields, error: e.message, cause: String(e.cause ?? '') });
+      else if (e) deps.log.info('rpc refused', { ...fields, error: e.message });
+      else deps.log.info('rpc', fields);
+      if (e) callback({ code: e.code, details: e.message });
+      else callback(null, res ?? {});
+    }
+  };
+}

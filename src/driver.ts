@@ -1,0 +1,88 @@
+import type { Server } from 'node:http';
+import type * as grpc from '@grpc/grpc-js';
+import { LocalBackend } from './controller/local-backend.ts';
+import { ControllerService } from './controller/service.ts';
+import { IdentityService } from './csi/identity.ts';
+import { serve } from './csi/server.ts';
+import type { DeviceMapper } from './devmapper/types.ts';
+import type { LoopDevices, Mounter } from './mount/types.ts';
+import { NodeService } from './node/service.ts';
+import type { Logger } from './observability/log.ts';
+import { Metrics } from './observability/metrics.ts';
+import { serveMetrics } from './observability/http.ts';
+import { Devices } from './pool/devices.ts';
+import { ensurePool } from './pool/provision.ts';
+import { reconcile, type ReconcileReport } from './pool/reconcile.ts';
+import { ThinPool } from './pool/thinpool.ts';
+import type { OpContext } from './system/context.ts';
+import type { StateStore } from './state/types.ts';
+import type { DriverConfig } from './cli/config.ts';
+import { TOPOLOGY_KEY } from './version.ts';
+
+/** The side effects a driver runs on: real ones in production, fakes in unit tests. */
+export interface DriverParts {
+  dm: DeviceMapper;
+  mounter: Mounter;
+  loops: LoopDevices;
+  store: StateStore;
+  log: Logger;
+  metrics?: Metrics;
+}
+
+export interface Driver {
+  pool: ThinPool;
+  devices: Devices;
+  identity: IdentityService;
+  controller: ControllerService;
+  node: NodeService;
+  metrics: Metrics;
+  startup: ReconcileReport;
+}
+
+/** Builds (or adopts) the pool, reconciles every record against it, and wires the CSI services. */
+export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: DriverParts): Promise<Driver> {
+  const metrics = parts.metrics ?? new Metrics();
+  await ensurePool(ctx, { dm: parts.dm, loops: parts.loops, mounter: parts.mounter, log: parts.log }, cfg.pool);
+  const deps = { dm: parts.dm, store: parts.store, log: parts.log, metrics };
+  const pool = await ThinPool.attach(ctx, deps, { name: cfg.pool.name, overprovisionRatio: cfg.overprovisionRatio });
+  const devices = new Devices(pool);
+  const startup = await reconcile(ctx, devices);
+  parts.log.info('pool reconciled', { pool: pool.name, tx: startup.tx, repaired: startup.repaired.length, faulty: startup.faulty.length, orphans: startup.orphans.length });
+  await refreshDeviceGauge(devices);
+  const readiness = {
+    ready: async (c: OpContext) => {
+      const h = await pool.health(c);
+      const broken = h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only';
+      return { ready: !broken, reason: h.reasons.join('; ') };
+    },
+  };
+  return {
+    pool, devices, metrics, startup,
+    identity: new IdentityService(readiness, true),
+    controller: new ControllerService(new LocalBackend(devices, cfg.nodeId, TOPOLOGY_KEY), { fsType: cfg.defaultFs }),
+    node: new NodeService({ devices, mounter: parts.mounter, defaultFs: cfg.defaultFs }, { nodeId: cfg.nodeId, topologyKey: TOPOLOGY_KEY }),
+  };
+}
+
+/** Volumes and snapshots by state, for the devices gauge. */
+export async function refreshDeviceGauge(devices: Devices): Promise<void> {
+  const counts = new Map<string, number>();
+  for (const r of await devices.pool.deps.store.listDevices()) counts.set(`${r.kind}|${r.state}`, (counts.get(`${r.kind}|${r.state}`) ?? 0) + 1);
+  devices.pool.deps.metrics.devices.reset();
+  for (const [k, n] of counts) {
+    const [kind, state] = k.split('|') as [string, string];
+    devices.pool.deps.metrics.devices.set({ kind, state }, n);
+  }
+}
+
+export interface Running { grpc: grpc.Server; http?: Server; driver: Driver }
+
+export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger): Promise<Running> {
+  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node }, { log, metrics: driver.metrics });
+  const http = cfg.metricsAddress
+    ? await serveMetrics(cfg.metricsAddress, driver.metrics, log, async () => (await driver.identity.Probe({})).ready.value)
+    : undefined;
+  const timer = setInterval(() => { void refreshDeviceGauge(driver.devices).catch(() => undefined); }, 15_000);
+  timer.unref();
+  return { grpc: server, http, driver };
+}

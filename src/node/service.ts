@@ -1,0 +1,104 @@
+import { stat } from 'node:fs/promises';
+import type { NodeExpandVolumeRequest__Output } from '../csi/generated/csi/v1/NodeExpandVolumeRequest.ts';
+import type { NodeGetVolumeStatsRequest__Output } from '../csi/generated/csi/v1/NodeGetVolumeStatsRequest.ts';
+import type { NodePublishVolumeRequest__Output } from '../csi/generated/csi/v1/NodePublishVolumeRequest.ts';
+import type { NodeStageVolumeRequest__Output } from '../csi/generated/csi/v1/NodeStageVolumeRequest.ts';
+import type { NodeUnpublishVolumeRequest__Output } from '../csi/generated/csi/v1/NodeUnpublishVolumeRequest.ts';
+import type { NodeUnstageVolumeRequest__Output } from '../csi/generated/csi/v1/NodeUnstageVolumeRequest.ts';
+import { META } from '../controller/meta.ts';
+import { invalidArgument, notFound, outOfRange } from '../errors.ts';
+import { toStatus } from '../pool/errors.ts';
+import type { OpContext } from '../system/context.ts';
+import type { DeviceRecord } from '../state/types.ts';
+import { checkPath } from './paths.ts';
+import { publishVolume, unpublishVolume } from './publish.ts';
+import { stageVolume, unstageVolume, type StageDeps } from './stage.ts';
+
+export interface NodeIdentity { nodeId: string; topologyKey: string }
+
+const CAPABILITIES = ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'] as const;
+
+/** CSI Node semantics on this node's pool and mounts. */
+export class NodeService {
+  private readonly d: StageDeps;
+  private readonly id: NodeIdentity;
+  constructor(deps: StageDeps, id: NodeIdentity) {
+    this.d = deps;
+    this.id = id;
+  }
+
+  async NodeStageVolume(ctx: OpContext, req: NodeStageVolumeRequest__Output) { await stageVolume(ctx, this.d, req); return {}; }
+  async NodeUnstageVolume(ctx: OpContext, req: NodeUnstageVolumeRequest__Output) { await unstageVolume(ctx, this.d, req.volume_id, req.staging_target_path); return {}; }
+  async NodePublishVolume(ctx: OpContext, req: NodePublishVolumeRequest__Output) { await publishVolume(ctx, this.d, req); return {}; }
+  async NodeUnpublishVolume(ctx: OpContext, req: NodeUnpublishVolumeRequest__Output) { await unpublishVolume(ctx, this.d, req.volume_id, req.target_path); return {}; }
+
+  private async volume(id: string): Promise<DeviceRecord> {
+    if (!id) throw invalidArgument('volume_id is required');
+    const rec = await this.d.devices.pool.deps.store.getDevice(id);
+    if (!rec || rec.kind !== 'volume') throw notFound(`volume ${id} does not exist`);
+    return rec;
+  }
+
+  async NodeGetVolumeStats(ctx: OpContext, req: NodeGetVolumeStatsRequest__Output) {
+    const rec = await this.volume(req.volume_id);
+    const path = checkPath(req.volume_path, 'volume_path');
+    const st = await stat(path).catch(() => undefined);
+    if (!st) throw notFound(`volume_path ${path} does not exist`);
+    const mapped = await this.d.devices.mappedBytes(ctx, rec).catch(() => undefined);
+    const condition = await this.condition(ctx, rec, mapped);
+    try {
+      if (rec.meta[META.accessType] === 'block') {
+        const total = await this.d.mounter.blockSize(ctx, this.d.devices.devicePath(rec));
+        return { usage: [{ unit: 'BYTES' as const, total, used: mapped ?? 0, available: Math.max(0, total - (mapped ?? 0)) }], volume_condition: condition };
+      }
+      const s = await this.d.mounter.fsStats(ctx, path);
+      return {
+        usage: [
+          { unit: 'BYTES' as const, total: s.totalBytes, used: s.usedBytes, available: s.availableBytes },
+          { unit: 'INODES' as const, total: s.totalInodes, used: s.usedInodes, available: s.freeInodes },
+        ],
+        volume_condition: condition,
+      };
+    } catch (err) {
+      throw toStatus(err, `reading stats of ${path}`);
+    }
+  }
+
+  private async condition(ctx: OpContext, rec: DeviceRecord, mapped: number | undefined) {
+    if (rec.state === 'Faulty') return { abnormal: true, message: `device is Faulty: ${rec.error ?? ''}` };
+    const health = await this.d.devices.pool.health(ctx);
+    const thin = mapped === undefined ? 'device is not active' : `thin device maps ${mapped} bytes of pool ${this.d.devices.pool.name}`;
+    if (!health.writable && health.condition !== 'low_space') return { abnormal: true, message: `${thin}; ${health.reasons.join('; ')}` };
+    return { abnormal: mapped === undefined, message: thin };
+  }
+
+  async NodeExpandVolume(ctx: OpContext, req: NodeExpandVolumeRequest__Output) {
+    let rec = await this.volume(req.volume_id);
+    const path = checkPath(req.volume_path, 'volume_path');
+    const required = Number(req.capacity_range?.required_bytes ?? 0);
+    const limit = Number(req.capacity_range?.limit_bytes ?? 0);
+    if (limit > 0 && limit < rec.sizeBytes) throw outOfRange(`capacity_range: limit_bytes ${limit} is smaller than the volume (${rec.sizeBytes} bytes)`);
+    if (required > rec.sizeBytes) throw outOfRange(`capacity_range: required_bytes ${required} exceeds the volume's size ${rec.sizeBytes}; expand it with ControllerExpandVolume first`);
+    await this.d.devices.applySize(ctx, rec);
+    rec = await this.volume(req.volume_id);
+    if (rec.meta[META.accessType] === 'block') return { capacity_bytes: rec.sizeBytes };
+    const device = this.d.devices.devicePath(rec);
+    const mounts = await this.d.mounter.mountsOf(ctx, device);
+    if (!mounts.some((m) => m.target === path) && !(req.staging_target_path && mounts.some((m) => m.target === req.staging_target_path))) {
+      throw notFound(`volume ${rec.id} is not mounted at ${path}`);
+    }
+    try {
+      const fs = await this.d.mounter.probe(ctx, device);
+      if (fs && fs.sizeBytes < rec.sizeBytes) await this.d.mounter.growFs(ctx, device, mounts[0]!.target, fs.fsType);
+    } catch (err) {
+      throw toStatus(err, `growing the filesystem of ${rec.id}`);
+    }
+    return { capacity_bytes: rec.sizeBytes };
+  }
+
+  NodeGetInfo() {
+    return { node_id: this.id.nodeId, max_volumes_per_node: 0, accessible_topology: { segments: { [this.id.topologyKey]: this.id.nodeId } } };
+  }
+
+  NodeGetCapabilities() { return { capabilities: CAPABILITIES.map((type) => ({ rpc: { type } })) }; }
+}

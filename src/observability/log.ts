@@ -1,0 +1,34 @@
+import winston from 'winston';
+
+export type Logger = winston.Logger;
+
+const SECRET_KEYS = /secret|password|token|key|credential/i;
+
+/** Replaces values of secret-looking keys (and every `secrets` map) before anything is logged. */
+export function redact(value: unknown, depth = 0): unknown {
+  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (k === 'secrets' || k.endsWith('_secrets')) out[k] = v && typeof v === 'object' ? '[REDACTED]' : v;
+    else if (SECRET_KEYS.test(k) && typeof v === 'string' && k !== 'starting_token' && k !== 'next_token') out[k] = '[REDACTED]';
+    else out[k] = redact(v, depth + 1);
+  }
+  return out;
+}
+
+const redactFormat = winston.format((info) => redact(info) as winston.Logform.TransformableInfo);
+
+export function createLogger(opts: { level?: string; silent?: boolean } = {}): Logger {
+  return winston.createLogger({
+    level: opts.level ?? process.env.LOG_LEVEL ?? 'info',
+    silent: opts.silent ?? false,
+    format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json()),
+    transports: [new winston.transports.Stream({ stream: process.stderr })],
+  });
+}
+
+/** A logger that drops everything: for unit tests and embedded use. */
+export function silentLogger(): Logger {
+  return createLogger({ silent: true });
+}

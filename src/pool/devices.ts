@@ -1,0 +1,252 @@
+import { isDmError, SECTOR, type DmErrorKind } from '../devmapper/types.ts';
+import { failedPrecondition, notFound } from '../errors.ts';
+import type { OpContext } from '../system/context.ts';
+import type { DeviceKind, DeviceRecord, DeviceState } from '../state/types.ts';
+import { toStatus } from './errors.ts';
+import { BUSY_RETRY, retry, SUSPEND_RETRY } from './retry.ts';
+import type { ThinPool } from './thinpool.ts';
+import { transition, USABLE } from './transition.ts';
+
+export interface NewDevice {
+  id: string;
+  dmName: string;
+  kind: DeviceKind;
+  sizeBytes: number;
+  meta: Record<string, string>;
+  /** Store id of the device to snapshot; omitted for a fresh thin device. */
+  origin?: string;
+}
+
+/** Failures after which the kernel certainly did not create the device, so no delete is owed. */
+const CERTAINLY_NOT_CREATED: readonly DmErrorKind[] = ['exists', 'no_space', 'invalid', 'no_data', 'unsupported', 'busy'];
+const MAX_ID_COLLISIONS = 8;
+
+const now = () => new Date().toISOString();
+
+/**
+ * The lifecycle of thin devices in one pool: the seed's PoolDevice, with intent recorded
+ * before every kernel call and a rollback for every half-made device.
+ */
+export class Devices {
+  readonly pool: ThinPool;
+  constructor(pool: ThinPool) { this.pool = pool; }
+
+  private get store() { return this.pool.deps.store; }
+  private get dm() { return this.pool.deps.dm; }
+  private get log() { return this.pool.deps.log; }
+
+  async get(id: string): Promise<DeviceRecord> {
+    const rec = await this.store.getDevice(id);
+    if (!rec) throw notFound(`no device ${id}`);
+    return rec;
+  }
+
+  table(rec: Pick<DeviceRecord, 'sizeBytes' | 'deviceId'>): string {
+    return `0 ${Math.ceil(rec.sizeBytes / SECTOR)} thin ${this.pool.devNo} ${rec.deviceId}`;
+  }
+
+  devicePath(rec: DeviceRecord): string { return this.dm.devicePath(rec.dmName); }
+
+  /** Creates a thin device, or a snapshot of `spec.origin`; never activates it. */
+  async create(ctx: OpContext, spec: NewDevice): Promise<DeviceRecord> {
+    const origin = spec.origin === undefined ? undefined : await this.get(spec.origin);
+    if (origin && !USABLE.has(origin.state)) {
+      throw failedPrecondition(`source ${origin.id} is ${origin.state}${origin.error ? ` (${origin.error})` : ''}`);
+    }
+    const deviceId = this.pool.allocateId();
+    const t = now();
+    let rec: DeviceRecord;
+    try {
+      rec = await this.store.createDevice({ ...spec, deviceId, state: 'Creating', createdAt: t, updatedAt: t });
+    } catch (err) {
+      this.pool.releaseId(deviceId);
+      throw err;
+    }
+    try {
+      rec = origin ? await this.snapshot(ctx, rec, origin) : await this.createThin(ctx, rec);
+    } catch (err) {
+      await this.rollbackCreate(ctx, rec, err);
+      throw toStatus(err, `creating ${spec.kind} ${spec.id}`);
+    }
+    return this.store.updateDevice(rec.id, (r) => {
+      r.state = 'Created';
+      delete r.pendingTx;
+      delete r.error;
+      r.updatedAt = now();
+    });
+  }
+
+  private async createThin(ctx: OpContext, rec: DeviceRecord): Promise<DeviceRecord> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.pool.commit(ctx, rec, `create_thin ${rec.deviceId}`);
+        return rec;
+      } catch (err) {
+        if (!isDmError(err, 'exists') || attempt >= MAX_ID_COLLISIONS) throw err;
+        rec = await this.takeNewId(rec);
+      }
+    }
+  }
+
+  /** The id is held by a device no record knows: leave it alone and use another. */
+  private async takeNewId(rec: DeviceRecord): Promise<DeviceRecord> {
+    this.log.warn('thin id already used in the pool by a device with no record; choosing another', { pool: this.pool.name, deviceId: rec.deviceId, volume: rec.id });
+    this.pool.claimId(rec.deviceId);
+    const deviceId = this.pool.allocateId();
+    return this.store.updateDevice(rec.id, (r) => { r.deviceId = deviceId; });
+  }
+
+  private async snapshot(ctx: OpContext, rec: DeviceRecord, origin: DeviceRecord): Promise<DeviceRecord> {
+    await this.pool.ensureMetadataWritable(ctx);
+    const live = (await this.dm.info(ctx, origin.dmName))?.live ?? false;
+    let suspended = false;
+    let endWindow: (() => number) | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.pool.commit(ctx, rec, `create_snap ${rec.deviceId} ${origin.deviceId}`, live ? {
+          during: async () => {
+            await this.store.updateDevice(origin.id, (r) => { r.state = 'Suspending'; r.updatedAt = now(); });
+            endWindow = this.pool.deps.metrics.suspendWindow.startTimer();
+            await retry(ctx, SUSPEND_RETRY, () => this.dm.suspend(ctx, origin.dmName));
+            suspended = true;
+          },
+          after: async () => {
+            if (suspended) await this.resumeOrigin(ctx, origin);
+            suspended = false;
+            endWindow?.();
+          },
+        } : {});
+        return rec;
+      } catch (err) {
+        if (!isDmError(err, 'exists') || attempt >= MAX_ID_COLLISIONS) throw err;
+        rec = await this.takeNewId(rec);
+      }
+    }
+  }
+
+  /** Resumes a snapshot's origin whatever happened; a failure here is the worst case, so it is loud. */
+  private async resumeOrigin(ctx: OpContext, origin: DeviceRecord): Promise<void> {
+    try {
+      await retry(ctx, SUSPEND_RETRY, () => this.dm.resume(ctx, origin.dmName));
+    } catch (err) {
+      this.log.error('origin left suspended after snapshot; reconcile will retry the resume', { volume: origin.id, error: String(err) });
+      await this.markFaulty(origin.id, 'Resuming', `resuming after snapshot: ${String(err)}`);
+      throw err;
+    }
+    await this.store.updateDevice(origin.id, (r) => { r.state = 'Activated'; r.updatedAt = now(); });
+  }
+
+  private async rollbackCreate(ctx: OpContext, rec: DeviceRecord, cause: unknown): Promise<void> {
+    const current = (await this.store.getDevice(rec.id)) ?? rec;
+    try {
+      if (!CERTAINLY_NOT_CREATED.some((k) => isDmError(cause, k))) {
+        await this.pool.commit(ctx, current, `delete ${current.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
+      }
+      await this.store.deleteDevice(rec.id);
+      this.pool.releaseId(current.deviceId);
+    } catch (err) {
+      // Keep the record, and so the id, so nothing else is ever given this half-made device.
+      this.log.error('rollback of a half-made device failed; marked Faulty', { volume: rec.id, deviceId: current.deviceId, error: String(err) });
+      await this.markFaulty(rec.id, 'Creating', `${String(cause)}; rollback: ${String(err)}`);
+    }
+  }
+
+  /** Faulty keeps the record (and its id) and says what was being done, for the repair. */
+  async markFaulty(id: string, from: DeviceState, why: string): Promise<void> {
+    await this.store.updateDevice(id, (r) => {
+      r.state = 'Faulty';
+      r.faultyFrom = from;
+      r.error = `${from}: ${why}`;
+      r.updatedAt = now();
+    }).catch((e: unknown) => this.log.error('could not record Faulty state', { volume: id, error: String(e) }));
+  }
+
+  /** Makes /dev/mapper/NAME exist with a live table of the recorded size; idempotent. */
+  async activate(ctx: OpContext, id: string): Promise<string> {
+    const rec = await this.get(id);
+    if (!USABLE.has(rec.state)) throw failedPrecondition(`device ${id} is ${rec.state}${rec.error ? `: ${rec.error}` : ''}`);
+    const info = await this.dm.info(ctx, rec.dmName);
+    if (info?.live) {
+      if (info.suspended) await retry(ctx, SUSPEND_RETRY, () => this.dm.resume(ctx, rec.dmName));
+      if (rec.state !== 'Activated') await this.store.updateDevice(id, (r) => { r.state = 'Activated'; delete r.error; });
+      return this.devicePath(rec);
+    }
+    if (info) await this.dm.remove(ctx, rec.dmName); // a name with no live table is debris of a failed create
+    try {
+      await transition(this.store, id, { trying: 'Activating', success: 'Activated' }, () =>
+        this.pool.deps.metrics.time(this.pool.deps.metrics.commandDuration, 'activate', () => this.dm.create(ctx, rec.dmName, this.table(rec))));
+    } catch (err) {
+      throw toStatus(err, `activating ${id}`);
+    }
+    return this.devicePath(rec);
+  }
+
+  /** Removes the dm device (not the thin device); idempotent; busy → FAILED_PRECONDITION. */
+  async deactivate(ctx: OpContext, id: string): Promise<void> {
+    const rec = await this.store.getDevice(id);
+    if (!rec) return;
+    const info = await this.dm.info(ctx, rec.dmName);
+    if (!info) {
+      if (rec.state === 'Activated' || rec.state === 'Deactivating') await this.store.updateDevice(id, (r) => { r.state = 'Deactivated'; });
+      return;
+    }
+    try {
+      await transition(this.store, id, { trying: 'Deactivating', success: 'Deactivated' }, () =>
+        retry(ctx, BUSY_RETRY, () => this.dm.remove(ctx, rec.dmName)));
+    } catch (err) {
+      throw toStatus(err, `deactivating ${id}`);
+    }
+  }
+
+  /** Deactivates and deletes the thin device, then forgets it; a missing record is success. */
+  async remove(ctx: OpContext, id: string): Promise<void> {
+    const rec = await this.store.getDevice(id);
+    if (!rec) return;
+    const info = await this.dm.info(ctx, rec.dmName);
+    if (info && info.openCount > 0) throw failedPrecondition(`${rec.kind} ${id} is in use (device ${rec.dmName} is open ${info.openCount} time(s))`);
+    await this.deactivate(ctx, id);
+    try {
+      await this.store.updateDevice(id, (r) => { r.state = 'Removing'; r.updatedAt = now(); });
+      await retry(ctx, BUSY_RETRY, () => this.pool.commit(ctx, rec, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') }));
+    } catch (err) {
+      await this.markFaulty(id, 'Removing', String(err));
+      throw toStatus(err, `deleting ${rec.kind} ${id}`);
+    }
+    await this.store.deleteDevice(id);
+    this.pool.releaseId(rec.deviceId);
+  }
+
+  /**
+   * Grows a device. The new size is recorded first: sizes only grow, so a record ahead
+   * of the kernel is safe and the next activation or reconcile finishes the job.
+   */
+  async resize(ctx: OpContext, id: string, sizeBytes: number): Promise<DeviceRecord> {
+    let rec = await this.get(id);
+    if (!USABLE.has(rec.state)) throw failedPrecondition(`device ${id} is ${rec.state}`);
+    if (sizeBytes > rec.sizeBytes) rec = await this.store.updateDevice(id, (r) => { r.sizeBytes = sizeBytes; r.updatedAt = now(); });
+    await this.applySize(ctx, rec);
+    return rec;
+  }
+
+  /** Reloads a live device whose table is shorter than its record. */
+  async applySize(ctx: OpContext, rec: DeviceRecord): Promise<void> {
+    const info = await this.dm.info(ctx, rec.dmName);
+    if (!info?.live) return;
+    const table = await this.dm.thinTable(ctx, rec.dmName);
+    if (table.lengthSectors * SECTOR >= rec.sizeBytes) return;
+    try {
+      await this.dm.reload(ctx, rec.dmName, this.table(rec));
+      await retry(ctx, SUSPEND_RETRY, () => this.dm.suspend(ctx, rec.dmName));
+      await retry(ctx, SUSPEND_RETRY, () => this.dm.resume(ctx, rec.dmName));
+    } catch (err) {
+      throw toStatus(err, `resizing ${rec.id}`);
+    }
+  }
+
+  /** Bytes the device has allocated in the pool, when it is active (the kernel reports it only then). */
+  async mappedBytes(ctx: OpContext, rec: DeviceRecord): Promise<number | undefined> {
+    const info = await this.dm.info(ctx, rec.dmName);
+    if (!info?.live) return undefined;
+    return (await this.dm.thinStatus(ctx, rec.dmName)).mappedSectors * SECTOR;
+  }
+}

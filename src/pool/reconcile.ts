@@ -1,0 +1,137 @@
+import type { DmDeviceInfo } from '../devmapper/types.ts';
+import { isDmError } from '../devmapper/types.ts';
+import { errorMessage } from '../errors.ts';
+import type { OpContext } from '../system/context.ts';
+import type { DeviceRecord, DeviceState } from '../state/types.ts';
+import type { Devices } from './devices.ts';
+import { retry, SUSPEND_RETRY } from './retry.ts';
+
+export type RepairAction = 'rolled_back' | 'deleted' | 'resumed' | 'reactivated' | 'settled' | 'marked_faulty' | 'resized';
+
+export interface ReconcileReport {
+  /** The pool's transaction id against the one last confirmed in the store. */
+  tx: { pool: number; store: number | undefined; verdict: 'in_sync' | 'one_unconfirmed' | 'first_start' | 'mismatch' };
+  repaired: Array<{ id: string; from: DeviceState; action: RepairAction }>;
+  faulty: Array<{ id: string; error: string }>;
+  /** Live thin devices on this pool that no record knows. */
+  orphans: Array<{ dmName: string; deviceId: number }>;
+}
+
+/**
+ * The seed's ensureDeviceStates, made exact: every record left mid-operation is finished
+ * or undone by what the kernel shows now, using only idempotent steps, so running it
+ * again (or crashing inside it) converges to the same place.
+ */
+export async function reconcile(ctx: OpContext, devices: Devices): Promise<ReconcileReport> {
+  const { pool } = devices;
+  const { store, dm, log, metrics } = pool.deps;
+  const end = metrics.reconcileDuration.startTimer();
+  const report: ReconcileReport = { tx: await txVerdict(ctx, devices), repaired: [], faulty: [], orphans: [] };
+  const live = new Map((await dm.infoAll(ctx)).map((i) => [i.name, i]));
+  for (const rec of await store.listDevices()) {
+    const from = rec.state === 'Faulty' ? (rec.faultyFrom ?? 'Faulty') : rec.state;
+    try {
+      const action = await repairOne(ctx, devices, rec, from, live.get(rec.dmName));
+      if (action) {
+        report.repaired.push({ id: rec.id, from: rec.state, action });
+        metrics.reconcileRepairs.inc({ action });
+        log.warn('reconcile repaired device', { volume: rec.id, from: rec.state, action });
+      }
+    } catch (err) {
+      if (from !== 'Faulty') await devices.markFaulty(rec.id, from, errorMessage(err));
+      report.faulty.push({ id: rec.id, error: errorMessage(err) });
+      metrics.reconcileRepairs.inc({ action: 'marked_faulty' });
+      log.error('reconcile could not repair device', { volume: rec.id, state: rec.state, error: errorMessage(err) });
+    }
+  }
+  report.orphans = await findOrphans(ctx, devices);
+  for (const o of report.orphans) log.warn('thin device in pool has no record', { pool: pool.name, ...o });
+  end({ outcome: report.faulty.length > 0 ? 'faulty' : 'ok' });
+  return report;
+}
+
+async function txVerdict(ctx: OpContext, devices: Devices): Promise<ReconcileReport['tx']> {
+  const { pool } = devices;
+  const P = (await pool.status(ctx)).transactionId;
+  const S = (await pool.deps.store.getPool())?.transactionId;
+  const verdict = S === undefined ? 'first_start' : P === S ? 'in_sync' : P === S + 1 ? 'one_unconfirmed' : 'mismatch';
+  if (verdict === 'mismatch') {
+    pool.txMismatch = `pool ${pool.name} is at transaction ${P} but this driver last confirmed ${S}: the pool was changed by another tool or restored from an older copy`;
+    pool.deps.log.error('transaction id mismatch at start', { pool: pool.name, pool_tx: P, store_tx: S });
+  }
+  if (verdict !== 'in_sync') {
+    await pool.deps.store.updatePool((p) => ({ name: pool.name, transactionId: P, updatedAt: new Date().toISOString(), revision: p?.revision }));
+  }
+  return { pool: P, store: S, verdict };
+}
+
+async function repairOne(ctx: OpContext, devices: Devices, rec: DeviceRecord, from: DeviceState, info: DmDeviceInfo | undefined): Promise<RepairAction | undefined> {
+  const { pool } = devices;
+  const { store, dm } = pool.deps;
+  switch (from) {
+    case 'Unknown':
+    case 'Creating':
+      // The CO has not been told of success yet, so undoing is always allowed; it will retry.
+      if (info) await dm.remove(ctx, rec.dmName, { retry: true });
+      await pool.commit(ctx, rec, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
+      await store.deleteDevice(rec.id);
+      pool.releaseId(rec.deviceId);
+      return 'rolled_back';
+    case 'Faulty':
+      return undefined; // no record of what failed: leave it for an operator
+    case 'Removing':
+    case 'Removed':
+      await devices.remove(ctx, rec.id);
+      return 'deleted';
+    default:
+      return settleActivation(ctx, devices, rec, from, info);
+  }
+}
+
+/** Table states (activate, suspend, resume, deactivate): the kernel's view decides. */
+async function settleActivation(ctx: OpContext, devices: Devices, rec: DeviceRecord, from: DeviceState, info: DmDeviceInfo | undefined): Promise<RepairAction | undefined> {
+  const { store, dm } = devices.pool.deps;
+  const set = (state: DeviceState) => store.updateDevice(rec.id, (r) => {
+    r.state = state;
+    delete r.error;
+    delete r.faultyFrom;
+    delete r.pendingTx;
+  });
+  if (info && !info.live) {
+    await dm.remove(ctx, rec.dmName, { retry: true });
+    info = undefined;
+  }
+  if (info?.suspended) {
+    await retry(ctx, SUSPEND_RETRY, () => dm.resume(ctx, rec.dmName));
+    await set('Activated');
+    return 'resumed';
+  }
+  if (info) {
+    const wasShort = (await dm.thinTable(ctx, rec.dmName)).lengthSectors * 512 < rec.sizeBytes;
+    if (wasShort) await devices.applySize(ctx, rec);
+    if (rec.state === 'Activated') return wasShort ? 'resized' : undefined;
+    await set('Activated');
+    return 'settled';
+  }
+  if (from === 'Activated' || from === 'Resumed') {
+    await set('Deactivated');
+    await devices.activate(ctx, rec.id);
+    return 'reactivated';
+  }
+  if (rec.state === 'Created' || rec.state === 'Deactivated') return undefined;
+  await set('Deactivated');
+  return 'settled';
+}
+
+async function findOrphans(ctx: OpContext, devices: Devices): Promise<ReconcileReport['orphans']> {
+  const { pool } = devices;
+  const known = new Set((await pool.deps.store.listDevices()).map((r) => r.deviceId));
+  const orphans: ReconcileReport['orphans'] = [];
+  for (const [dmName, t] of await pool.deps.dm.thinTableAll(ctx)) {
+    if (t.poolDev !== pool.devNo && t.poolDev !== pool.deps.dm.devicePath(pool.name)) continue;
+    if (known.has(t.deviceId)) continue;
+    pool.claimId(t.deviceId);
+    orphans.push({ dmName, deviceId: t.deviceId });
+  }
+  return orphans;
+}

@@ -1,0 +1,177 @@
+import type { DeviceMapper, ThinPoolStatus } from '../devmapper/types.ts';
+import { isDmError } from '../devmapper/types.ts';
+import { resourceExhausted, unavailable } from '../errors.ts';
+import type { Logger } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { OpContext } from '../system/context.ts';
+import { Mutex } from '../system/lock.ts';
+import type { DeviceRecord, StateStore } from '../state/types.ts';
+import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, type PoolHealth, type PoolThresholds } from './health.ts';
+
+/** Thin device ids are 24-bit (kernel-thin-provisioning.rst). */
+export const MAX_DEVICE_ID = (1 << 24) - 1;
+
+export interface PoolDeps {
+  dm: DeviceMapper;
+  store: StateStore;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export interface PoolSettings {
+  name: string;
+  thresholds?: PoolThresholds;
+  overprovisionRatio?: number;
+}
+
+/** What `commit` learned about the pool's transaction id. */
+export interface TxOutcome { tx: number; mismatch: boolean }
+
+/**
+ * One thin pool: its health, its device-id space and the serialised channel of
+ * metadata messages. Every create/snapshot/delete goes through `commit`, which stamps it
+ * with the next transaction id so a restart can tell exactly which ops reached the pool.
+ */
+export class ThinPool {
+  readonly name: string;
+  readonly dataBlockSectors: number;
+  /** major:minor of the pool device, used in thin tables so no /dev node is needed. */
+  readonly devNo: string;
+  readonly deps: PoolDeps;
+  private readonly thresholds: PoolThresholds;
+  private readonly overprovision: number;
+  private readonly messages = new Mutex();
+  private readonly usedIds = new Set<number>();
+  private nextId = 0;
+  private tx = 0;
+  /** Set when the pool's transaction id moved without us: someone else is sending messages. */
+  txMismatch: string | undefined;
+
+  private constructor(deps: PoolDeps, s: PoolSettings, dataBlockSectors: number, devNo: string) {
+    this.deps = deps;
+    this.name = s.name;
+    this.thresholds = s.thresholds ?? DEFAULT_THRESHOLDS;
+    this.overprovision = s.overprovisionRatio ?? 1;
+    this.dataBlockSectors = dataBlockSectors;
+    this.devNo = devNo;
+  }
+
+  /** Attaches to a live pool; the device-id space is loaded from the records. */
+  static async attach(ctx: OpContext, deps: PoolDeps, settings: PoolSettings): Promise<ThinPool> {
+    const info = await deps.dm.info(ctx, settings.name);
+    if (!info || !info.live) throw unavailable(`thin pool ${settings.name} is not active`);
+    const table = await deps.dm.poolTable(ctx, settings.name);
+    const pool = new ThinPool(deps, settings, table.dataBlockSectors, `${info.major}:${info.minor}`);
+    const status = await deps.dm.poolStatus(ctx, settings.name);
+    pool.tx = status.transactionId;
+    for (const r of await deps.store.listDevices()) pool.usedIds.add(r.deviceId);
+    return pool;
+  }
+
+  get transactionId(): number { return this.tx; }
+
+  status(ctx: OpContext): Promise<ThinPoolStatus> {
+    return this.deps.dm.poolStatus(ctx, this.name);
+  }
+
+  async health(ctx: OpContext): Promise<PoolHealth> {
+    const h = assessPool(await this.status(ctx), this.dataBlockSectors, this.thresholds);
+    this.recordHealth(h);
+    return h;
+  }
+
+  /** Bytes a new volume may still claim (GetCapacity and the CreateVolume check agree by construction). */
+  async capacity(ctx: OpContext): Promise<number> {
+    return allocatableBytes(await this.health(ctx), this.overprovision);
+  }
+
+  /** Refuses new devices, with the reason, when the pool cannot take them; nothing existing is touched. */
+  async ensureRoom(ctx: OpContext, sizeBytes: number): Promise<void> {
+    const h = await this.health(ctx);
+    if (!h.writable) throw resourceExhausted(`thin pool ${this.name} refuses new volumes: ${h.reasons.join('; ')}`);
+    const room = allocatableBytes(h, this.overprovision);
+    if (sizeBytes > room) {
+      throw resourceExhausted(`thin pool ${this.name} can hold at most ${room} more bytes (free space x overprovision ratio ${this.overprovision}), ${sizeBytes} requested`);
+    }
+  }
+
+  /** Ensures snapshots and deletes are possible: they need metadata space, not data space. */
+  async ensureMetadataWritable(ctx: OpContext): Promise<void> {
+    const h = await this.health(ctx);
+    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only') {
+      throw resourceExhausted(`thin pool ${this.name} cannot change its metadata: ${h.reasons.join('; ')}`);
+    }
+  }
+
+  allocateId(): number {
+    for (let n = 0; n <= MAX_DEVICE_ID; n++) {
+      const id = (this.nextId + n) % (MAX_DEVICE_ID + 1);
+      if (!this.usedIds.has(id)) {
+        this.usedIds.add(id);
+        this.nextId = (id + 1) % (MAX_DEVICE_ID + 1);
+        return id;
+      }
+    }
+    throw resourceExhausted(`thin pool ${this.name} has no free device ids`);
+  }
+
+  /** Marks an id as taken without a record of ours (a device found in the pool). */
+  claimId(id: number): void { this.usedIds.add(id); }
+  releaseId(id: number): void { this.usedIds.delete(id); }
+  isIdUsed(id: number): boolean { return this.usedIds.has(id); }
+
+  /**
+   * Sends one metadata message stamped with the next transaction id:
+   * record pendingTx (intent) → message → set_transaction_id → pool record (confirmation).
+   * `during` runs inside the serialised section right before the message (snapshots
+   * suspend their origin there, so no other message can lengthen the freeze), and
+   * `after` right after it (the resume).
+   */
+  async commit(ctx: OpContext, rec: DeviceRecord, msg: string, hooks: { during?: () => Promise<void>; after?: () => Promise<void>; accept?: (e: unknown) => boolean } = {}): Promise<TxOutcome> {
+    return this.messages.run(async () => {
+      const next = this.tx + 1;
+      await this.deps.store.updateDevice(rec.id, (r) => { r.pendingTx = next; });
+      try {
+        await hooks.during?.();
+        await this.send(ctx, msg).catch((e: unknown) => { if (!hooks.accept?.(e)) throw e; });
+      } finally {
+        await hooks.after?.();
+      }
+      return this.bumpTx(ctx, next);
+    });
+  }
+
+  private async bumpTx(ctx: OpContext, next: number): Promise<TxOutcome> {
+    const cur = next - 1;
+    try {
+      await this.send(ctx, `set_transaction_id ${cur} ${next}`);
+      this.tx = next;
+    } catch (err) {
+      if (!isDmError(err, 'invalid')) throw err;
+      // Someone else moved the id: keep working from the pool's value, but say so.
+      const actual = (await this.status(ctx)).transactionId;
+      this.txMismatch = `pool transaction id was ${actual} where this driver expected ${cur}: another tool is changing pool ${this.name}`;
+      this.deps.log.error('transaction id mismatch', { pool: this.name, expected: cur, actual });
+      this.tx = actual;
+      return { tx: actual, mismatch: true };
+    }
+    await this.deps.store.updatePool((p) => ({ name: this.name, transactionId: next, updatedAt: new Date().toISOString(), revision: p?.revision }));
+    return { tx: next, mismatch: false };
+  }
+
+  send(ctx: OpContext, msg: string): Promise<void> {
+    const op = msg.split(' ', 1)[0] ?? 'message';
+    return this.deps.metrics.time(this.deps.metrics.commandDuration, op, () => this.deps.dm.message(ctx, this.name, msg));
+  }
+
+  private recordHealth(h: PoolHealth): void {
+    const { poolBytes, poolCondition } = this.deps.metrics;
+    poolBytes.set({ pool: this.name, kind: 'data', usage: 'total' }, h.dataTotalBytes);
+    poolBytes.set({ pool: this.name, kind: 'data', usage: 'used' }, h.dataUsedBytes);
+    poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'total' }, h.metadataTotalBytes);
+    poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'used' }, h.metadataUsedBytes);
+    for (const c of ['ok', 'low_space', 'out_of_space', 'read_only', 'needs_check', 'failed'] as const) {
+      poolCondition.set({ pool: this.name, condition: c }, h.condition === c ? 1 : 0);
+    }
+  }
+}

@@ -1,0 +1,159 @@
+import { DEVICE_STATES, type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
+
+/** Retries before updateDevice gives up on a record that keeps changing underneath it. */
+const MAX_ATTEMPTS = 100;
+
+/**
+ * Deep copy through JSON, as a persistent store would: undefined fields vanish and
+ * non-JSON values fail here rather than only in production.
+ */
+export function jsonCopy<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+const isInt = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+const isStr = (v: unknown): boolean => typeof v === 'string';
+
+/**
+ * Why `x` is not a storable DeviceRecord, or undefined when it is. Checked on every
+ * write so a bad record fails at the caller instead of being quarantined at the next start.
+ */
+export function deviceProblem(x: unknown): string | undefined {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object';
+  const r = x as Record<string, unknown>;
+  if (!isStr(r.id) || r.id === '') return 'id must be a non-empty string';
+  if (!isStr(r.dmName)) return 'dmName must be a string';
+  if (r.kind !== 'volume' && r.kind !== 'snapshot') return `kind ${JSON.stringify(r.kind)} is not volume or snapshot`;
+  if (!isInt(r.deviceId)) return 'deviceId must be a non-negative integer';
+  if (!isInt(r.sizeBytes)) return 'sizeBytes must be a non-negative integer';
+  if (!(DEVICE_STATES as readonly unknown[]).includes(r.state)) return `state ${JSON.stringify(r.state)} is not a device state`;
+  if (r.origin !== undefined && !isStr(r.origin)) return 'origin must be a string';
+  if (r.error !== undefined && !isStr(r.error)) return 'error must be a string';
+  if (r.pendingTx !== undefined && !isInt(r.pendingTx)) return 'pendingTx must be a non-negative integer';
+  if (typeof r.meta !== 'object' || r.meta === null || Array.isArray(r.meta)
+    || !Object.values(r.meta).every(isStr)) return 'meta must map strings to strings';
+  if (!isStr(r.createdAt) || !isStr(r.updatedAt)) return 'createdAt and updatedAt must be strings';
+  return undefined;
+}
+
+export function poolProblem(x: unknown): string | undefined {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object';
+  const r = x as Record<string, unknown>;
+  if (!isStr(r.name)) return 'name must be a string';
+  if (!isInt(r.transactionId)) return 'transactionId must be a non-negative integer';
+  if (!isStr(r.updatedAt)) return 'updatedAt must be a string';
+  return undefined;
+}
+
+/** Throws a TypeError naming the record when it cannot be stored. */
+export function assertStorable(kind: 'device' | 'pool', x: unknown): void {
+  const problem = kind === 'device' ? deviceProblem(x) : poolProblem(x);
+  if (problem !== undefined) throw new TypeError(`invalid ${kind} record: ${problem}`);
+}
+
+/**
+ * Applies a mutation to a private copy and returns the record to store. The id is the
+ * key, so a mutation may not change it; the revision belongs to the store.
+ */
+export function applyMutation(current: DeviceRecord, mutate: Mutation<DeviceRecord>): DeviceRecord {
+  const draft = jsonCopy(current);
+  const result = mutate(draft) ?? draft;
+  if (result.id !== current.id) {
+    throw new StoreError('conflict', `updateDevice ${current.id}: the mutation changed the id to ${JSON.stringify(result.id)}`);
+  }
+  const copy = jsonCopy(result);
+  assertStorable('device', copy);
+  return copy;
+}
+
+/**
+ * In-memory StateStore for tests. Records are copied on the way in and out, so callers
+ * can neither mutate stored state nor see later changes through old references.
+ * updateDevice yields between read and write, like a real store, so concurrent updates
+ * really interleave and the compare-and-swap path runs.
+ */
+export class MemoryStore implements StateStore {
+  readonly #devices = new Map<string, DeviceRecord>();
+  #pool: PoolRecord | undefined;
+  #revision = 0;
+  #closed = false;
+  /** Conflicts still to be faked on the next updateDevice writes (see failNextWrites). */
+  #fakeConflicts = 0;
+
+  #next(): string {
+    this.#revision += 1;
+    return String(this.#revision);
+  }
+  #open(): void {
+    if (this.#closed) throw new StoreError('io', 'store is closed');
+  }
+
+  /** Test helper: the next `n` updateDevice writes lose their compare-and-swap once each. */
+  failNextWrites(n: number): void {
+    this.#fakeConflicts = n;
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | undefined> {
+    this.#open();
+    const r = this.#devices.get(id);
+    return r && jsonCopy(r);
+  }
+
+  async listDevices(): Promise<DeviceRecord[]> {
+    this.#open();
+    return [...this.#devices.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((r) => jsonCopy(r));
+  }
+
+  async createDevice(record: DeviceRecord): Promise<DeviceRecord> {
+    this.#open();
+    assertStorable('device', jsonCopy(record));
+    if (this.#devices.has(record.id)) throw new StoreError('exists', `device record ${record.id} already exists`);
+    const stored = { ...jsonCopy(record), revision: this.#next() };
+    this.#devices.set(record.id, stored);
+    return jsonCopy(stored);
+  }
+
+  async updateDevice(id: string, mutate: Mutation<DeviceRecord>): Promise<DeviceRecord> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      this.#open();
+      const current = this.#devices.get(id);
+      if (!current) throw new StoreError('not_found', `device record ${id} not found`);
+      const readRevision = current.revision;
+      const next = applyMutation(current, mutate);
+      await Promise.resolve();
+      if (this.#fakeConflicts > 0) {
+        this.#fakeConflicts -= 1;
+        continue;
+      }
+      const now = this.#devices.get(id);
+      if (!now) throw new StoreError('not_found', `device record ${id} was deleted during the update`);
+      if (now.revision !== readRevision) continue;
+      const stored = { ...next, revision: this.#next() };
+      this.#devices.set(id, stored);
+      return jsonCopy(stored);
+    }
+    throw new StoreError('conflict', `device record ${id}: gave up after ${MAX_ATTEMPTS} conflicting updates`);
+  }
+
+  async deleteDevice(id: string): Promise<void> {
+    this.#open();
+    this.#devices.delete(id);
+  }
+
+  async getPool(): Promise<PoolRecord | undefined> {
+    this.#open();
+    return this.#pool && jsonCopy(this.#pool);
+  }
+
+  async updatePool(mutate: (current: PoolRecord | undefined) => PoolRecord): Promise<PoolRecord> {
+    this.#open();
+    const next = mutate(this.#pool && jsonCopy(this.#pool));
+    assertStorable('pool', jsonCopy(next));
+    this.#pool = { ...jsonCopy(next), revision: this.#next() };
+    return jsonCopy(this.#pool);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}

@@ -1,0 +1,82 @@
+/** The seed's device states (containerd devmapper), kept verbatim so operators recognise them. */
+export const DEVICE_STATES = [
+  'Unknown', 'Creating', 'Created', 'Activating', 'Activated', 'Suspending', 'Suspended',
+  'Resuming', 'Resumed', 'Deactivating', 'Deactivated', 'Removing', 'Removed', 'Faulty',
+] as const;
+export type DeviceState = (typeof DEVICE_STATES)[number];
+
+export type DeviceKind = 'volume' | 'snapshot';
+
+/**
+ * One thin device and what the CSI layer knows about it. Written before any dm message
+ * (intent) and after it (confirmation), so a restart can tell what was in flight.
+ */
+export interface DeviceRecord {
+  /** Store key: the CSI volume or snapshot id. */
+  id: string;
+  /** device-mapper name of the thin device when active. */
+  dmName: string;
+  kind: DeviceKind;
+  /** 24-bit thin device id inside the pool. */
+  deviceId: number;
+  sizeBytes: number;
+  /** Store id of the device this one was snapshotted from, if any. */
+  origin?: string;
+  state: DeviceState;
+  /** Last error, with the state in which it happened. */
+  error?: string;
+  /** For a Faulty device: the state it was in when it failed, so a repair knows what to finish. */
+  faultyFrom?: DeviceState;
+  /**
+   * The pool transaction id that the in-flight create/snapshot/delete will set when it
+   * completes; cleared on confirmation. Compared with the pool's own id after a crash.
+   */
+  pendingTx?: number;
+  /** Owned by the CSI layer (name, access type, fs type, source...); opaque to the pool layer. */
+  meta: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+  /** Opaque store revision used for compare-and-swap; set by the store. */
+  revision?: string;
+}
+
+export interface PoolRecord {
+  name: string;
+  /** Last transaction id this driver confirmed it set on the pool. */
+  transactionId: number;
+  updatedAt: string;
+  revision?: string;
+}
+
+export class StoreError extends Error {
+  readonly kind: 'not_found' | 'conflict' | 'exists' | 'io';
+  constructor(kind: StoreError['kind'], message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreError';
+    this.kind = kind;
+  }
+}
+
+export type Mutation<T> = (current: T) => T | void;
+
+/**
+ * Durable records of one node's pool. Implementations: an embedded file store
+ * (standalone), an in-memory store (tests), custom resources (Kubernetes mode).
+ * Callers never assume they are the only process reading the records.
+ */
+export interface StateStore {
+  getDevice(id: string): Promise<DeviceRecord | undefined>;
+  listDevices(): Promise<DeviceRecord[]>;
+  /** Fails with StoreError 'exists' if a record with this id is already stored. */
+  createDevice(record: DeviceRecord): Promise<DeviceRecord>;
+  /**
+   * Read-modify-write with compare-and-swap; the mutation may run more than once on
+   * conflict. Fails with StoreError 'not_found' when there is no such record.
+   */
+  updateDevice(id: string, mutate: Mutation<DeviceRecord>): Promise<DeviceRecord>;
+  /** Idempotent: deleting a missing record succeeds. */
+  deleteDevice(id: string): Promise<void>;
+  getPool(): Promise<PoolRecord | undefined>;
+  updatePool(mutate: (current: PoolRecord | undefined) => PoolRecord): Promise<PoolRecord>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,85 @@
+import { execa } from 'execa';
+import { type OpContext, timeLeft } from './context.ts';
+
+/** errno names recognised in a tool's stderr, as printed by strerror(3) in the C locale. */
+const STRERROR: ReadonlyArray<[string, string]> = [
+  ['File exists', 'EEXIST'],
+  ['Device or resource busy', 'EBUSY'],
+  ['No data available', 'ENODATA'],
+  ['Invalid argument', 'EINVAL'],
+  ['No space left on device', 'ENOSPC'],
+  ['No such device or address', 'ENXIO'],
+  ['No such file or directory', 'ENOENT'],
+  ['No such device', 'ENODEV'],
+  ['Operation not permitted', 'EPERM'],
+  ['Permission denied', 'EACCES'],
+  ['Read-only file system', 'EROFS'],
+  ['Input/output error', 'EIO'],
+];
+
+/** The first errno name whose strerror text appears in `text`, if any. */
+export function errnoFromText(text: string): string | undefined {
+  for (const [needle, name] of STRERROR) if (text.includes(needle)) return name;
+  return undefined;
+}
+
+export class CommandError extends Error {
+  readonly command: string;
+  readonly args: readonly string[];
+  /** Process exit code; undefined when it never ran or was killed. */
+  readonly exitCode: number | undefined;
+  readonly stderr: string;
+  readonly stdout: string;
+  /** errno name: from the spawn failure itself, else from the tool's strerror text. */
+  readonly errno: string | undefined;
+  readonly timedOut: boolean;
+  constructor(init: {
+    command: string; args: readonly string[]; exitCode: number | undefined; stderr: string;
+    stdout: string; errno: string | undefined; timedOut: boolean; message: string;
+  }) {
+    super(init.message);
+    this.name = 'CommandError';
+    this.command = init.command;
+    this.args = init.args;
+    this.exitCode = init.exitCode;
+    this.stderr = init.stderr;
+    this.stdout = init.stdout;
+    this.errno = init.errno;
+    this.timedOut = init.timedOut;
+  }
+}
+
+export interface RunOptions {
+  /** Upper bound for this command, further capped by the context deadline. */
+  maxMs?: number;
+  input?: string;
+  env?: Record<string, string>;
+}
+
+export interface RunResult { stdout: string; stderr: string }
+
+/** Runs a system command: argument array only, C locale, bounded by the caller's deadline. */
+export async function run(ctx: OpContext, command: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const timeout = timeLeft(ctx, opts.maxMs ?? 60_000);
+  const result = await execa(command, args, {
+    reject: false,
+    timeout,
+    cancelSignal: ctx.signal,
+    input: opts.input,
+    stdin: opts.input === undefined ? 'ignore' : undefined,
+    env: { LC_ALL: 'C', LANG: 'C', ...opts.env },
+    extendEnv: true,
+    stripFinalNewline: true,
+  });
+  if (!result.failed) return { stdout: String(result.stdout), stderr: String(result.stderr) };
+  const stderr = String(result.stderr ?? '');
+  const spawnErrno = (result.cause as NodeJS.ErrnoException | undefined)?.code;
+  const errno = typeof spawnErrno === 'string' && spawnErrno.startsWith('E') ? spawnErrno : errnoFromText(stderr);
+  const why = result.timedOut ? `timed out after ${timeout} ms`
+    : result.exitCode !== undefined ? `exit code ${result.exitCode}` : (result.shortMessage ?? 'failed');
+  throw new CommandError({
+    command, args, exitCode: result.exitCode, stderr, stdout: String(result.stdout ?? ''),
+    errno, timedOut: Boolean(result.timedOut),
+    message: `${command} ${args.join(' ')}: ${why}${stderr ? `: ${stderr.trim()}` : ''}`,
+  });
+}

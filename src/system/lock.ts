@@ -1,0 +1,57 @@
+/** A FIFO async mutex: work queued behind it runs one at a time, in order. */
+export class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  private held = 0;
+
+  get locked(): boolean { return this.held > 0; }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((resolve) => { release = resolve; });
+    this.held++;
+    try {
+      await previous;
+      return await fn();
+    } finally {
+      this.held--;
+      release();
+    }
+  }
+}
+
+/**
+ * One mutex per key, pruned as soon as a key has no queued work, so a long-lived
+ * process does not accumulate an entry for every volume it ever saw.
+ */
+export class KeyedMutex {
+  private readonly locks = new Map<string, Mutex>();
+
+  get size(): number { return this.locks.size; }
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    let lock = this.locks.get(key);
+    if (!lock) {
+      lock = new Mutex();
+      this.locks.set(key, lock);
+    }
+    try {
+      return await lock.run(fn);
+    } finally {
+      if (!lock.locked && this.locks.get(key) === lock) this.locks.delete(key);
+    }
+  }
+
+  /** Runs fn holding every key (sorted, so two callers cannot deadlock). */
+  async runAll<T>(keys: readonly string[], fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(keys)].sort();
+    const step = (i: number): Promise<T> => (i === sorted.length ? fn() : this.run(sorted[i]!, () => step(i + 1)));
+    return step(0);
+  }
+}
+
+export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+  });

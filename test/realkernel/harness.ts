@@ -1,0 +1,92 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, readdirSync, readFileSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { connectCsi, type CsiClients } from '../support/csi-client.ts';
+import type { DeviceRecord } from '../../src/state/types.ts';
+
+/** Everything the real-kernel suites share: where the driver lives and how to look under it. */
+export const ROOT = process.cwd();
+export const STATE = '/var/lib/dmthin-rk';
+export const ENDPOINT = 'unix:///run/dmthin-rk/csi.sock';
+export const POOL = 'dmthin-rk-pool';
+export const KUBELET = '/var/lib/kubelet-rk';
+export const LOGS = join(ROOT, '.cache', 'realkernel');
+
+let runs = 0;
+
+export interface DriverProcess { child: ChildProcess; clients: CsiClients; log: string; exited: Promise<number | null> }
+
+/** Starts the bundled driver in standalone mode and waits until Probe answers ready. */
+export async function startDriver(extra: string[] = []): Promise<DriverProcess> {
+  mkdirSync(LOGS, { recursive: true });
+  const log = join(LOGS, `driver-${++runs}.log`);
+  const fd = openSync(log, 'w');
+  const child = spawn(process.execPath, [join(ROOT, 'dist/dmthin-csi.mjs'), 'standalone', '--state-dir', STATE, '--endpoint', ENDPOINT,
+    '--pool-name', POOL, '--loop-data-size', '64Gi', '--loop-metadata-size', '256Mi', '--node-id', 'rk-node', '--log-level', 'info', ...extra],
+  { stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const clients = connectCsi(ENDPOINT);
+  const until = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`driver exited with ${child.exitCode} during start:\n${tail(log)}`);
+    try {
+      const r = await clients.identity.call<{ ready: { value: boolean } }>('Probe', {}, 5000);
+      if (r.ready?.value) return { child, clients, log, exited };
+    } catch { /* not listening yet */ }
+    if (Date.now() > until) throw new Error(`driver did not become ready:\n${tail(log)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export async function stopDriver(d: DriverProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  d.clients.close();
+  d.child.kill(signal);
+  return d.exited;
+}
+
+export function tail(file: string, lines = 40): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+export function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
+}
+
+/** The driver's records as stored on disk by its embedded store. */
+export function records(): DeviceRecord[] {
+  const dir = join(STATE, 'store', 'devices');
+  return readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as DeviceRecord);
+}
+
+export function storedPoolTx(): number {
+  return (JSON.parse(readFileSync(join(STATE, 'store', 'pool.json'), 'utf8')) as { transactionId: number }).transactionId;
+}
+
+export function poolTx(): number {
+  const line = sh('dmsetup', ['status', POOL]).trim().split(/\s+/);
+  return Number(line[3]);
+}
+
+/** Thin device ids that exist in the pool's metadata, read from a metadata snapshot with thin_dump. */
+export function poolThinIds(): number[] {
+  const path = sh('losetup', ['-j', join(STATE, 'pool', 'metadata.img'), '-n', '-O', 'NAME']).trim().split('\n')[0]!;
+  sh('dmsetup', ['message', POOL, '0', 'reserve_metadata_snap']);
+  try {
+    const xml = sh('thin_dump', ['--metadata-snap', path]);
+    return [...xml.matchAll(/<device dev_id="(\d+)"/g)].map((m) => Number(m[1]));
+  } finally {
+    sh('dmsetup', ['message', POOL, '0', 'release_metadata_snap']);
+  }
+}
+
+/** dm devices that are thin targets of our pool, with their suspended flag. */
+export function liveThins(): Array<{ name: string; suspended: boolean }> {
+  const out = sh('dmsetup', ['info', '-c', '--noheadings', '--separator', '|', '-o', 'name,attr']).trim();
+  if (!out || out.startsWith('No devices')) return [];
+  return out.split('\n').map((l) => l.split('|')).filter(([n]) => n!.startsWith('dmthin-')).map(([name, attr]) => ({ name: name!, suspended: attr![2] === 's' }));
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Bundles the driver and the real-kernel suites, boots the test VM and runs them there.
+# Bundles, because the guest is emulated: one file loads ~60x faster than node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+suites=(${REALKERNEL_SUITES:-test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts})
+node scripts/bundle.mjs "${suites[@]}"
+files=()
+for s in "${suites[@]}"; do files+=("dist/$(basename "${s%.ts}").mjs"); done
+exec test/vm/run-in-vm.sh --timeout "${REALKERNEL_TIMEOUT:-2400}" -- \
+  node_modules/.bin/node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

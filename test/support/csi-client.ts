@@ -1,0 +1,51 @@
+import * as grpc from '@grpc/grpc-js';
+import { loadCsi } from '../../src/csi/proto.ts';
+
+type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
+
+/** A promise-returning client for one CSI service; `call(method, req)` rejects with a grpc.ServiceError. */
+export interface CsiServiceClient {
+  call<T = Record<string, any>>(method: string, req?: object, timeoutMs?: number): Promise<T>;
+  close(): void;
+}
+
+function wrapClient(client: grpc.Client): CsiServiceClient {
+  return {
+    call<T>(method: string, req: object = {}, timeoutMs = 120_000): Promise<T> {
+      const fn = (client as unknown as Record<string, Unary>)[method];
+      if (typeof fn !== 'function') return Promise.reject(new Error(`no such CSI method ${method}`));
+      return new Promise<T>((resolve, reject) => {
+        fn.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as T)));
+      });
+    },
+    close: () => client.close(),
+  };
+}
+
+export interface CsiClients { identity: CsiServiceClient; controller: CsiServiceClient; node: CsiServiceClient; close(): void }
+
+/** Clients for all three services on `endpoint` (unix:///path). */
+export function connectCsi(endpoint: string): CsiClients {
+  const csi = loadCsi().csi.v1;
+  const creds = grpc.credentials.createInsecure();
+  const identity = wrapClient(new csi.Identity(endpoint, creds));
+  const controller = wrapClient(new csi.Controller(endpoint, creds));
+  const node = wrapClient(new csi.Node(endpoint, creds));
+  return { identity, controller, node, close: () => { identity.close(); controller.close(); node.close(); } };
+}
+
+/** Awaits a call that must fail, and returns its gRPC status code name. */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    const code = (err as grpc.ServiceError).code;
+    return grpc.status[code] ?? String(code);
+  }
+  return 'OK';
+}
+
+export const mountCap = (fs = 'ext4', mode = 'SINGLE_NODE_WRITER', flags: string[] = []) => ({ mount: { fs_type: fs, mount_flags: flags }, access_mode: { mode } });
+export const blockCap = (mode = 'SINGLE_NODE_WRITER') => ({ block: {}, access_mode: { mode } });
+export const GiB = 1024 ** 3;
+export const MiB = 1024 ** 2;
