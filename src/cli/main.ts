@@ -2,10 +2,17 @@
 import { CsiError } from '../errors.ts';
 import { buildConfig, parseFlags, USAGE } from './config.ts';
 import { FatalError, runStandalone } from './standalone.ts';
+import { runController, runNode } from './kube.ts';
+import { runDoctor } from './doctor.ts';
+import { runStatus } from './status.ts';
 
 const COMMANDS = `Usage: dmthin-csi COMMAND [flags]
 Commands:
   standalone   serve the Identity, Controller and Node services in one process (default)
+  controller   Kubernetes: Identity + Controller, volumes as custom resources (leader-elected)
+  node         Kubernetes: Identity + Node and the node agent for --node-id's pool
+  status       print the pool and the volume table of this node (--state-dir, --pool-name)
+  doctor       check this node: dm-thin in the kernel, tools and versions, pool health (--pool-name)
   help         this text
 `;
 
@@ -15,11 +22,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${COMMANDS}\n${USAGE}\n`);
     return 0;
   }
-  if (command !== 'standalone') {
+  if (command === 'status') return runStatus(rest);
+  if (command === 'doctor') return runDoctor(rest);
+  const kube = command === 'controller' ? runController : command === 'node' ? runNode : undefined;
+  if (command !== 'standalone' && !kube) {
     process.stderr.write(`unknown command "${command}"\n${COMMANDS}`);
     return 2;
   }
-  const stop = await runStandalone(buildConfig(parseFlags(rest)));
+  const stop = kube ? await kube(rest) : await runStandalone(buildConfig(parseFlags(rest)));
   await new Promise<void>((resolve) => {
     const onSignal = () => resolve();
     process.once('SIGTERM', onSignal);

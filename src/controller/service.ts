@@ -47,7 +47,9 @@ export class ControllerService {
     const rec = await this.volume(ctx, req.volume_id);
     const accessType = rec.meta[META.accessType] ?? 'mount';
     for (const cap of req.volume_capabilities) {
-      const problem = capabilityProblem(cap) ?? (viewCapability(cap).accessType !== accessType ? `volume ${rec.id} is a ${accessType} volume` : undefined);
+      const fsType = rec.meta[META.fsType] ?? '';
+      const problem = capabilityProblem(cap) ?? (viewCapability(cap).accessType !== accessType ? `volume ${rec.id} is a ${accessType} volume` : undefined)
+        ?? (cap.mount?.fs_type && fsType && cap.mount.fs_type !== fsType ? `volume ${rec.id} is ${fsType}, not ${cap.mount.fs_type}` : undefined);
       if (problem) return { confirmed: null, message: problem };
     }
     return { confirmed: { volume_context: req.volume_context, volume_capabilities: req.volume_capabilities, parameters: req.parameters, mutable_parameters: req.mutable_parameters }, message: '' };

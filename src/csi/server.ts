@@ -16,7 +16,8 @@ export interface Services {
 
 /** unix:///path, unix:/path, or a bare absolute path; the sidecars' CSI_ENDPOINT convention. */
 export function socketPath(endpoint: string): string {
-  const m = /^unix:(?:\/\/)?(\/.*)$/.exec(endpoint) ?? /^(\/.*)$/.exec(endpoint);
+  // unix://name (no third slash) is an authority, not a path: refuse it rather than bind /name.
+  const m = /^unix:(?:\/\/(?=\/))?(\/(?!\/).*)$/.exec(endpoint) ?? /^(\/(?!\/).*)$/.exec(endpoint);
   if (!m) throw invalidArgument(`CSI endpoint "${endpoint}" must be unix:///absolute/path`);
   return m[1]!;
 }

@@ -1,4 +1,4 @@
-import { mkdir, open, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, open, realpath, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { NodePublishVolumeRequest__Output as PublishReq } from '../csi/generated/csi/v1/NodePublishVolumeRequest.ts';
 import { META } from '../controller/meta.ts';
@@ -32,7 +32,7 @@ export async function publishVolume(ctx: OpContext, d: StageDeps, req: PublishRe
   const rec = await d.devices.get(req.volume_id);
   const accessType = rec.meta[META.accessType] ?? 'mount';
   if (accessType !== cap.accessType) throw failedPrecondition(`volume ${rec.id} is a ${accessType} volume, ${cap.accessType} access requested`);
-  const readOnly = req.readonly || READ_ONLY_MODES.has(cap.mode);
+  const readOnly = req.readonly || READ_ONLY_MODES.has(cap.mode) || cap.mountFlags.includes('ro');
   const device = d.devices.devicePath(rec);
   try {
     const info = await d.devices.pool.deps.dm.info(ctx, rec.dmName);
@@ -43,14 +43,17 @@ export async function publishVolume(ctx: OpContext, d: StageDeps, req: PublishRe
     }
     const existing = await d.mounter.findMount(ctx, target);
     if (existing) {
-      const same = (await d.mounter.mountsOf(ctx, device)).some((m) => m.target === target);
+      // A bind of a device node shows the /dev filesystem (root = the node's path in it), not the device.
+      const same = cap.accessType === 'block'
+        ? existing.root === (await realpath(device).catch(() => device)).replace(/^\/dev(?=\/)/, '')
+        : (await d.mounter.mountsOf(ctx, device)).some((m) => m.target === target);
       const wasRo = existing.options.includes('ro');
       if (!same) throw alreadyExists(`target_path ${target} already has ${existing.source} mounted`);
       if (wasRo !== readOnly) throw alreadyExists(`volume ${rec.id} is already published at ${target} ${wasRo ? 'read-only' : 'read-write'}`);
       return;
     }
     await ensureTarget(target, cap.accessType === 'block' ? 'file' : 'dir');
-    await d.mounter.bindMount(ctx, source, target, readOnly ? ['ro', ...cap.mountFlags] : cap.mountFlags);
+    await d.mounter.bindMount(ctx, source, target, readOnly ? ['ro', ...cap.mountFlags.filter((f) => f !== 'ro')] : cap.mountFlags);
   } catch (err) {
     throw toStatus(err, `publishing ${rec.id} at ${target}`);
   }

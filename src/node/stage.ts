@@ -43,7 +43,7 @@ export async function stageVolume(ctx: OpContext, d: StageDeps, req: StageReq): 
   if (problem) throw invalidArgument(problem);
   const cap = viewCapability(req.volume_capability);
   const rec = await d.devices.get(req.volume_id);
-  if (rec.kind !== 'volume') throw invalidArgument(`${req.volume_id} is a snapshot, not a volume`);
+  if (rec.kind !== 'volume') throw notFound(`volume ${req.volume_id} does not exist (it is a snapshot)`);
   const accessType = rec.meta[META.accessType] ?? 'mount';
   if (accessType !== cap.accessType) throw failedPrecondition(`volume ${rec.id} is a ${accessType} volume, ${cap.accessType} access requested`);
   const device = await d.devices.activate(ctx, rec.id);
@@ -53,6 +53,11 @@ export async function stageVolume(ctx: OpContext, d: StageDeps, req: StageReq): 
     if (current) {
       const ours = (await d.mounter.mountsOf(ctx, device)).some((m) => m.target === staging);
       if (!ours) throw alreadyExists(`staging_target_path ${staging} already has ${current.source} mounted`);
+      const ro = current.options.includes('ro');
+      const wantRo = READ_ONLY_MODES.has(cap.mode) || cap.mountFlags.includes('ro');
+      if (ro !== wantRo || (cap.fsType && current.fsType !== cap.fsType)) {
+        throw alreadyExists(`volume ${rec.id} is already staged at ${staging} as ${current.fsType} ${ro ? 'read-only' : 'read-write'}, incompatible with the requested capability`);
+      }
       return;
     }
     const fs = await ensureFilesystem(ctx, d, device, cap.fsType, rec);

@@ -17,7 +17,14 @@ export function redact(value: unknown, depth = 0): unknown {
   return out;
 }
 
-const redactFormat = winston.format((info) => redact(info) as winston.Logform.TransformableInfo);
+/** Keeps winston's symbol keys (level, message): without them no transport writes anything. */
+const redactFormat = winston.format((info) => {
+  const out = redact(info) as winston.Logform.TransformableInfo;
+  for (const s of Object.getOwnPropertySymbols(info)) {
+    (out as unknown as Record<symbol, unknown>)[s] = (info as unknown as Record<symbol, unknown>)[s];
+  }
+  return out;
+});
 
 export function createLogger(opts: { level?: string; silent?: boolean } = {}): Logger {
   return winston.createLogger({

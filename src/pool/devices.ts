@@ -53,6 +53,8 @@ export class Devices {
     if (origin && !USABLE.has(origin.state)) {
       throw failedPrecondition(`source ${origin.id} is ${origin.state}${origin.error ? ` (${origin.error})` : ''}`);
     }
+    // Before any record exists: a refusal here must leave nothing behind to roll back.
+    if (origin) await this.pool.ensureMetadataWritable(ctx);
     const deviceId = this.pool.allocateId();
     const t = now();
     let rec: DeviceRecord;
@@ -97,7 +99,6 @@ export class Devices {
   }
 
   private async snapshot(ctx: OpContext, rec: DeviceRecord, origin: DeviceRecord): Promise<DeviceRecord> {
-    await this.pool.ensureMetadataWritable(ctx);
     const live = (await this.dm.info(ctx, origin.dmName))?.live ?? false;
     let suspended = false;
     let endWindow: (() => number) | undefined;

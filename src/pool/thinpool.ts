@@ -98,7 +98,9 @@ export class ThinPool {
   /** Ensures snapshots and deletes are possible: they need metadata space, not data space. */
   async ensureMetadataWritable(ctx: OpContext): Promise<void> {
     const h = await this.health(ctx);
-    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only') {
+    // Running metadata out makes the pool read-only: at the threshold, snapshots stop (deletes do not come here).
+    const metadataLow = h.metadataTotalBytes === 0 || (h.metadataUsedBytes / h.metadataTotalBytes) * 100 >= this.thresholds.lowMetadataPercent;
+    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || metadataLow) {
       throw resourceExhausted(`thin pool ${this.name} cannot change its metadata: ${h.reasons.join('; ')}`);
     }
   }

@@ -6,10 +6,12 @@ import type { DeviceRecord } from '../../src/state/types.ts';
 
 /** Everything the real-kernel suites share: where the driver lives and how to look under it. */
 export const ROOT = process.cwd();
-export const STATE = '/var/lib/dmthin-rk';
-export const ENDPOINT = 'unix:///run/dmthin-rk/csi.sock';
-export const POOL = 'dmthin-rk-pool';
-export const KUBELET = '/var/lib/kubelet-rk';
+/** Each suite file runs in its own process and gets its own pool, state and socket. */
+export const SUITE = (process.argv[1] ?? 'suite').replace(/^.*\//, '').replace(/\..*$/, '');
+export const STATE = `/var/lib/dmthin-rk-${SUITE}`;
+export const ENDPOINT = `unix:///run/dmthin-rk-${SUITE}/csi.sock`;
+export const POOL = `dmthin-rk-${SUITE}`;
+export const KUBELET = `/var/lib/kubelet-rk-${SUITE}`;
 export const LOGS = join(ROOT, '.cache', 'realkernel');
 
 let runs = 0;
@@ -19,7 +21,7 @@ export interface DriverProcess { child: ChildProcess; clients: CsiClients; log: 
 /** Starts the bundled driver in standalone mode and waits until Probe answers ready. */
 export async function startDriver(extra: string[] = []): Promise<DriverProcess> {
   mkdirSync(LOGS, { recursive: true });
-  const log = join(LOGS, `driver-${++runs}.log`);
+  const log = join(LOGS, `${SUITE}-driver-${++runs}.log`);
   const fd = openSync(log, 'w');
   const child = spawn(process.execPath, [join(ROOT, 'dist/dmthin-csi.mjs'), 'standalone', '--state-dir', STATE, '--endpoint', ENDPOINT,
     '--pool-name', POOL, '--loop-data-size', '64Gi', '--loop-metadata-size', '256Mi', '--node-id', 'rk-node', '--log-level', 'info', ...extra],
@@ -88,5 +90,11 @@ export function poolThinIds(): number[] {
 export function liveThins(): Array<{ name: string; suspended: boolean }> {
   const out = sh('dmsetup', ['info', '-c', '--noheadings', '--separator', '|', '-o', 'name,attr']).trim();
   if (!out || out.startsWith('No devices')) return [];
-  return out.split('\n').map((l) => l.split('|')).filter(([n]) => n!.startsWith('dmthin-')).map(([name, attr]) => ({ name: name!, suspended: attr![2] === 's' }));
+  return out.split('\n').map((l) => l.split('|')).filter(([n]) => n!.startsWith('dmthin-vol-') || n!.startsWith('dmthin-snap-')).map(([name, attr]) => ({ name: name!, suspended: attr![2] === 's' }));
+}
+
+/** Repairs the last start's reconcile reported, from its 'pool reconciled' log line. */
+export function repairsAtStart(log: string): number {
+  const line = readFileSync(log, 'utf8').split('\n').find((l) => l.includes('"pool reconciled"'));
+  return line ? Number((JSON.parse(line) as { repaired: number }).repaired) : 0;
 }

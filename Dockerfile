@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# dmthin-csi: one image for the controller Deployment, the node DaemonSet and the operator CLI
+# (`kubectl exec ... -- dmthin-csi status|doctor`).
+
+# ---- build: the driver as one bundled file ----
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json ./
+COPY scripts/ scripts/
+COPY proto/ proto/
+COPY src/ src/
+RUN npm run build && node dist/dmthin-csi.mjs help >/dev/null
+
+# ---- runtime: Node 24 LTS + the device-mapper and filesystem tools the driver runs ----
+FROM node:24-bookworm-slim
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      dmsetup \
+      e2fsprogs \
+      xfsprogs \
+      util-linux \
+      mount \
+      thin-provisioning-tools \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/dist/dmthin-csi.mjs /src/dist/dmthin-csi.mjs.map /app/
+COPY proto/csi.proto proto/LICENSE /usr/share/dmthin-csi/
+RUN printf '#!/bin/sh\nexec node --enable-source-maps /app/dmthin-csi.mjs "$@"\n' >/usr/local/bin/dmthin-csi \
+ && chmod 0755 /usr/local/bin/dmthin-csi \
+ && dmthin-csi help >/dev/null
+ENV NODE_ENV=production
+# Root: the node plugin drives device-mapper and mounts (the DaemonSet runs it privileged).
+USER root
+ENTRYPOINT ["node", "--enable-source-maps", "/app/dmthin-csi.mjs"]
+CMD ["help"]

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Bundles the driver and the benchmark, boots the test VM (real dm-thin) and runs it there.
+#   bench/run.sh [--quick] [--reps N] [--scale N] [--scale-snapshots N] [--mkfs-reps N] [--list-reps N] [--skip ops,scale,mkfs]
+# Writes bench/out/results.json and prints the table. See bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+node scripts/bundle.mjs bench/bench.ts
+mkdir -p bench/out
+rm -f bench/out/results.json
+status=0
+test/vm/run-in-vm.sh --mem "${BENCH_VM_MEM:-4096}" --timeout "${BENCH_TIMEOUT:-5400}" -- \
+  node_modules/.bin/node dist/bench.mjs --out "$PWD/bench/out/results.json" "$@" || status=$?
+if [[ -s bench/out/results.json ]]; then
+  echo
+  echo "=== bench/out/results.json ==="
+  node dist/bench.mjs --render bench/out/results.json
+fi
+exit "$status"

@@ -1,0 +1,186 @@
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { invalidArgument } from '../errors.ts';
+import { parseTargets, parseThinPoolStatus } from '../devmapper/parse.ts';
+import { CommandError } from '../system/exec.ts';
+import { type Runner, systemRunner } from './status.ts';
+
+export const DOCTOR_USAGE = `Usage: dmthin-csi doctor [--pool-name NAME]
+  Checks this node: device-mapper in the kernel, the tools the driver runs and their versions,
+  and with --pool-name the pool's health. Says what to fix; exits 1 when a check fails.`;
+
+export type CheckLevel = 'ok' | 'warn' | 'fail';
+
+export interface CheckResult {
+  level: CheckLevel;
+  name: string;
+  detail: string;
+  /** What to do about a warn or fail. */
+  fix?: string;
+}
+
+export interface DoctorDeps {
+  runner: Runner;
+  exists: (path: string) => boolean;
+}
+
+interface Tool { command: string; args: string[]; pkg: string; usedFor: string }
+
+/** Every tool the driver runs, with the argument that makes it print its version. */
+export const TOOLS: readonly Tool[] = [
+  { command: 'dmsetup', args: ['version'], pkg: 'dmsetup', usedFor: 'all device-mapper operations' },
+  { command: 'mkfs.ext4', args: ['-V'], pkg: 'e2fsprogs', usedFor: 'ext4 volumes' },
+  { command: 'resize2fs', args: [], pkg: 'e2fsprogs', usedFor: 'growing ext4 volumes' },
+  { command: 'mkfs.xfs', args: ['-V'], pkg: 'xfsprogs', usedFor: 'xfs volumes' },
+  { command: 'xfs_growfs', args: ['-V'], pkg: 'xfsprogs', usedFor: 'growing xfs volumes' },
+  { command: 'blkid', args: ['-V'], pkg: 'util-linux', usedFor: 'detecting filesystems' },
+  { command: 'losetup', args: ['--version'], pkg: 'mount', usedFor: 'file-backed pools' },
+  { command: 'thin_check', args: ['-V'], pkg: 'thin-provisioning-tools', usedFor: 'checking pool metadata' },
+];
+
+const firstLine = (s: string): string => s.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? '';
+
+/** The version in a tool's output: "mke2fs 1.47.0 (5-Feb-2023)" → "1.47.0". */
+export function versionIn(output: string, command = ''): string | undefined {
+  const lines = output.split('\n');
+  const own = lines.find((l) => command !== '' && l.includes(command) && /\d+\.\d+/.test(l)) ?? lines.find((l) => /\d+\.\d+/.test(l));
+  return own ? /(\d+\.\d+(?:\.\d+)?)/.exec(own)?.[1] : undefined;
+}
+
+/** dmsetup version prints the library and the kernel driver versions. */
+function dmsetupVersion(out: string): string | undefined {
+  const lib = /Library version:\s*(\S+)/.exec(out)?.[1];
+  const drv = /Driver version:\s*(\S+)/.exec(out)?.[1];
+  return lib ? `library ${lib}${drv ? `, kernel driver ${drv}` : ''}` : undefined;
+}
+
+export async function checkTool(runner: Runner, tool: Tool): Promise<CheckResult> {
+  let output: string;
+  try {
+    const r = await runner(tool.command, tool.args);
+    output = `${r.stdout}\n${r.stderr}`;
+  } catch (err) {
+    if (err instanceof CommandError && err.exitCode !== undefined) {
+      output = `${err.stdout}\n${err.stderr}`; // some tools exit non-zero after printing their version
+    } else {
+      return {
+        level: 'fail', name: tool.command, detail: `not found (needed for ${tool.usedFor})`,
+        fix: `install the ${tool.pkg} package (apt-get install ${tool.pkg}); the container image has it`,
+      };
+    }
+  }
+  const version = (tool.command === 'dmsetup' ? dmsetupVersion(output) : undefined) ?? versionIn(output, tool.command);
+  return { level: 'ok', name: tool.command, detail: version ? `version ${version}` : `present (${firstLine(output) || 'no version printed'})` };
+}
+
+export async function checkKernel(deps: DoctorDeps): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  if (deps.exists('/dev/mapper/control')) {
+    out.push({ level: 'ok', name: '/dev/mapper/control', detail: 'present' });
+  } else {
+    out.push({
+      level: 'fail', name: '/dev/mapper/control', detail: 'missing: device-mapper is not usable here',
+      fix: 'load it on the host (modprobe dm-mod); in a container, mount the host /dev and run privileged',
+    });
+  }
+  try {
+    const targets = parseTargets((await deps.runner('dmsetup', ['targets'])).stdout);
+    const missing = ['thin-pool', 'thin'].filter((t) => !targets.includes(t));
+    out.push(missing.length === 0
+      ? { level: 'ok', name: 'dm-thin targets', detail: 'thin-pool and thin are loaded' }
+      : {
+        level: 'fail', name: 'dm-thin targets', detail: `${missing.join(' and ')} not loaded (have: ${targets.join(', ') || 'none'})`,
+        fix: 'run `modprobe dm-thin-pool` on the host (kernel option CONFIG_DM_THIN_PROVISIONING)',
+      });
+  } catch (err) {
+    out.push({
+      level: 'fail', name: 'dm-thin targets', detail: `dmsetup targets failed: ${firstLine((err as Error).message)}`,
+      fix: 'make dmsetup and /dev/mapper/control available (see above)',
+    });
+  }
+  return out;
+}
+
+const HIGH_USE = 0.9;
+
+export async function checkPool(runner: Runner, name: string): Promise<CheckResult[]> {
+  const label = `pool ${name}`;
+  let text: string;
+  try {
+    text = (await runner('dmsetup', ['status', name])).stdout;
+  } catch (err) {
+    return [{
+      level: 'fail', name: label, detail: `cannot read: ${firstLine((err as Error).message)}`,
+      fix: 'start the node plugin (it creates or adopts the pool), or check --pool-name',
+    }];
+  }
+  let s;
+  try {
+    s = parseThinPoolStatus(text);
+  } catch (err) {
+    return [{ level: 'fail', name: label, detail: firstLine((err as Error).message), fix: `\`dmsetup table ${name}\` should show a thin-pool target` }];
+  }
+  const out: CheckResult[] = [];
+  if (s.mode === 'fail') {
+    out.push({ level: 'fail', name: label, detail: 'failed: the kernel allows no I/O', fix: `stop the driver, deactivate the pool and run thin_check (then thin_repair) on its metadata device` });
+  } else if (s.mode === 'ro') {
+    out.push({ level: 'fail', name: label, detail: 'read-only (metadata full or a metadata error)', fix: 'grow the metadata device, or stop the driver and run thin_check on the metadata' });
+  } else if (s.mode === 'out_of_data_space') {
+    out.push({ level: 'fail', name: label, detail: 'out of data space: writes queue or fail', fix: 'grow the pool data device or delete volumes and snapshots' });
+  } else {
+    out.push({ level: 'ok', name: label, detail: `mode rw, transaction ${s.transactionId}` });
+  }
+  if (s.needsCheck) out.push({ level: 'fail', name: `${label} metadata`, detail: 'needs_check is set', fix: 'stop the driver, deactivate the pool and run thin_check / thin_repair on the metadata device' });
+  if (s.mode !== 'fail') {
+    const use = (u: number, t: number) => (t > 0 ? u / t : 0);
+    for (const [what, u, t] of [['data', s.usedDataBlocks, s.totalDataBlocks], ['metadata', s.usedMetadataBlocks, s.totalMetadataBlocks]] as const) {
+      const f = use(u, t);
+      const detail = `${(f * 100).toFixed(1)}% used (${u}/${t} blocks)`;
+      out.push(f >= HIGH_USE
+        ? { level: 'warn', name: `${label} ${what}`, detail, fix: `grow the pool's ${what} device before it fills` }
+        : { level: 'ok', name: `${label} ${what}`, detail });
+    }
+  }
+  return out;
+}
+
+export async function runChecks(deps: DoctorDeps, poolName?: string): Promise<CheckResult[]> {
+  const results = await checkKernel(deps);
+  for (const tool of TOOLS) results.push(await checkTool(deps.runner, tool));
+  if (poolName) results.push(...await checkPool(deps.runner, poolName));
+  return results;
+}
+
+const TAG: Record<CheckLevel, string> = { ok: '[ OK ]', warn: '[WARN]', fail: '[FAIL]' };
+
+export function formatChecks(results: readonly CheckResult[]): string {
+  const width = Math.max(...results.map((r) => r.name.length));
+  const lines = results.flatMap((r) => [
+    `${TAG[r.level]} ${r.name.padEnd(width)}  ${r.detail}`,
+    ...(r.fix && r.level !== 'ok' ? [`       fix: ${r.fix}`] : []),
+  ]);
+  const failed = results.filter((r) => r.level === 'fail').length;
+  const warned = results.filter((r) => r.level === 'warn').length;
+  lines.push('', failed > 0 ? `${failed} check(s) failed${warned ? `, ${warned} warning(s)` : ''}.` : `All checks passed${warned ? ` (${warned} warning(s))` : ''}.`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function runDoctor(argv: string[], deps: DoctorDeps = { runner: systemRunner, exists: existsSync }): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: { 'pool-name': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    throw invalidArgument(`${(err as Error).message}\n${DOCTOR_USAGE}`);
+  }
+  const { values } = parsed;
+  if (values.help) {
+    process.stdout.write(`${DOCTOR_USAGE}\n`);
+    return 0;
+  }
+  const results = await runChecks(deps, values['pool-name']);
+  process.stdout.write(formatChecks(results));
+  return results.some((r) => r.level === 'fail') ? 1 : 0;
+}

@@ -1,0 +1,221 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { invalidArgument } from '../errors.ts';
+import { parseMultiDevice, parseThinPoolStatus, parseThinPoolTable, parseThinStatus } from '../devmapper/parse.ts';
+import type { ThinPoolStatus } from '../devmapper/types.ts';
+import { deviceProblem, poolProblem } from '../state/memory.ts';
+import type { DeviceRecord, PoolRecord } from '../state/types.ts';
+import { withTimeout, background } from '../system/context.ts';
+import { run } from '../system/exec.ts';
+import type { RunResult } from '../system/exec.ts';
+
+/** Runs one system command; injected so tests need no dmsetup. */
+export type Runner = (command: string, args: readonly string[]) => Promise<RunResult>;
+
+export const systemRunner: Runner = (command, args) => run(withTimeout(background, 15_000), command, args, { maxMs: 15_000 });
+
+export const STATUS_USAGE = `Usage: dmthin-csi status [--state-dir DIR] [--pool-name NAME] [--source file|kube] [--node NAME]
+  Prints the thin pool (dmsetup status) and this node's volumes and snapshots, read-only, from
+  --source file: the standalone store under DIR/store (default /var/lib/dmthin-csi, or
+                 DMTHIN_STATE_DIR), read directly, so it works while the driver holds its lock;
+  --source kube: the ThinVolume/ThinSnapshot resources of node --node (default NODE_NAME).
+  The default is kube inside a Kubernetes pod with NODE_NAME set (the node plugin), else file.`;
+
+export interface PoolView {
+  name: string;
+  status?: ThinPoolStatus;
+  blockBytes?: number;
+  /** Why the pool could not be read. */
+  error?: string;
+}
+
+export interface StatusReport {
+  stateDir: string;
+  pool: PoolView;
+  devices: DeviceRecord[];
+  /** Mapped (allocated) bytes per dm name of active thin devices. */
+  usedBytes: Map<string, number>;
+  /** Records that could not be read. */
+  problems: string[];
+  /** Where the records came from when not the file store. */
+  source?: string;
+}
+
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+
+/** Device and pool records under STATE/store, read without the lock and without changing anything. */
+export async function readStore(stateDir: string): Promise<StoreView> {
+  const dir = path.join(stateDir, 'store');
+  const problems: string[] = [];
+  const readJson = async (file: string, problemOf: (x: unknown) => string | undefined): Promise<unknown> => {
+    try {
+      const value: unknown = JSON.parse(await fsp.readFile(file, 'utf8'));
+      const problem = problemOf(value);
+      if (problem === undefined) return value;
+      problems.push(`${path.relative(dir, file)}: ${problem}`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`${path.relative(dir, file)}: ${errText(err)}`);
+    }
+    return undefined;
+  };
+  const pool = await readJson(path.join(dir, 'pool.json'), poolProblem) as PoolRecord | undefined;
+  let names: string[] = [];
+  try {
+    names = (await fsp.readdir(path.join(dir, 'devices'))).filter((n) => n.endsWith('.json')).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`devices: ${errText(err)}`);
+  }
+  const devices: DeviceRecord[] = [];
+  for (const n of names) {
+    const rec = await readJson(path.join(dir, 'devices', n), deviceProblem) as DeviceRecord | undefined;
+    if (rec) devices.push(rec);
+  }
+  devices.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return { ...(pool ? { pool } : {}), devices, problems };
+}
+
+export async function readPool(runner: Runner, name: string): Promise<PoolView> {
+  try {
+    const status = parseThinPoolStatus((await runner('dmsetup', ['status', name])).stdout);
+    let blockBytes: number | undefined;
+    try {
+      blockBytes = parseThinPoolTable((await runner('dmsetup', ['table', name])).stdout).dataBlockSectors * 512;
+    } catch {
+      blockBytes = undefined;
+    }
+    return { name, status, ...(blockBytes ? { blockBytes } : {}) };
+  } catch (err) {
+    return { name, error: errText(err) };
+  }
+}
+
+async function readUsage(runner: Runner): Promise<Map<string, number>> {
+  const used = new Map<string, number>();
+  try {
+    for (const [name, line] of parseMultiDevice((await runner('dmsetup', ['status', '--target', 'thin'])).stdout)) {
+      try {
+        const st = parseThinStatus(line);
+        if (!st.fail) used.set(name, st.mappedSectors * 512);
+      } catch {
+        // a failed thin device: no usage to show
+      }
+    }
+  } catch {
+    // no dmsetup or no thin devices: the table shows '-'
+  }
+  return used;
+}
+
+export interface StoreView { pool?: PoolRecord; devices: DeviceRecord[]; problems: string[] }
+
+/** This node's records from its custom resources (what the node plugin stores in Kubernetes mode). */
+export async function readKube(node: string, poolName: string | undefined): Promise<StoreView> {
+  const { CustomObjectsApi, KubeConfig } = await import('@kubernetes/client-node');
+  const { CrdStore } = await import('../kube/crd-store.ts');
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  const store = new CrdStore(kc.makeApiClient(CustomObjectsApi), node, poolName ?? 'dmthin-pool');
+  try {
+    const pool = await store.getPool();
+    return { ...(pool ? { pool } : {}), devices: await store.listDevices(), problems: [] };
+  } catch (err) {
+    return { devices: [], problems: [`custom resources of node ${node}: ${errText(err)}`] };
+  }
+}
+
+export async function collectStatus(runner: Runner, stateDir: string, poolName?: string, source?: () => Promise<StoreView>): Promise<StatusReport> {
+  const store = source ? await source() : await readStore(stateDir);
+  const pool = await readPool(runner, poolName ?? store.pool?.name ?? 'dmthin-pool');
+  return { stateDir, pool, devices: store.devices, usedBytes: await readUsage(runner), problems: store.problems };
+}
+
+/** 1536 → "1.5Ki"; binary units as the driver's flags use them. */
+export function formatBytes(n: number): string {
+  const units = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  const text = i === 0 || Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1).replace(/\.?0+$/, '');
+  return `${text}${units[i]}`;
+}
+
+const pct = (used: number, total: number): string => (total > 0 ? `${((100 * used) / total).toFixed(1)}%` : '-');
+
+export function formatPool(p: PoolView): string[] {
+  if (!p.status) return [`Pool ${p.name}: unavailable (${p.error ?? 'unknown'})`];
+  const s = p.status;
+  if (s.mode === 'fail') return [`Pool ${p.name}: FAILED (the kernel allows no I/O; run \`dmthin-csi doctor --pool-name ${p.name}\`)`];
+  const lines = [`Pool ${p.name}: mode ${s.mode}${s.needsCheck ? ', NEEDS CHECK' : ''}, transaction ${s.transactionId}`];
+  if (p.blockBytes) {
+    const b = p.blockBytes;
+    lines.push(`  data      ${formatBytes(s.usedDataBlocks * b)} / ${formatBytes(s.totalDataBlocks * b)} (${pct(s.usedDataBlocks, s.totalDataBlocks)}), block ${formatBytes(b)}`);
+  } else {
+    lines.push(`  data      ${s.usedDataBlocks} / ${s.totalDataBlocks} blocks (${pct(s.usedDataBlocks, s.totalDataBlocks)})`);
+  }
+  lines.push(`  metadata  ${formatBytes(s.usedMetadataBlocks * 4096)} / ${formatBytes(s.totalMetadataBlocks * 4096)} (${pct(s.usedMetadataBlocks, s.totalMetadataBlocks)})`);
+  if (s.mode === 'out_of_data_space') lines.push('  WARNING: out of data space: writes are queued or failing; grow the pool or delete volumes');
+  if (s.mode === 'ro') lines.push('  WARNING: read-only: metadata space is exhausted or an error occurred; see `dmthin-csi doctor`');
+  return lines;
+}
+
+/** Columns padded to their widest cell; the last column is not padded. */
+export function formatTable(rows: string[][]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd());
+}
+
+export function formatStatus(r: StatusReport): string {
+  const lines = [...formatPool(r.pool), ''];
+  if (r.devices.length === 0) {
+    lines.push(`No volumes or snapshots in ${r.source ?? path.join(r.stateDir, 'store')}.`);
+  } else {
+    const rows = [['ID', 'KIND', 'SIZE', 'USED', 'STATE', 'DEVICE', 'ORIGIN', 'ERROR']];
+    for (const d of r.devices) {
+      const used = r.usedBytes.get(d.dmName);
+      rows.push([
+        d.id, d.kind, formatBytes(d.sizeBytes), used === undefined ? '-' : formatBytes(used), d.state,
+        String(d.deviceId), d.origin ?? '-', d.error ? d.error.replace(/\s+/g, ' ') : '',
+      ]);
+    }
+    lines.push(...formatTable(rows));
+    const faulty = r.devices.filter((d) => d.state === 'Faulty').length;
+    if (faulty > 0) lines.push('', `${faulty} device(s) Faulty: see README "Recovering a Faulty volume".`);
+  }
+  for (const p of r.problems) lines.push(`unreadable record: ${p}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function runStatus(argv: string[], runner: Runner = systemRunner, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: {
+          'state-dir': { type: 'string' }, 'pool-name': { type: 'string' }, source: { type: 'string' }, node: { type: 'string' },
+          help: { type: 'boolean', short: 'h' },
+        },
+    });
+  } catch (err) {
+    throw invalidArgument(`${(err as Error).message}\n${STATUS_USAGE}`);
+  }
+  const { values } = parsed;
+  if (values.help) {
+    process.stdout.write(`${STATUS_USAGE}\n`);
+    return 0;
+  }
+  const inPod = Boolean(env.KUBERNETES_SERVICE_HOST && env.NODE_NAME);
+  const source = values.source ?? (inPod ? 'kube' : 'file');
+  if (source !== 'file' && source !== 'kube') throw invalidArgument(`--source must be file or kube\n${STATUS_USAGE}`);
+  const node = values.node ?? env.NODE_NAME;
+  if (source === 'kube' && !node) throw invalidArgument(`--source kube needs --node or NODE_NAME\n${STATUS_USAGE}`);
+  const stateDir = values['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
+  const report = source === 'kube'
+    ? { ...await collectStatus(runner, stateDir, values['pool-name'], () => readKube(node!, values['pool-name'])), source: `the custom resources of node ${node}` }
+    : await collectStatus(runner, stateDir, values['pool-name']);
+  process.stdout.write(formatStatus(report));
+  return report.pool.status && report.pool.status.mode !== 'fail' ? 0 : 1;
+}

@@ -1,0 +1,249 @@
+import type { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { failedPrecondition } from '../errors.ts';
+import type { Logger } from '../observability/log.ts';
+import type { Devices } from '../pool/devices.ts';
+import { reconcile, type ReconcileReport } from '../pool/reconcile.ts';
+import type { OpContext } from '../system/context.ts';
+import { withTimeout } from '../system/context.ts';
+import type { CrdStore } from './crd-store.ts';
+import type { EventRecorder } from './events.ts';
+import { toRecord } from './map.ts';
+import { WorkQueue } from './queue.ts';
+import type { DeviceCr } from './types.ts';
+import { dmNameOf, FINALIZER, FORCE_CLEANUP_ANNOTATION, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, REMOVE_ORPHANS_ANNOTATION, RETRY_ANNOTATION, VERSION } from './types.ts';
+import { apiMessage, failureOf, isNotFound, MERGE_PATCH } from './util.ts';
+import { CrWatch } from './watch.ts';
+
+export interface AgentOptions {
+  kc: KubeConfig;
+  api: CustomObjectsApi;
+  node: string;
+  store: CrdStore;
+  devices: Devices;
+  events: EventRecorder;
+  log: Logger;
+  /** Periodic reconcile + resync of every CR of the node. */
+  resyncMs?: number;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  watchRestartBaseMs?: number;
+  /** Bound on one object's work (kernel calls and API writes). */
+  opTimeoutMs?: number;
+}
+
+const RECONCILE = 'reconcile';
+
+/**
+ * The node agent: turns this node's ThinVolumes/ThinSnapshots into thin devices and back,
+ * and keeps the pool and the CRs agreeing. Every action starts from a fresh read of the CR
+ * and of the kernel, so a replayed event or a restart never does anything twice.
+ */
+export class NodeAgent {
+  readonly queue: WorkQueue;
+  private readonly o: AgentOptions & Required<Pick<AgentOptions, 'resyncMs' | 'opTimeoutMs'>>;
+  private readonly watches: CrWatch[];
+  private timer: NodeJS.Timeout | undefined;
+  lastReport: ReconcileReport | undefined;
+  private readonly faultyReported = new Map<string, string>();
+
+  constructor(opts: AgentOptions) {
+    this.o = { resyncMs: 60_000, opTimeoutMs: 120_000, ...opts };
+    this.queue = new WorkQueue((key) => this.handle(key), {
+      retryBaseMs: opts.retryBaseMs ?? 500,
+      retryMaxMs: opts.retryMaxMs ?? 60_000,
+      onError: (key, err, attempt) => this.o.log.warn('work failed; will retry', { key, attempt, error: String(err) }),
+    });
+    this.watches = [PLURAL.volume, PLURAL.snapshot].map((plural) => new CrWatch({
+      kc: opts.kc, api: opts.api, plural, labelSelector: `${NODE_LABEL}=${opts.node}`, log: opts.log,
+      restartBaseMs: opts.watchRestartBaseMs,
+      onChange: (name) => this.queue.add(`${plural}/${name}`),
+    }));
+  }
+
+  private get devices() { return this.o.devices; }
+  private get store() { return this.o.store; }
+  private ctx(): OpContext { return withTimeout({}, this.o.opTimeoutMs); }
+
+  /** Startup reconcile first (so no event acts on a half-made device), then the watches. */
+  async start(): Promise<void> {
+    await this.handle(RECONCILE);
+    for (const w of this.watches) await w.start();
+    this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.queue.stop();
+    for (const w of this.watches) await w.stop();
+  }
+
+  private async handle(key: string): Promise<void> {
+    if (key === RECONCILE) return this.reconcileAll();
+    const [plural, name] = key.split('/') as [string, string];
+    const cr = await this.store.read<DeviceCr>(plural as typeof PLURAL.volume, name);
+    if (!cr || cr.spec?.nodeName !== this.o.node) return;
+    if (cr.metadata.deletionTimestamp) return this.finish(cr);
+    if (isUnclaimed(cr)) return this.make(cr);
+    if (cr.metadata.annotations?.[RETRY_ANNOTATION] !== undefined) return this.retryRequested(cr);
+    if (cr.kind === KIND.volume && cr.status?.state !== 'Faulty' && cr.spec.sizeBytes > (cr.status?.sizeBytes ?? 0)) return this.grow(cr);
+  }
+
+  /** Finalizer first: from the moment a device may exist, the CR cannot vanish without us. */
+  private async make(cr: DeviceCr): Promise<void> {
+    const id = cr.metadata.name;
+    try {
+      if (!cr.metadata.finalizers?.includes(FINALIZER)) cr = await this.store.setFinalizer(cr, true);
+      const rec = toRecord(cr);
+      const ctx = this.ctx();
+      let sizeBytes = rec.sizeBytes;
+      if (rec.origin) {
+        const origin = await this.store.getDevice(rec.origin);
+        if (!origin) throw failedPrecondition(`source ${rec.origin} has no device on node ${this.o.node} (yet)`);
+        if (cr.kind === KIND.snapshot) sizeBytes = origin.sizeBytes;
+      } else {
+        await this.devices.pool.ensureRoom(ctx, sizeBytes);
+      }
+      await this.devices.create(ctx, { id, dmName: dmNameOf(cr.metadata.uid ?? id), kind: rec.kind, sizeBytes, meta: rec.meta, origin: rec.origin });
+      this.o.events.normal(involved(cr), 'DeviceCreated', `thin device created in pool ${this.devices.pool.name}`);
+    } catch (err) {
+      await this.reportFailure(cr, 'CreateFailed', err);
+      throw err;
+    }
+  }
+
+  /** Deleting CR: remove the device (Devices.remove ends in store.deleteDevice, which drops the finalizer). */
+  private async finish(cr: DeviceCr): Promise<void> {
+    const id = cr.metadata.name;
+    try {
+      if (isUnclaimed(cr)) {
+        if (cr.metadata.finalizers?.includes(FINALIZER)) await this.store.setFinalizer(cr, false);
+        return;
+      }
+      await this.devices.remove(this.ctx(), id);
+      this.o.events.normal(involved(cr), 'DeviceDeleted', `thin device ${cr.status?.deviceId ?? ''} deleted from pool ${this.devices.pool.name}`);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      if (cr.metadata.annotations?.[FORCE_CLEANUP_ANNOTATION] !== undefined) {
+        await this.store.deleteDevice(id);
+        this.o.events.warning(involved(cr), 'ForcedCleanup', `finalizer dropped on request (${FORCE_CLEANUP_ANNOTATION}) although the device could not be deleted: ${failureOf(err).message}; thin device ${cr.status?.deviceId ?? '?'} stays in the pool as an orphan`);
+        return;
+      }
+      await this.reportFailure(cr, 'DeleteFailed', err);
+      throw err;
+    }
+  }
+
+  private async grow(cr: DeviceCr & { kind: 'ThinVolume' }): Promise<void> {
+    try {
+      await this.devices.resize(this.ctx(), cr.metadata.name, cr.spec.sizeBytes);
+      this.o.events.normal(involved(cr), 'DeviceExpanded', `thin device grown to ${cr.spec.sizeBytes} bytes`);
+    } catch (err) {
+      await this.reportFailure(cr, 'ExpandFailed', err);
+      throw err;
+    }
+  }
+
+  /** An operator asked for a retry: reconcile (which retries every Faulty device), then drop the ask. */
+  private async retryRequested(cr: DeviceCr): Promise<void> {
+    this.o.events.normal(involved(cr), 'RetryRequested', `retry requested through the ${RETRY_ANNOTATION} annotation`);
+    await this.reconcileAll();
+    await this.o.api.patchClusterCustomObject({
+      group: GROUP, version: VERSION, plural: pluralOf(cr.metadata.name), name: cr.metadata.name,
+      body: { metadata: { annotations: { [RETRY_ANNOTATION]: null } } },
+    }, MERGE_PATCH).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
+  }
+
+  /** Writes the failure's code and message into status (the controller returns them) and an Event. */
+  private async reportFailure(cr: DeviceCr, reason: string, err: unknown): Promise<void> {
+    const f = failureOf(err);
+    this.o.events.warning(involved(cr), reason, `${f.code}: ${f.message}`);
+    try {
+      await this.store.retryWrite(`recording failure of ${cr.metadata.name}`, async () => {
+        const cur = await this.store.read<DeviceCr>(pluralOf(cr.metadata.name), cr.metadata.name);
+        if (!cur) return undefined;
+        const state = isUnclaimed(cur) ? 'Pending' : cur.status?.state;
+        return this.store.putStatus(pluralOf(cr.metadata.name), cur, { ...cur.status, state, code: f.code, message: f.message, updatedAt: new Date().toISOString() });
+      });
+    } catch (e) {
+      this.o.log.error('could not record failure in status', { object: cr.metadata.name, error: apiMessage(e) });
+    }
+  }
+
+  /** The seed's ensureDeviceStates over the CRs, then ThinPool status, Events, and a resync of every CR. */
+  private async reconcileAll(): Promise<void> {
+    const ctx = this.ctx();
+    const report = await reconcile(ctx, this.devices);
+    this.lastReport = report;
+    const crs = [...await this.store.listCrs(PLURAL.volume), ...await this.store.listCrs(PLURAL.snapshot)];
+    const byName = new Map(crs.map((c) => [c.metadata.name, c]));
+    for (const id of [...this.faultyReported.keys()]) if (!report.faulty.some((f) => f.id === id)) this.faultyReported.delete(id);
+    for (const r of report.repaired) {
+      const cr = byName.get(r.id);
+      this.o.events.normal(cr ? involved(cr) : { kind: KIND.volume, name: r.id }, 'Repaired', `reconcile found the device ${r.from} and ${r.action.replace('_', ' ')} it`);
+    }
+    for (const f of report.faulty) {
+      // Each periodic reconcile retries Faulty devices; say so once per distinct error, not every minute.
+      if (this.faultyReported.get(f.id) === f.error) continue;
+      this.faultyReported.set(f.id, f.error);
+      const cr = byName.get(f.id);
+      this.o.events.warning(cr ? involved(cr) : { kind: KIND.volume, name: f.id }, 'DeviceFaulty', `${f.error}; set annotation ${RETRY_ANNOTATION} to retry after fixing the cause`);
+    }
+    await this.handleOrphans(ctx, report);
+    await this.writePoolStatus(ctx, report, crs.length);
+    for (const c of crs) this.queue.add(`${pluralOf(c.metadata.name)}/${c.metadata.name}`);
+  }
+
+  /** Orphans are reported; they are deleted only when the ThinPool carries the opt-in annotation. */
+  private async handleOrphans(ctx: OpContext, report: ReconcileReport): Promise<void> {
+    if (report.orphans.length === 0) return;
+    const pool = this.devices.pool;
+    const optIn = (await this.store.readPool()).metadata.annotations?.[REMOVE_ORPHANS_ANNOTATION] === 'true';
+    const kept: ReconcileReport['orphans'] = [];
+    for (const o of report.orphans) {
+      const who = { kind: KIND.pool, name: this.o.node };
+      if (!optIn) {
+        this.o.events.warning(who, 'OrphanDevice', `thin device ${o.deviceId} (${o.dmName}) is in pool ${pool.name} but no custom resource owns it; left untouched (annotate the ThinPool ${REMOVE_ORPHANS_ANNOTATION}=true to delete such devices)`);
+        kept.push(o);
+        continue;
+      }
+      try {
+        await pool.deps.dm.remove(ctx, o.dmName, { retry: true });
+        // The agent's worker is the only sender of pool messages in Kubernetes mode, so no interleaving.
+        await pool.send(ctx, `delete ${o.deviceId}`);
+        pool.releaseId(o.deviceId);
+        this.o.events.normal(who, 'OrphanRemoved', `deleted thin device ${o.deviceId} (${o.dmName}), which no custom resource owned`);
+      } catch (err) {
+        kept.push(o);
+        this.o.events.warning(who, 'OrphanRemoveFailed', `thin device ${o.deviceId} (${o.dmName}): ${apiMessage(err)}`);
+      }
+    }
+    report.orphans = kept;
+  }
+
+  private async writePoolStatus(ctx: OpContext, report: ReconcileReport, devices: number): Promise<void> {
+    const pool = this.devices.pool;
+    const h = await pool.health(ctx);
+    const capacityBytes = await pool.capacity(ctx);
+    const now = new Date().toISOString();
+    await this.store.updatePoolStatus((s) => ({
+      ...s,
+      poolName: pool.name, health: h.condition, reasons: h.reasons,
+      dataTotalBytes: h.dataTotalBytes, dataUsedBytes: h.dataUsedBytes,
+      metadataTotalBytes: h.metadataTotalBytes, metadataUsedBytes: h.metadataUsedBytes,
+      capacityBytes, devices, orphans: report.orphans.length, lastReconcileTime: now,
+      conditions: [{
+        type: 'Ready', status: h.writable ? 'True' : 'False', reason: h.condition === 'ok' ? 'PoolHealthy' : camel(h.condition),
+        message: h.reasons.join('; ') || 'pool accepts new volumes', lastTransitionTime: now,
+      }],
+    }));
+  }
+}
+
+function involved(cr: DeviceCr): { kind: string; name: string; uid?: string } {
+  return { kind: cr.kind, name: cr.metadata.name, uid: cr.metadata.uid };
+}
+
+function camel(s: string): string {
+  return s.split('_').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');
+}

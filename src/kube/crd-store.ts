@@ -1,0 +1,186 @@
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { applyMutation, jsonCopy } from '../state/memory.ts';
+import { type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from '../state/types.ts';
+import { toRecord, toStatus } from './map.ts';
+import type { DeviceCr, ThinPoolCr } from './types.ts';
+import { API_VERSION, FINALIZER, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, VERSION } from './types.ts';
+import { apiMessage, isConflict, isNotFound } from './util.ts';
+
+/** Read-modify-write attempts before a record that keeps changing underneath is given up on. */
+const MAX_ATTEMPTS = 50;
+
+type Plural = (typeof PLURAL)[keyof typeof PLURAL];
+
+/**
+ * The StateStore of one node's pool, kept in custom resources: a device record is the
+ * status of the node's ThinVolume/ThinSnapshot of the same name, the pool record the
+ * status of the node's ThinPool. Every write goes through the status subresource with the
+ * resourceVersion it was computed from; a 409 re-reads and re-applies the mutation, so a
+ * concurrent writer (the controller, an operator, another agent instance) is never overwritten.
+ */
+export class CrdStore implements StateStore {
+  readonly api: CustomObjectsApi;
+  readonly node: string;
+  readonly poolName: string;
+
+  /** How the pool is made, written into a new ThinPool's spec for operators. */
+  readonly poolSpec: Partial<ThinPoolCr['spec']>;
+
+  constructor(api: CustomObjectsApi, node: string, poolName: string, poolSpec: Partial<ThinPoolCr['spec']> = {}) {
+    this.api = api;
+    this.node = node;
+    this.poolName = poolName;
+    this.poolSpec = poolSpec;
+  }
+
+  async read<T>(plural: Plural, name: string): Promise<T | undefined> {
+    try {
+      return await this.api.getClusterCustomObject({ group: GROUP, version: VERSION, plural, name }) as T;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw new StoreError('io', `reading ${plural}/${name}: ${apiMessage(err)}`, { cause: err });
+    }
+  }
+
+  /** The CR behind a device id, if it belongs to this node. */
+  async readDevice(id: string): Promise<DeviceCr | undefined> {
+    const cr = await this.read<DeviceCr>(pluralOf(id), id);
+    return cr && cr.spec?.nodeName === this.node ? cr : undefined;
+  }
+
+  /** PUT of the status subresource, conditional on the resourceVersion in `cr`. */
+  async putStatus<T extends { metadata: { name: string } }>(plural: Plural, cr: T, status: unknown): Promise<T> {
+    const body = { ...cr, status };
+    return await this.api.replaceClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural, name: cr.metadata.name, body }) as T;
+  }
+
+  /** Re-reads and re-applies `change` until its write wins; `change` returns undefined to stop. */
+  async retryWrite<T>(what: string, attempt: () => Promise<T | undefined>): Promise<T | undefined> {
+    for (let i = 0; i < MAX_ATTEMPTS; i++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (err instanceof StoreError) throw err;
+        if (isConflict(err)) continue;
+        if (isNotFound(err)) throw new StoreError('not_found', `${what}: gone`, { cause: err });
+        throw new StoreError('io', `${what}: ${apiMessage(err)}`, { cause: err });
+      }
+    }
+    throw new StoreError('conflict', `${what}: gave up after ${MAX_ATTEMPTS} conflicting writes`);
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | undefined> {
+    const cr = await this.readDevice(id);
+    return cr && !isUnclaimed(cr) ? toRecord(cr) : undefined;
+  }
+
+  async listCrs(plural: typeof PLURAL.volume | typeof PLURAL.snapshot): Promise<DeviceCr[]> {
+    try {
+      const list = await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector: `${NODE_LABEL}=${this.node}` }) as { items: DeviceCr[] };
+      return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+    } catch (err) {
+      throw new StoreError('io', `listing ${plural}: ${apiMessage(err)}`, { cause: err });
+    }
+  }
+
+  async listDevices(): Promise<DeviceRecord[]> {
+    const crs = [...await this.listCrs(PLURAL.volume), ...await this.listCrs(PLURAL.snapshot)];
+    return crs.filter((cr) => !isUnclaimed(cr)).map(toRecord).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /**
+   * Claims the CR the controller made: the agent's record starts when it writes a state into
+   * an unclaimed CR's status. There is no record without a CR, so a missing CR is an error.
+   */
+  async createDevice(record: DeviceRecord): Promise<DeviceRecord> {
+    const out = await this.retryWrite(`claiming ${record.id}`, async () => {
+      const cr = await this.readDevice(record.id);
+      if (!cr) throw new StoreError('io', `no ${KIND[record.kind]} ${record.id} on node ${this.node}: the controller creates the custom resource first`);
+      if (!isUnclaimed(cr)) throw new StoreError('exists', `device record ${record.id} already exists (state ${cr.status?.state})`);
+      const draft = jsonCopy(record);
+      return toRecord(await this.putStatus(pluralOf(record.id), cr, toStatus(cr, draft)));
+    });
+    return out!;
+  }
+
+  async updateDevice(id: string, mutate: Mutation<DeviceRecord>): Promise<DeviceRecord> {
+    const out = await this.retryWrite(`updating ${id}`, async () => {
+      const cr = await this.readDevice(id);
+      if (!cr || isUnclaimed(cr)) throw new StoreError('not_found', `device record ${id} not found`);
+      const next = applyMutation(toRecord(cr), mutate);
+      return toRecord(await this.putStatus(pluralOf(id), cr, toStatus(cr, next)));
+    });
+    return out!;
+  }
+
+  /**
+   * Forgets the device: the CR goes back to Pending (a failed create leaves it for a retry)
+   * and, when the CR is being deleted, our finalizer goes, which lets the API server delete it.
+   */
+  async deleteDevice(id: string): Promise<void> {
+    const plural = pluralOf(id);
+    try {
+      await this.retryWrite(`releasing ${id}`, async () => {
+        const cr = await this.readDevice(id);
+        if (!cr || isUnclaimed(cr)) return undefined;
+        const { deviceId: _d, faultyFrom: _f, pendingTx: _p, readyToUse: _r, ...rest } = (cr.status ?? {}) as Record<string, unknown>;
+        return this.putStatus(plural, cr, { ...rest, state: 'Pending', sizeBytes: 0, updatedAt: new Date().toISOString() });
+      });
+      await this.retryWrite(`removing the finalizer of ${id}`, async () => {
+        const cr = await this.readDevice(id);
+        if (!cr || !cr.metadata.deletionTimestamp || !cr.metadata.finalizers?.includes(FINALIZER)) return undefined;
+        return this.setFinalizer(cr, false);
+      });
+    } catch (err) {
+      if (err instanceof StoreError && err.kind === 'not_found') return;
+      throw err;
+    }
+  }
+
+  /** PUT of the object with our finalizer added or removed (conditional on resourceVersion). */
+  async setFinalizer(cr: DeviceCr, present: boolean): Promise<DeviceCr> {
+    const others = (cr.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+    const body = { ...cr, metadata: { ...cr.metadata, finalizers: present ? [...others, FINALIZER] : others } };
+    return await this.api.replaceClusterCustomObject({ group: GROUP, version: VERSION, plural: pluralOf(cr.metadata.name), name: cr.metadata.name, body }) as DeviceCr;
+  }
+
+  async readPool(): Promise<ThinPoolCr> {
+    const existing = await this.read<ThinPoolCr>(PLURAL.pool, this.node);
+    if (existing) return existing;
+    const body: ThinPoolCr = { apiVersion: API_VERSION, kind: KIND.pool, metadata: { name: this.node }, spec: { ...this.poolSpec, nodeName: this.node, poolName: this.poolName } };
+    try {
+      return await this.api.createClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.pool, body }) as ThinPoolCr;
+    } catch (err) {
+      if (isConflict(err)) return (await this.read<ThinPoolCr>(PLURAL.pool, this.node))!;
+      throw new StoreError('io', `creating thinpools/${this.node}: ${apiMessage(err)}`, { cause: err });
+    }
+  }
+
+  /** Read-modify-write of the ThinPool status. */
+  async updatePoolStatus(change: (s: NonNullable<ThinPoolCr['status']>) => NonNullable<ThinPoolCr['status']>): Promise<ThinPoolCr> {
+    const out = await this.retryWrite(`updating thinpools/${this.node} status`, async () => {
+      const cr = await this.readPool();
+      return this.putStatus(PLURAL.pool, cr, change(jsonCopy(cr.status ?? {})));
+    });
+    return out!;
+  }
+
+  async getPool(): Promise<PoolRecord | undefined> {
+    const cr = await this.read<ThinPoolCr>(PLURAL.pool, this.node);
+    const tx = cr?.status?.transactionId;
+    if (!cr || tx === undefined) return undefined;
+    return { name: cr.status?.poolName ?? this.poolName, transactionId: tx, updatedAt: cr.status?.lastReconcileTime ?? '', revision: cr.metadata.resourceVersion };
+  }
+
+  async updatePool(mutate: (current: PoolRecord | undefined) => PoolRecord): Promise<PoolRecord> {
+    let rec: PoolRecord | undefined;
+    const cr = await this.updatePoolStatus((s) => {
+      const current = s.transactionId === undefined ? undefined : { name: s.poolName ?? this.poolName, transactionId: s.transactionId, updatedAt: '' };
+      rec = mutate(current);
+      return { ...s, poolName: rec.name, transactionId: rec.transactionId };
+    });
+    return { ...rec!, revision: cr.metadata.resourceVersion };
+  }
+
+  async close(): Promise<void> { /* nothing held: every call is a fresh request */ }
+}

@@ -1,0 +1,108 @@
+import { type CoordinationV1Api, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
+import { unavailable } from '../errors.ts';
+import type { Logger } from '../observability/log.ts';
+import { apiMessage, isConflict, isNotFound } from './util.ts';
+
+export interface LeaderOptions {
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationSeconds?: number;
+  renewMs?: number;
+  log: Logger;
+}
+
+const micro = (ms: number) => new V1MicroTime(ms);
+
+/**
+ * One active controller through a coordination.k8s.io/v1 Lease (get, create, update only).
+ * The holder renews every renewMs; another replica takes over once renewTime is older than
+ * leaseDurationSeconds. A holder that cannot renew in time stops acting as leader on its own.
+ */
+export class LeaderElector {
+  private readonly coord: CoordinationV1Api;
+  private readonly o: Required<LeaderOptions>;
+  private timer: NodeJS.Timeout | undefined;
+  private lastRenew = 0;
+  private leading = false;
+
+  constructor(coord: CoordinationV1Api, opts: LeaderOptions) {
+    this.coord = coord;
+    this.o = { leaseDurationSeconds: 15, renewMs: 5000, ...opts };
+  }
+
+  get isLeader(): boolean {
+    return this.leading && Date.now() - this.lastRenew < this.o.leaseDurationSeconds * 1000;
+  }
+
+  async start(): Promise<void> {
+    await this.tick();
+    this.timer = setInterval(() => { void this.tick(); }, this.o.renewMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.leading = false;
+  }
+
+  /** Throws UNAVAILABLE unless this replica holds the lease. */
+  check(): void {
+    if (!this.isLeader) throw unavailable(`this controller replica is not the leader (lease ${this.o.namespace}/${this.o.name}); retry`);
+  }
+
+  async tick(): Promise<void> {
+    const { namespace, name, identity, leaseDurationSeconds } = this.o;
+    try {
+      let lease: V1Lease;
+      try {
+        lease = await this.coord.readNamespacedLease({ name, namespace });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        await this.coord.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: micro(Date.now()), renewTime: micro(Date.now()), leaseTransitions: 0 } } });
+        return this.acquired(true);
+      }
+      const spec = lease.spec ?? {};
+      const renewed = spec.renewTime ? Date.parse(String(spec.renewTime)) : 0;
+      const expired = renewed + (spec.leaseDurationSeconds ?? leaseDurationSeconds) * 1000 < Date.now();
+      const mine = spec.holderIdentity === identity;
+      if (!mine && !expired && spec.holderIdentity) return this.lost();
+      const acquire = mine && spec.acquireTime ? Date.parse(String(spec.acquireTime)) : Date.now();
+      await this.coord.replaceNamespacedLease({ name, namespace, body: { ...lease, spec: {
+        holderIdentity: identity, leaseDurationSeconds, acquireTime: micro(acquire), renewTime: micro(Date.now()),
+        leaseTransitions: (spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
+      } } });
+      this.acquired(!mine);
+    } catch (err) {
+      // A 409 means another replica wrote first: it is the leader for this round.
+      if (isConflict(err)) return this.lost();
+      this.o.log.warn('lease renewal failed', { lease: `${namespace}/${name}`, error: apiMessage(err) });
+    }
+  }
+
+  private acquired(fresh: boolean): void {
+    this.lastRenew = Date.now();
+    if (fresh || !this.leading) this.o.log.info('became controller leader', { lease: `${this.o.namespace}/${this.o.name}`, identity: this.o.identity });
+    this.leading = true;
+  }
+
+  private lost(): void {
+    if (this.leading) this.o.log.warn('lost controller leadership', { lease: `${this.o.namespace}/${this.o.name}` });
+    this.leading = false;
+  }
+}
+
+/** The controller service, answering UNAVAILABLE on a non-leader (capabilities stay answerable). */
+export function leaderOnly<T extends object>(target: T, leader: { check(): void }): T {
+  const open = new Set(['ControllerGetCapabilities']);
+  return new Proxy(target, {
+    get(t, prop, receiver) {
+      const v = Reflect.get(t, prop, receiver) as unknown;
+      if (typeof v !== 'function' || typeof prop !== 'string' || open.has(prop)) return v;
+      return (...args: unknown[]) => {
+        leader.check();
+        return (v as (...a: unknown[]) => unknown).apply(t, args);
+      };
+    },
+  });
+}

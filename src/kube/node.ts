@@ -1,0 +1,72 @@
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import type { DeviceMapper } from '../devmapper/types.ts';
+import type { LoopDevices, Mounter } from '../mount/types.ts';
+import type { FsType } from '../mount/types.ts';
+import { NodeService } from '../node/service.ts';
+import type { Logger } from '../observability/log.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { Devices } from '../pool/devices.ts';
+import { ensurePool, type PoolSource } from '../pool/provision.ts';
+import { ThinPool } from '../pool/thinpool.ts';
+import type { OpContext } from '../system/context.ts';
+import { IdentityService } from '../csi/identity.ts';
+import { TOPOLOGY_KEY } from '../version.ts';
+import { NodeAgent, type AgentOptions } from './agent.ts';
+import { CrdStore } from './crd-store.ts';
+import { EventRecorder } from './events.ts';
+
+export interface KubeNodeParts {
+  kc: KubeConfig;
+  node: string;
+  dm: DeviceMapper;
+  mounter: Mounter;
+  loops: LoopDevices;
+  log: Logger;
+  metrics?: Metrics;
+  pool: PoolSource;
+  overprovisionRatio: number;
+  defaultFs: FsType;
+  /** Timings for tests; production uses the agent's defaults. */
+  agent?: Partial<Pick<AgentOptions, 'resyncMs' | 'retryBaseMs' | 'retryMaxMs' | 'watchRestartBaseMs' | 'opTimeoutMs'>>;
+}
+
+export interface KubeNode {
+  agent: NodeAgent;
+  store: CrdStore;
+  devices: Devices;
+  identity: IdentityService;
+  node: NodeService;
+  metrics: Metrics;
+  events: EventRecorder;
+  stop(): Promise<void>;
+}
+
+/** Node mode: the pool, its records in CRs, the agent that drives them, and the CSI Node service. */
+export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<KubeNode> {
+  const metrics = p.metrics ?? new Metrics();
+  const api = p.kc.makeApiClient(CustomObjectsApi);
+  const store = new CrdStore(api, p.node, p.pool.name, {
+    source: p.pool.kind,
+    ...(p.pool.kind === 'devices' ? { dataDevice: p.pool.dataDevice, metadataDevice: p.pool.metadataDevice } : {}),
+  });
+  await store.readPool(); // the ThinPool exists from the first moment, so kubectl shows the node
+  await ensurePool(ctx, { dm: p.dm, loops: p.loops, mounter: p.mounter, log: p.log }, p.pool);
+  const pool = await ThinPool.attach(ctx, { dm: p.dm, store, log: p.log, metrics }, { name: p.pool.name, overprovisionRatio: p.overprovisionRatio });
+  const devices = new Devices(pool);
+  const events = new EventRecorder(p.kc.makeApiClient(CoreV1Api), 'dmthin-csi-node', p.node, p.log);
+  const agent = new NodeAgent({ kc: p.kc, api, node: p.node, store, devices, events, log: p.log, ...p.agent });
+  await agent.start();
+  const readiness = {
+    ready: async (c: OpContext) => {
+      const h = await pool.health(c);
+      const broken = h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only';
+      return { ready: !broken, reason: h.reasons.join('; ') };
+    },
+  };
+  return {
+    agent, store, devices, metrics, events,
+    identity: new IdentityService(readiness, false),
+    node: new NodeService({ devices, mounter: p.mounter, defaultFs: p.defaultFs }, { nodeId: p.node, topologyKey: TOPOLOGY_KEY }),
+    stop: () => agent.stop(),
+  };
+}

@@ -1,0 +1,70 @@
+import { type CustomObjectsApi, type KubeConfig, type KubernetesObject, makeInformer } from '@kubernetes/client-node';
+import type { Logger } from '../observability/log.ts';
+import { GROUP, VERSION } from './types.ts';
+import { backoff } from './util.ts';
+
+export interface WatchOptions {
+  kc: KubeConfig;
+  api: CustomObjectsApi;
+  plural: string;
+  labelSelector: string;
+  log: Logger;
+  onChange: (name: string) => void;
+  restartBaseMs?: number;
+  restartMaxMs?: number;
+}
+
+/**
+ * A list+watch of one custom resource that never stays down: client-node's ListWatch relists
+ * by itself after a 410 Gone, but stops for good on any other error, so this restarts it
+ * with capped backoff. Events only name the object: the handler reads it fresh.
+ */
+export class CrWatch {
+  private readonly o: WatchOptions & { restartBaseMs: number; restartMaxMs: number };
+  private readonly informer;
+  private failures = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(opts: WatchOptions) {
+    this.o = { restartBaseMs: 200, restartMaxMs: 30_000, ...opts };
+    const { api, plural, labelSelector } = this.o;
+    const list = async () => await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector }) as { items: KubernetesObject[] };
+    this.informer = makeInformer(this.o.kc, `/apis/${GROUP}/${VERSION}/${plural}`, list, labelSelector);
+    const changed = (obj: KubernetesObject) => {
+      this.failures = 0; // events flow again: the next failure starts from a short delay
+      if (obj.metadata?.name) this.o.onChange(obj.metadata.name);
+    };
+    this.informer.on('add', changed);
+    this.informer.on('update', changed);
+    this.informer.on('delete', changed);
+    this.informer.on('error', (err: unknown) => this.restartLater(err));
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    try {
+      await this.informer.start();
+    } catch (err) {
+      this.restartLater(err);
+    }
+  }
+
+  private restartLater(err: unknown): void {
+    if (this.stopped || this.timer) return;
+    const ms = backoff(this.failures++, this.o.restartBaseMs, this.o.restartMaxMs);
+    this.o.log.warn('watch failed; restarting', { resource: this.o.plural, error: String(err), in_ms: ms });
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.start();
+    }, ms);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.informer.stop();
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * kill -9 of the driver in the middle of create, snapshot (origin suspended), restore,
+ * expand and delete, then a restart: every run must converge with no device left
+ * half-made, no leaked thin id, no suspended origin, and fsynced data intact.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
+import { KUBELET, liveThins, poolThinIds, poolTx, records, repairsAtStart, startDriver, STATE, stopDriver, storedPoolTx, type DriverProcess } from './harness.ts';
+
+const TRANSITIONAL = new Set(['Unknown', 'Creating', 'Activating', 'Suspending', 'Suspended', 'Resuming', 'Deactivating', 'Removing', 'Removed']);
+const DELAYS_MS = [150, 400, 700, 1000, 1500, 2200];
+
+let d: DriverProcess;
+const staging = (v: string) => `${KUBELET}/crash-staging/${v}`;
+const target = (v: string) => `${KUBELET}/crash-pods/${v}`;
+
+/** A separate process appending fsynced lines, so a suspended origin blocks it and not this test. */
+function startWriter(file: string): { durable: () => number; stop: () => Promise<void> } {
+  const code = `const fs=require('fs');const fd=fs.openSync(${JSON.stringify(file)},'a');let i=${lineCount(file)};
+    for(;;){i++;fs.writeSync(fd,'line '+i+' '+'y'.repeat(100)+'\\n');fs.fsyncSync(fd);process.stdout.write(i+'\\n');}`;
+  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let durable = lineCount(file);
+  child.stdout!.on('data', (b: Buffer) => {
+    const last = b.toString().trim().split('\n').pop();
+    if (last) durable = Number(last);
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return { durable: () => durable, stop: async () => { child.kill('SIGKILL'); await exited; } };
+}
+
+function lineCount(file: string): number {
+  let text = '';
+  try { text = readFileSync(file, 'utf8'); } catch { return 0; }
+  const all = text.split('\n').filter(Boolean);
+  all.forEach((l, i) => assert.ok(l.startsWith(`line ${i + 1} `), `line ${i + 1} intact`));
+  return all.length;
+}
+
+/** The CO's requests for round i: they are retried after the crash until they succeed. */
+function batch(i: number, base: string) {
+  const C = () => d.clients.controller;
+  const cap = mountCap();
+  return [
+    () => C().call('CreateVolume', { name: `crash-new-${i}`, capacity_range: { required_bytes: 128 * MiB }, volume_capabilities: [cap] }),
+    () => C().call('CreateSnapshot', { name: `crash-snap-${i}`, source_volume_id: base }),
+    () => C().call('ControllerExpandVolume', { volume_id: base, capacity_range: { required_bytes: GiB + i * 64 * MiB } }),
+    ...(i > 0 ? [
+      async () => {
+        const s = await C().call('CreateSnapshot', { name: `crash-snap-${i - 1}`, source_volume_id: base });
+        return C().call('CreateVolume', { name: `crash-restore-${i}`, volume_capabilities: [cap], volume_content_source: { snapshot: { snapshot_id: s.snapshot.snapshot_id } } });
+      },
+      async () => {
+        const v = await C().call('CreateVolume', { name: `crash-new-${i - 1}`, capacity_range: { required_bytes: 128 * MiB }, volume_capabilities: [cap] });
+        return C().call('DeleteVolume', { volume_id: v.volume.volume_id });
+      },
+    ] : []),
+  ];
+}
+
+function assertConverged(context: string) {
+  const recs = records();
+  const stuck = recs.filter((r) => TRANSITIONAL.has(r.state) || r.state === 'Faulty');
+  assert.deepEqual(stuck.map((r) => `${r.id}:${r.state}:${r.error ?? ''}`), [], `${context}: no record stuck or Faulty`);
+  assert.deepEqual(liveThins().filter((t) => t.suspended), [], `${context}: nothing left suspended`);
+  assert.deepEqual(poolThinIds().sort((a, b) => a - b), recs.map((r) => r.deviceId).sort((a, b) => a - b), `${context}: pool thin ids == recorded ids`);
+  assert.equal(poolTx(), storedPoolTx(), `${context}: pool transaction id == stored one`);
+}
+
+describe('SIGKILL mid-operation, then restart', { timeout: 1_800_000 }, () => {
+  let base = '';
+  let repairs = 0;
+
+  before(async () => {
+    rmSync(STATE, { recursive: true, force: true });
+    mkdirSync(KUBELET, { recursive: true });
+    d = await startDriver();
+    const v = await d.clients.controller.call('CreateVolume', { name: 'crash-base', capacity_range: { required_bytes: GiB }, volume_capabilities: [mountCap()] });
+    base = v.volume.volume_id;
+    await d.clients.node.call('NodeStageVolume', { volume_id: base, staging_target_path: staging(base), volume_capability: mountCap() });
+    await d.clients.node.call('NodePublishVolume', { volume_id: base, staging_target_path: staging(base), target_path: target(base), volume_capability: mountCap(), readonly: false });
+  });
+
+  after(async () => { if (d) await stopDriver(d); });
+
+  for (const [i, delay] of DELAYS_MS.entries()) {
+    it(`round ${i}: kill after ${delay} ms converges`, async () => {
+      const writer = startWriter(`${target(base)}/log.txt`);
+      await new Promise((r) => setTimeout(r, 300));
+      const ops = batch(i, base);
+      const inflight = ops.map((op) => op().catch(() => undefined));
+      await new Promise((r) => setTimeout(r, delay));
+      d.child.kill('SIGKILL');
+      await d.exited;
+      const durableAtKill = writer.durable();
+      d.clients.close();
+      await Promise.all(inflight);
+      d = await startDriver();
+      repairs += repairsAtStart(d.log);
+      assertConverged(`after kill in round ${i}`);
+      await writer.stop();
+      assert.ok(lineCount(`${target(base)}/log.txt`) >= durableAtKill, 'every line fsynced before the kill is intact');
+      for (const op of ops) await op(); // the CO retries until each request succeeds
+      assertConverged(`after retries in round ${i}`);
+      assert.equal(await codeOf(d.clients.controller.call('CreateSnapshot', { name: `crash-snap-${i}`, source_volume_id: 'vol-00000000000000000000000000000000' })), 'ALREADY_EXISTS');
+    });
+  }
+
+  it('killed at least one operation halfway (else this suite proves nothing)', () => {
+    assert.ok(repairs > 0, 'no restart found anything to repair: the kills all landed between operations');
+  });
+
+  it('cleans up completely', async () => {
+    await d.clients.node.call('NodeUnpublishVolume', { volume_id: base, target_path: target(base) });
+    await d.clients.node.call('NodeUnstageVolume', { volume_id: base, staging_target_path: staging(base) });
+    for (const r of records()) {
+      if (r.kind === 'volume') await d.clients.controller.call('DeleteVolume', { volume_id: r.id });
+      else await d.clients.controller.call('DeleteSnapshot', { snapshot_id: r.id });
+    }
+    assert.deepEqual(records(), []);
+    assert.deepEqual(poolThinIds(), []);
+    assertConverged('at the end');
+  });
+});

@@ -1,0 +1,231 @@
+/**
+ * The driver on a real kernel: standalone mode in the qemu guest, driven over gRPC through
+ * every CSI RPC. Runs sequentially; each step builds on the previous one's volumes.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync, openSync, writeSync, fsyncSync, closeSync, readSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { blockCap, codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
+import { KUBELET, liveThins, poolThinIds, poolTx, records, sh, startDriver, STATE, stopDriver, storedPoolTx, tail, type DriverProcess } from './harness.ts';
+
+let d: DriverProcess;
+const C = () => d.clients.controller;
+const N = () => d.clients.node;
+const staging = (v: string) => `${KUBELET}/staging/${v}`;
+const target = (v: string) => `${KUBELET}/pods/${v}/mount`;
+
+async function createVol(name: string, size = GiB, cap: object = mountCap(), source?: object) {
+  const r = await C().call('CreateVolume', { name, capacity_range: { required_bytes: size }, volume_capabilities: [cap], volume_content_source: source ?? null });
+  return r.volume as { volume_id: string; capacity_bytes: string | number; content_source?: { volume?: { volume_id: string } } };
+}
+
+async function stageAndPublish(id: string, cap: object = mountCap()) {
+  await N().call('NodeStageVolume', { volume_id: id, staging_target_path: staging(id), volume_capability: cap });
+  await N().call('NodePublishVolume', { volume_id: id, staging_target_path: staging(id), target_path: target(id), volume_capability: cap, readonly: false });
+}
+
+async function teardown(id: string) {
+  await N().call('NodeUnpublishVolume', { volume_id: id, target_path: target(id) });
+  await N().call('NodeUnstageVolume', { volume_id: id, staging_target_path: staging(id) });
+}
+
+/** Appends fsynced numbered lines; returns how many were durable when asked. */
+function startWriter(file: string) {
+  const fd = openSync(file, 'a');
+  let durable = 0;
+  let stop = false;
+  const done = (async () => {
+    for (let i = 1; !stop; i++) {
+      writeSync(fd, `line ${i} ${'x'.repeat(200)}\n`);
+      fsyncSync(fd);
+      durable = i;
+      await new Promise((r) => setImmediate(r));
+    }
+    closeSync(fd);
+  })();
+  return { durable: () => durable, stop: async () => { stop = true; await done; } };
+}
+
+function lines(file: string): number {
+  const text = readFileSync(file, 'utf8');
+  const all = text.split('\n').filter(Boolean);
+  all.forEach((l, i) => assert.ok(l.startsWith(`line ${i + 1} `), `line ${i + 1} is intact`));
+  return all.length;
+}
+
+describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () => {
+  const ids: Record<string, string> = {};
+
+  before(async () => {
+    rmSync(STATE, { recursive: true, force: true });
+    mkdirSync(KUBELET, { recursive: true });
+    d = await startDriver();
+  });
+
+  after(async () => {
+    if (d) {
+      const code = await stopDriver(d);
+      if (code !== 0) console.log(tail(d.log));
+    }
+  });
+
+  it('identifies itself and is ready', async () => {
+    const info = await d.clients.identity.call('GetPluginInfo');
+    assert.equal(info.name, 'dmthin.csi.io');
+    const caps = await d.clients.identity.call('GetPluginCapabilities');
+    assert.ok(caps.capabilities.some((c: any) => c.service?.type === 'CONTROLLER_SERVICE'));
+    const node = await N().call('NodeGetInfo');
+    assert.equal(node.node_id, 'rk-node');
+    assert.deepEqual(node.accessible_topology.segments, { 'dmthin.csi.io/node': 'rk-node' });
+    const cap = await C().call('GetCapacity', {});
+    assert.ok(Number(cap.available_capacity) > 10 * GiB, `capacity ${cap.available_capacity}`);
+  });
+
+  it('creates a volume idempotently and refuses incompatible repeats', async () => {
+    const v = await createVol('data-1');
+    ids.v1 = v.volume_id;
+    assert.equal(Number(v.capacity_bytes), GiB);
+    assert.equal((await createVol('data-1')).volume_id, v.volume_id);
+    assert.equal(await codeOf(createVol('data-1', 2 * GiB)), 'ALREADY_EXISTS');
+    assert.equal(await codeOf(createVol('data-1', GiB, blockCap())), 'ALREADY_EXISTS');
+  });
+
+  it('answers bad requests with the spec codes', async () => {
+    assert.equal(await codeOf(createVol('bad/name')), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(C().call('CreateVolume', { name: 'no-caps', volume_capabilities: [] })), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(createVol('multi', GiB, mountCap('ext4', 'MULTI_NODE_MULTI_WRITER'))), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(createVol('btrfs', GiB, mountCap('btrfs'))), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(createVol('huge', 2 ** 52)), 'OUT_OF_RANGE');
+    assert.equal(await codeOf(C().call('CreateVolume', { name: 'range', capacity_range: { required_bytes: 2 * GiB, limit_bytes: GiB }, volume_capabilities: [mountCap()] })), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(createVol('from-nothing', GiB, mountCap(), { snapshot: { snapshot_id: 'snap-00000000000000000000000000000000' } })), 'NOT_FOUND');
+    assert.equal(await codeOf(N().call('NodeStageVolume', { volume_id: 'vol-00000000000000000000000000000000', staging_target_path: '/var/lib/x', volume_capability: mountCap() })), 'NOT_FOUND');
+    assert.equal(await codeOf(N().call('NodeStageVolume', { volume_id: ids.v1, staging_target_path: 'relative/path', volume_capability: mountCap() })), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(N().call('NodeStageVolume', { volume_id: ids.v1, staging_target_path: '/var/lib/../../etc', volume_capability: mountCap() })), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(C().call('ControllerExpandVolume', { volume_id: 'vol-00000000000000000000000000000000', capacity_range: { required_bytes: GiB } })), 'NOT_FOUND');
+    assert.equal(await codeOf(C().call('ListVolumes', { starting_token: 'garbage' })), 'ABORTED');
+    assert.equal(await codeOf(C().call('ControllerPublishVolume', { volume_id: ids.v1, node_id: 'rk-node' })), 'UNIMPLEMENTED');
+  });
+
+  it('stages (mkfs + mount) and publishes a volume, idempotently', async () => {
+    await stageAndPublish(ids.v1!);
+    await stageAndPublish(ids.v1!);
+    const mounts = readFileSync('/proc/self/mounts', 'utf8');
+    assert.match(mounts, new RegExp(`${staging(ids.v1!)} ext4`));
+    assert.match(mounts, new RegExp(`${target(ids.v1!)} ext4`));
+    writeFileSync(`${target(ids.v1!)}/hello.txt`, 'hello from the first volume\n');
+    sh('sync', []);
+  });
+
+  it('refuses to delete a volume in use', async () => {
+    assert.equal(await codeOf(C().call('DeleteVolume', { volume_id: ids.v1 })), 'FAILED_PRECONDITION');
+  });
+
+  it('snapshots a volume under write consistently and restores it larger', async () => {
+    const writer = startWriter(`${target(ids.v1!)}/log.txt`);
+    await new Promise((r) => setTimeout(r, 1500));
+    const before = writer.durable();
+    const snap = await C().call('CreateSnapshot', { name: 'snap-1', source_volume_id: ids.v1 });
+    await writer.stop();
+    assert.equal(snap.snapshot.ready_to_use, true);
+    assert.equal(snap.snapshot.source_volume_id, ids.v1);
+    ids.s1 = snap.snapshot.snapshot_id;
+    assert.equal((await C().call('CreateSnapshot', { name: 'snap-1', source_volume_id: ids.v1 })).snapshot.snapshot_id, ids.s1);
+    assert.ok(liveThins().every((t) => !t.suspended), 'origin resumed');
+    const v2 = await createVol('restored-1', 2 * GiB, mountCap(), { snapshot: { snapshot_id: ids.s1 } });
+    ids.v2 = v2.volume_id;
+    assert.equal(Number(v2.capacity_bytes), 2 * GiB);
+    await stageAndPublish(ids.v2!);
+    const restored = lines(`${target(ids.v2!)}/log.txt`);
+    assert.ok(restored >= before, `snapshot holds every line fsynced before it: ${restored} >= ${before}`);
+    assert.equal(readFileSync(`${target(ids.v2!)}/hello.txt`, 'utf8'), 'hello from the first volume\n');
+    const fs = statfsSync(target(ids.v2!));
+    assert.ok(fs.blocks * fs.bsize > 1.5 * GiB, `restored filesystem grown to the larger size (${fs.blocks * fs.bsize})`);
+  });
+
+  it('clones a volume', async () => {
+    const v3 = await createVol('clone-1', GiB, mountCap(), { volume: { volume_id: ids.v1 } });
+    ids.v3 = v3.volume_id;
+    assert.equal(v3.content_source?.volume?.volume_id, ids.v1);
+    await stageAndPublish(ids.v3!);
+    assert.equal(readFileSync(`${target(ids.v3!)}/hello.txt`, 'utf8'), 'hello from the first volume\n');
+  });
+
+  it('expands a mounted volume online', async () => {
+    const r = await C().call('ControllerExpandVolume', { volume_id: ids.v1, capacity_range: { required_bytes: 3 * GiB }, volume_capability: mountCap() });
+    assert.equal(Number(r.capacity_bytes), 3 * GiB);
+    assert.equal(r.node_expansion_required, true);
+    await N().call('NodeExpandVolume', { volume_id: ids.v1, volume_path: target(ids.v1!), staging_target_path: staging(ids.v1!), capacity_range: { required_bytes: 3 * GiB } });
+    const fs = statfsSync(target(ids.v1!));
+    assert.ok(fs.blocks * fs.bsize > 2.5 * GiB, `filesystem grown (${fs.blocks * fs.bsize})`);
+    const stats = await N().call('NodeGetVolumeStats', { volume_id: ids.v1, volume_path: target(ids.v1!) });
+    assert.ok(stats.usage.some((u: any) => u.unit === 'BYTES' && Number(u.total) > 2.5 * GiB));
+    assert.match(stats.volume_condition.message, /maps \d+ bytes/);
+  });
+
+  it('serves raw block volumes', async () => {
+    const v4 = await createVol('block-1', 64 * MiB, blockCap());
+    ids.v4 = v4.volume_id;
+    await stageAndPublish(ids.v4!, blockCap());
+    const fd = openSync(target(ids.v4!), 'r+');
+    const data = Buffer.alloc(4096, 7);
+    writeSync(fd, data, 0, data.length, MiB);
+    fsyncSync(fd);
+    const back = Buffer.alloc(4096);
+    readSync(fd, back, 0, back.length, MiB);
+    closeSync(fd);
+    assert.deepEqual(back, data);
+    await teardown(ids.v4!);
+  });
+
+  it('runs xfs, and restores an xfs snapshot beside its mounted origin', async () => {
+    const x = await createVol('xfs-1', 512 * MiB, mountCap('xfs'));
+    await stageAndPublish(x.volume_id, mountCap('xfs'));
+    writeFileSync(`${target(x.volume_id)}/x.txt`, 'xfs data\n');
+    sh('sync', []);
+    const s = await C().call('CreateSnapshot', { name: 'xfs-snap', source_volume_id: x.volume_id });
+    const r = await createVol('xfs-restored', 512 * MiB, mountCap('xfs'), { snapshot: { snapshot_id: s.snapshot.snapshot_id } });
+    await stageAndPublish(r.volume_id, mountCap('xfs'));
+    assert.equal(readFileSync(`${target(r.volume_id)}/x.txt`, 'utf8'), 'xfs data\n');
+    for (const id of [r.volume_id, x.volume_id]) {
+      await teardown(id);
+      await C().call('DeleteVolume', { volume_id: id });
+    }
+    await C().call('DeleteSnapshot', { snapshot_id: s.snapshot.snapshot_id });
+  });
+
+  it('lists volumes and snapshots with pagination', async () => {
+    const page1 = await C().call('ListVolumes', { max_entries: 2 });
+    assert.equal(page1.entries.length, 2);
+    assert.ok(page1.next_token);
+    const page2 = await C().call('ListVolumes', { max_entries: 2, starting_token: page1.next_token });
+    const all = [...page1.entries, ...page2.entries].map((e: any) => e.volume.volume_id).sort();
+    assert.deepEqual(all, [ids.v1, ids.v2, ids.v3, ids.v4].sort());
+    const snaps = await C().call('ListSnapshots', { source_volume_id: ids.v1 });
+    assert.deepEqual(snaps.entries.map((e: any) => e.snapshot.snapshot_id), [ids.s1]);
+    const got = await C().call('ControllerGetVolume', { volume_id: ids.v1 });
+    assert.equal(got.status.volume_condition.abnormal, false);
+    const valid = await C().call('ValidateVolumeCapabilities', { volume_id: ids.v1, volume_capabilities: [mountCap()] });
+    assert.ok(valid.confirmed);
+  });
+
+  it('survives a restart with volumes mounted', async () => {
+    await stopDriver(d);
+    d = await startDriver();
+    assert.equal(readFileSync(`${target(ids.v1!)}/hello.txt`, 'utf8'), 'hello from the first volume\n');
+    assert.equal(poolTx(), storedPoolTx());
+  });
+
+  it('tears everything down and leaves nothing behind', async () => {
+    for (const id of [ids.v1!, ids.v2!, ids.v3!]) await teardown(id);
+    await teardown(ids.v1!); // unstaging twice is fine
+    for (const id of [ids.v1, ids.v2, ids.v3, ids.v4]) await C().call('DeleteVolume', { volume_id: id });
+    await C().call('DeleteVolume', { volume_id: ids.v1 });
+    await C().call('DeleteSnapshot', { snapshot_id: ids.s1 });
+    await C().call('DeleteSnapshot', { snapshot_id: ids.s1 });
+    assert.equal((await C().call('ListVolumes', {})).entries.length, 0);
+    assert.deepEqual(records(), []);
+    assert.deepEqual(liveThins(), []);
+    assert.deepEqual(poolThinIds(), []);
+    assert.equal(poolTx(), storedPoolTx());
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * What can be checked of the image without a Docker engine: the Dockerfile's shape, that every
+ * package it installs exists in Debian bookworm (this machine's apt lists; skipped when apt has
+ * no lists), that everything it copies exists and passes .dockerignore, and that the bundle it
+ * ships runs.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { ROOT } from './render.ts';
+
+const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+/** Instructions with continuation lines joined. */
+const instructions = dockerfile.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+const REQUIRED_PACKAGES = ['dmsetup', 'e2fsprogs', 'xfsprogs', 'util-linux', 'mount', 'thin-provisioning-tools'];
+
+function installedPackages(): string[] {
+  const run = instructions.find((l) => l.startsWith('RUN ') && l.includes('apt-get install'));
+  assert.ok(run, 'no apt-get install in the Dockerfile');
+  const after = run.slice(run.indexOf('apt-get install') + 'apt-get install'.length).split('&&')[0]!;
+  return after.trim().split(/\s+/).filter((w) => !w.startsWith('-'));
+}
+
+test('multi-stage: Node 24 bookworm build stage, Node 24 bookworm runtime', () => {
+  const froms = instructions.filter((l) => l.startsWith('FROM '));
+  assert.deepEqual(froms, ['FROM node:24-bookworm-slim AS build', 'FROM node:24-bookworm-slim']);
+  assert.ok(instructions.includes('RUN npm ci'));
+  assert.ok(instructions.some((l) => l.startsWith('RUN npm run build')));
+  assert.ok(instructions.some((l) => l === 'COPY --from=build /src/dist/dmthin-csi.mjs /src/dist/dmthin-csi.mjs.map /app/'));
+  assert.ok(instructions.includes('COPY proto/csi.proto proto/LICENSE /usr/share/dmthin-csi/'));
+  assert.ok(instructions.includes('ENTRYPOINT ["node", "--enable-source-maps", "/app/dmthin-csi.mjs"]'));
+});
+
+test('non-interactive apt, no recommends, lists removed, no secrets', () => {
+  assert.ok(instructions.includes('ARG DEBIAN_FRONTEND=noninteractive'));
+  const run = instructions.find((l) => l.includes('apt-get install'))!;
+  assert.match(run, /apt-get install -y --no-install-recommends/);
+  assert.match(run, /rm -rf \/var\/lib\/apt\/lists\/\*/);
+  assert.doesNotMatch(dockerfile, /(TOKEN|PASSWORD|SECRET|_KEY)\s*=/i);
+});
+
+test('the runtime installs the tools the driver and the CLI run', () => {
+  assert.deepEqual(installedPackages().sort(), [...REQUIRED_PACKAGES].sort());
+});
+
+test('every package exists in this Debian release', (t) => {
+  const probe = spawnSync('apt-cache', ['show', 'dmsetup'], { encoding: 'utf8' });
+  if (probe.status !== 0 || !probe.stdout.includes('Package: dmsetup')) {
+    t.skip('apt-cache has no package lists here (run apt-get update)');
+    return;
+  }
+  const release = readFileSync('/etc/os-release', 'utf8');
+  if (!/VERSION_CODENAME=bookworm/.test(release)) {
+    t.skip('this machine is not Debian bookworm, the image base');
+    return;
+  }
+  const pkgs = installedPackages();
+  const out = spawnSync('apt-cache', ['show', '--no-all-versions', ...pkgs], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  const found = new Set([...out.stdout.matchAll(/^Package: (\S+)$/gm)].map((m) => m[1]));
+  assert.deepEqual(pkgs.filter((p) => !found.has(p)), [], 'not in the apt lists');
+});
+
+test('everything the Dockerfile copies from the context exists and passes .dockerignore', () => {
+  const ignore = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').filter((l) => l.startsWith('!'))
+    .map((l) => l.slice(1).replace(/\/$/, ''));
+  for (const line of instructions.filter((l) => l.startsWith('COPY ') && !l.includes('--from='))) {
+    const sources = line.split(/\s+/).slice(1, -1);
+    for (const src of sources) {
+      assert.ok(existsSync(path.join(ROOT, src)), `${src} does not exist`);
+      const top = src.replace(/\/$/, '').split('/')[0]!;
+      assert.ok(ignore.includes(top) || ignore.includes(src.replace(/\/$/, '')), `${src} is excluded by .dockerignore`);
+    }
+  }
+});
+
+test('the bundle the image ships runs', () => {
+  const bundle = path.join(ROOT, 'dist/dmthin-csi.mjs');
+  if (!existsSync(bundle)) execFileSync(process.execPath, [path.join(ROOT, 'scripts/bundle.mjs')], { cwd: ROOT, stdio: 'inherit' });
+  const out = execFileSync(process.execPath, [bundle, 'help'], { cwd: '/', encoding: 'utf8' });
+  assert.match(out, /Usage: dmthin-csi COMMAND/);
+});

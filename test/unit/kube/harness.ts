@@ -1,0 +1,105 @@
+// Shared setup for the Kubernetes-mode tests: the API server TEST DOUBLE, fake kernels per
+// node, node agents, and the controller service over a KubeBackend.
+import { CustomObjectsApi, loadYaml } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import { ControllerService } from '../../../src/controller/service.ts';
+import { FakeDeviceMapper } from '../../../src/devmapper/fake.ts';
+import { KubeBackend } from '../../../src/kube/backend.ts';
+import { startKubeNode, type KubeNode } from '../../../src/kube/node.ts';
+import { FakeMounter } from '../../../src/mount/fake.ts';
+import { FakeLoopDevices } from '../../../src/mount/fake-loop.ts';
+import { silentLogger } from '../../../src/observability/log.ts';
+import { background as ctx, type OpContext } from '../../../src/system/context.ts';
+import { TOPOLOGY_KEY } from '../../../src/version.ts';
+import { startApiDouble, type ApiDouble } from '../../kube-double/index.ts';
+
+export const MiB = 1024 * 1024;
+export const POOL = 'pool';
+/** 1 GiB of data, 64 KiB blocks. */
+const POOL_TABLE = '0 2097152 thin-pool /dev/loop1 /dev/loop0 128 32768 1 skip_block_zeroing';
+const CRD_DIR = new URL('../../../deploy/crds/', import.meta.url);
+export const CRD_FILES = ['dmthin.csi.io_thinpools.yaml', 'dmthin.csi.io_thinvolumes.yaml', 'dmthin.csi.io_thinsnapshots.yaml'];
+
+export function loadCrds(): unknown[] {
+  return CRD_FILES.map((f) => loadYaml(readFileSync(new URL(f, CRD_DIR), 'utf8')));
+}
+
+export interface World {
+  d: ApiDouble;
+  api: CustomObjectsApi;
+  controller: ControllerService;
+  backend: KubeBackend;
+  dms: Map<string, FakeDeviceMapper>;
+  mounters: Map<string, FakeMounter>;
+  nodes: Map<string, KubeNode>;
+  startNode(name: string, agent?: Partial<{ resyncMs: number }>): Promise<KubeNode>;
+  stopNode(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function world(): Promise<World> {
+  const d = await startApiDouble({ crds: loadCrds() });
+  const kc = d.kubeConfig();
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const backend = new KubeBackend(api, { topologyKey: TOPOLOGY_KEY, defaultWaitMs: 5000, pollBaseMs: 5, pollMaxMs: 50 });
+  const dms = new Map<string, FakeDeviceMapper>();
+  const nodes = new Map<string, KubeNode>();
+  const mounters = new Map<string, FakeMounter>();
+  const w: World = {
+    d, api, backend, dms, nodes, mounters,
+    controller: new ControllerService(backend, { fsType: 'ext4' }),
+    async startNode(name, agentOpts = {}) {
+      // The fake kernel outlives the agent: a restarted agent finds the devices it left.
+      let dm = dms.get(name);
+      if (!dm) {
+        dm = new FakeDeviceMapper();
+        await dm.create(ctx, POOL, POOL_TABLE);
+        dms.set(name, dm);
+        mounters.set(name, new FakeMounter({ devices: dm }));
+      }
+      const kn = await startKubeNode(ctx, {
+        kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(),
+        pool: { kind: 'existing', name: POOL }, overprovisionRatio: 1, defaultFs: 'ext4',
+        agent: { resyncMs: 300, retryBaseMs: 10, retryMaxMs: 200, watchRestartBaseMs: 10, ...agentOpts },
+      });
+      nodes.set(name, kn);
+      return kn;
+    },
+    async stopNode(name) {
+      await nodes.get(name)?.stop();
+      nodes.delete(name);
+    },
+    async close() {
+      for (const n of [...nodes.keys()]) await w.stopNode(n);
+      await d.close();
+    },
+  };
+  return w;
+}
+
+export function deadline(ms = 5000): OpContext { return { deadline: Date.now() + ms }; }
+
+const mountCap = { mount: { fs_type: '', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' };
+
+export function createReq(name: string, o: { size?: number; node?: string; snapshot?: string; volume?: string } = {}) {
+  const src = o.snapshot ? { snapshot: { snapshot_id: o.snapshot }, type: 'snapshot' } : o.volume ? { volume: { volume_id: o.volume }, type: 'volume' } : null;
+  const topo = o.node ? { requisite: [{ segments: { [TOPOLOGY_KEY]: o.node } }], preferred: [{ segments: { [TOPOLOGY_KEY]: o.node } }] } : null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  return {
+    name, capacity_range: { required_bytes: String(o.size ?? 64 * MiB), limit_bytes: '0' }, volume_capabilities: [mountCap],
+    parameters: {}, secrets: {}, volume_content_source: src, accessibility_requirements: topo, mutable_parameters: {},
+  } as never;
+}
+
+export function snapReq(name: string, source: string) {
+  return { name, source_volume_id: source, parameters: {}, secrets: {} } as never;
+}
+
+/** Polls `cond` (sync or async) every 10 ms for at most `ms`. */
+export async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

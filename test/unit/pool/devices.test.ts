@@ -1,0 +1,238 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { DmError } from '../../../src/devmapper/types.ts';
+import type { NewDevice } from '../../../src/pool/devices.ts';
+import { ctx, fakeDriver, GiB, POOL, type FakeDriver } from '../support/fake-driver.ts';
+
+const spec = (id: string, o: Partial<NewDevice> = {}): NewDevice => ({ id, dmName: `dm-${id}`, kind: 'volume', sizeBytes: GiB, meta: {}, ...o });
+const msgs = (fd: FakeDriver) => fd.dm.ops.filter((o) => o.op === 'message').map((o) => o.args[1]!);
+
+describe('Devices', () => {
+  let fd: FakeDriver;
+  beforeEach(async () => { fd = await fakeDriver(); });
+  afterEach(() => fd.cleanup());
+  const devices = () => fd.driver.devices;
+  const pool = () => fd.driver.pool;
+  const poolTx = async () => (await fd.dm.poolStatus(ctx, POOL)).transactionId;
+
+  describe('id allocation', () => {
+    it('never reuses an id while a record holds it, also across a restart', async () => {
+      const a = await devices().create(ctx, spec('a'));
+      const b = await devices().create(ctx, spec('b'));
+      assert.notEqual(a.deviceId, b.deviceId);
+      await devices().remove(ctx, 'a');
+      const c = await devices().create(ctx, spec('c'));
+      assert.notEqual(c.deviceId, b.deviceId);
+      await fd.restart();
+      const d = await devices().create(ctx, spec('d'));
+      assert.ok(![b.deviceId, c.deviceId].includes(d.deviceId));
+      assert.deepEqual(fd.dm.thinIds(POOL), [b.deviceId, c.deviceId, d.deviceId].sort((x, y) => x - y));
+    });
+    it('EEXIST from an id held by a device with no record picks another id and leaves the orphan alone', async () => {
+      await fd.dm.message(ctx, POOL, 'create_thin 0');
+      const rec = await devices().create(ctx, spec('a'));
+      assert.notEqual(rec.deviceId, 0);
+      assert.equal(rec.state, 'Created');
+      assert.deepEqual(fd.dm.thinIds(POOL), [0, rec.deviceId]);
+      assert.equal(pool().isIdUsed(0), true);
+      assert.equal((await fd.store.getDevice('a'))?.deviceId, rec.deviceId);
+    });
+  });
+
+  describe('transaction ids', () => {
+    it('every create, snapshot and delete bumps the pool tx by one and the pool record follows', async () => {
+      const t0 = await poolTx();
+      const steps: Array<() => Promise<unknown>> = [
+        () => devices().create(ctx, spec('v')),
+        () => devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })),
+        () => devices().remove(ctx, 's'),
+        () => devices().remove(ctx, 'v'),
+      ];
+      for (const [i, step] of steps.entries()) {
+        await step();
+        assert.equal(await poolTx(), t0 + i + 1);
+        assert.equal((await fd.store.getPool())?.transactionId, t0 + i + 1);
+        assert.equal(pool().transactionId, t0 + i + 1);
+      }
+      assert.equal(pool().txMismatch, undefined);
+    });
+    it('a foreign set_transaction_id is detected as a mismatch, at runtime and at restart', async () => {
+      await devices().create(ctx, spec('v'));
+      const t = await poolTx();
+      await fd.dm.message(ctx, POOL, `set_transaction_id ${t} ${t + 10}`);
+      await devices().create(ctx, spec('w'));
+      assert.match(pool().txMismatch ?? '', /another tool/);
+      assert.equal((await fd.store.getDevice('w'))?.state, 'Created');
+      await fd.dm.message(ctx, POOL, `set_transaction_id ${await poolTx()} ${(await poolTx()) + 7}`);
+      const d = await fd.restart();
+      assert.equal(d.startup.tx.verdict, 'mismatch');
+      assert.ok(d.pool.txMismatch);
+    });
+  });
+
+  describe('snapshot of an active origin', () => {
+    beforeEach(async () => {
+      await devices().create(ctx, spec('v'));
+      await devices().activate(ctx, 'v');
+      fd.dm.ops.length = 0;
+    });
+    it('suspends the origin, sends create_snap, resumes; no violations', async () => {
+      await devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' }));
+      const seq = fd.dm.ops.filter((o) => ['suspend', 'resume', 'message'].includes(o.op)).map((o) => `${o.op} ${o.args.join(' ')}`);
+      const i = seq.findIndex((s) => s.startsWith('suspend dm-v'));
+      assert.ok(i >= 0, seq.join('\n'));
+      assert.match(seq[i + 1]!, /^message test-pool create_snap \d+ \d+$/);
+      assert.equal(seq[i + 2], 'resume dm-v');
+      assert.deepEqual(fd.dm.violations, []);
+      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
+    });
+    it('an id collision (EEXIST) while the origin is suspended still resumes it and retries with another id', async () => {
+      const next = Math.max(...fd.dm.thinIds(POOL)) + 1;
+      await fd.dm.message(ctx, POOL, `create_thin ${next}`);
+      const s = await devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' }));
+      assert.notEqual(s.deviceId, next);
+      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.deepEqual(fd.dm.violations, []);
+      const seq = fd.dm.ops.filter((o) => o.op === 'suspend' || o.op === 'resume').map((o) => o.op);
+      assert.deepEqual(seq, ['suspend', 'resume', 'suspend', 'resume']);
+    });
+    it('resumes the origin when create_snap fails, and leaves no snapshot behind', async () => {
+      const before = fd.dm.thinIds(POOL);
+      fd.dm.inject({ op: 'message', match: /create_snap/, error: new DmError('unknown', 'boom') });
+      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 13 });
+      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
+      assert.equal(await fd.store.getDevice('s'), undefined);
+      assert.deepEqual(fd.dm.thinIds(POOL), before);
+      assert.deepEqual(fd.dm.violations, []);
+    });
+    it('a failed resume marks the origin Faulty, and a restart resumes it', async () => {
+      fd.dm.inject({ op: 'resume', match: /dm-v/, error: new DmError('unknown', 'resume broke'), times: 5 });
+      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })));
+      const v = await fd.store.getDevice('v');
+      assert.equal(v?.state, 'Faulty');
+      assert.equal(v?.faultyFrom, 'Resuming');
+      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, true);
+      fd.dm.clearFaults();
+      await fd.restart();
+      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
+    });
+  });
+
+  describe('rollback of a half-made device', () => {
+    it('create_thin failing before the message leaves no record and frees the id', async () => {
+      fd.dm.inject({ op: 'message', match: /create_thin/, error: new DmError('no_space', 'full') });
+      await assert.rejects(devices().create(ctx, spec('a')), { code: 8 });
+      assert.equal(await fd.store.getDevice('a'), undefined);
+      assert.deepEqual(fd.dm.thinIds(POOL), []);
+      assert.equal(pool().isIdUsed(0), false);
+      assert.ok(!msgs(fd).some((m) => m.startsWith('delete')));
+    });
+    it('an ambiguous failure after the message deletes the device', async () => {
+      fd.dm.inject({ op: 'message', match: /create_thin/, when: 'after', error: new DmError('timeout', 'slow') });
+      await assert.rejects(devices().create(ctx, spec('a')), { code: 4 });
+      assert.equal(await fd.store.getDevice('a'), undefined);
+      assert.deepEqual(fd.dm.thinIds(POOL), []);
+      assert.ok(msgs(fd).some((m) => m.startsWith('delete')));
+      assert.equal((await fd.store.getPool())?.transactionId, await poolTx());
+    });
+    it('a failed rollback marks the record Faulty and keeps its id', async () => {
+      fd.dm.inject({ op: 'message', match: /create_thin/, when: 'after', error: new DmError('timeout', 'slow') });
+      fd.dm.inject({ op: 'message', match: /^test-pool delete/, error: new DmError('unknown', 'delete broke') });
+      await assert.rejects(devices().create(ctx, spec('a')));
+      const rec = await fd.store.getDevice('a');
+      assert.equal(rec?.state, 'Faulty');
+      assert.equal(rec?.faultyFrom, 'Creating');
+      assert.equal(pool().isIdUsed(rec!.deviceId), true);
+      const next = await devices().create(ctx, spec('b'));
+      assert.notEqual(next.deviceId, rec!.deviceId);
+    });
+  });
+
+  describe('concurrency', () => {
+    it('concurrent creates, snapshots and deletes on different devices keep ids distinct and the tx exact', async () => {
+      for (const id of ['a', 'b', 'c']) await devices().create(ctx, spec(id));
+      await devices().activate(ctx, 'a');
+      const t0 = await poolTx();
+      await Promise.all([
+        ...['d', 'e', 'f', 'g'].map((id) => devices().create(ctx, spec(id))),
+        devices().create(ctx, spec('sa', { kind: 'snapshot', origin: 'a' })),
+        devices().create(ctx, spec('sb', { kind: 'snapshot', origin: 'b' })),
+        devices().remove(ctx, 'c'),
+      ]);
+      assert.equal(await poolTx(), t0 + 7);
+      assert.equal((await fd.store.getPool())?.transactionId, t0 + 7);
+      const recs = await fd.store.listDevices();
+      assert.equal(new Set(recs.map((r) => r.deviceId)).size, recs.length);
+      assert.deepEqual(fd.dm.thinIds(POOL), recs.map((r) => r.deviceId).sort((x, y) => x - y));
+      assert.deepEqual(fd.dm.violations, []);
+    });
+  });
+
+  describe('overprovisioning', () => {
+    it('capacity and ensureRoom agree and scale with the ratio', async () => {
+      const free = await pool().capacity(ctx);
+      await fd.cleanup();
+      fd = await fakeDriver({ overprovisionRatio: 3 });
+      assert.equal(await pool().capacity(ctx), free * 3);
+      await pool().ensureRoom(ctx, free * 3);
+      await assert.rejects(pool().ensureRoom(ctx, free * 3 + 1), { code: 8 });
+    });
+  });
+
+  describe('resize', () => {
+    it('grows a live table with reload, suspend, resume', async () => {
+      await devices().create(ctx, spec('v'));
+      await devices().activate(ctx, 'v');
+      fd.dm.ops.length = 0;
+      await devices().resize(ctx, 'v', 2 * GiB);
+      assert.deepEqual(fd.dm.ops.filter((o) => ['reload', 'suspend', 'resume'].includes(o.op)).map((o) => o.op), ['reload', 'suspend', 'resume']);
+      assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
+      assert.equal((await fd.store.getDevice('v'))?.sizeBytes, 2 * GiB);
+    });
+    it('an inactive device only records the size; activation uses it', async () => {
+      await devices().create(ctx, spec('v'));
+      await devices().resize(ctx, 'v', 3 * GiB);
+      await devices().activate(ctx, 'v');
+      assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 3 * GiB);
+    });
+  });
+
+  describe('a full or read-only pool', () => {
+    it('refuses new volumes with RESOURCE_EXHAUSTED without touching existing records', async () => {
+      await devices().create(ctx, spec('v'));
+      const before = await fd.store.listDevices();
+      for (const mode of ['out_of_data_space', 'ro'] as const) {
+        fd.dm.setPoolMode(POOL, mode);
+        await assert.rejects(pool().ensureRoom(ctx, GiB), { code: 8 });
+        assert.deepEqual(await fd.store.listDevices(), before);
+      }
+      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
+      assert.deepEqual(await fd.store.listDevices(), before);
+      assert.equal(await pool().capacity(ctx), 0);
+    });
+    it('metadata above its threshold refuses snapshots too, but deletes still work', async () => {
+      await fd.cleanup();
+      fd = await fakeDriver({ metadataBlocks: 200 });
+      await devices().create(ctx, spec('v', { sizeBytes: 4 * GiB }));
+      await devices().activate(ctx, 'v');
+      fd.dm.write('dm-v', 2.5 * GiB);
+      const h = await pool().health(ctx);
+      assert.equal(h.condition, 'low_space', h.reasons.join());
+      assert.match(h.reasons.join(), /metadata/);
+      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
+      assert.equal(await fd.store.getDevice('s'), undefined);
+      await devices().deactivate(ctx, 'v');
+      await devices().remove(ctx, 'v');
+      assert.deepEqual(fd.dm.thinIds(POOL), []);
+    });
+    it('needs_check refuses snapshots too', async () => {
+      await devices().create(ctx, spec('v'));
+      fd.dm.setNeedsCheck(POOL, true);
+      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
+      assert.equal(await fd.store.getDevice('s'), undefined);
+    });
+  });
+});

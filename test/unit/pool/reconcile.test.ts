@@ -1,0 +1,274 @@
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import type { NewDevice } from '../../../src/pool/devices.ts';
+import { CONVERGED, convergence, ctx, fakeDriver, GiB, type FakeDriver } from '../support/fake-driver.ts';
+
+const spec = (id: string, o: Partial<NewDevice> = {}): NewDevice => ({ id, dmName: `dm-${id}`, kind: 'volume', sizeBytes: GiB, meta: {}, ...o });
+
+class Crash extends Error { constructor() { super('process crashed'); this.name = 'Crash'; } }
+
+/**
+ * Counts side effects (store writes and mutating dm calls). At step `at` the effect happens
+ * and then the "process" dies: that call and every later side effect throws without effect.
+ */
+function crashSwitch(fd: FakeDriver) {
+  const state = { at: Infinity, n: 0, crashed: false };
+  const patch = (obj: object, names: string[]) => {
+    const o = obj as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    for (const name of names) {
+      const orig = o[name]!.bind(obj);
+      o[name] = async (...a: unknown[]) => {
+        if (state.crashed) throw new Crash();
+        const res = await orig(...a);
+        if (++state.n === state.at) { state.crashed = true; throw new Crash(); }
+        return res;
+      };
+    }
+  };
+  patch(fd.store, ['createDevice', 'updateDevice', 'deleteDevice', 'updatePool']);
+  patch(fd.dm, ['create', 'reload', 'remove', 'suspend', 'resume', 'message']);
+  return {
+    arm(at: number) { Object.assign(state, { at, n: 0, crashed: false }); },
+    disarm() { Object.assign(state, { at: Infinity, crashed: false }); },
+    get crashed() { return state.crashed; },
+  };
+}
+
+/** Runs `op` crashing after each step in turn; after each crash a restart must converge. */
+async function crashEverywhere(setup: (fd: FakeDriver) => Promise<void>, op: (fd: FakeDriver) => Promise<unknown>, check?: (fd: FakeDriver) => Promise<void>) {
+  for (let at = 1; at < 100; at++) {
+    const fd = await fakeDriver();
+    try {
+      await setup(fd);
+      const sw = crashSwitch(fd);
+      sw.arm(at);
+      const outcome = await op(fd).then(() => 'ok', (e: unknown) => e);
+      const crashed = sw.crashed;
+      sw.disarm();
+      if (!crashed) {
+        assert.equal(outcome, 'ok');
+        assert.ok(at > 2, 'the operation should have side effects');
+        return;
+      }
+      assert.ok(outcome instanceof Error, `crash at step ${at}`);
+      const d = await fd.restart();
+      assert.deepEqual(d.startup.faulty, [], `crash at step ${at}: ${JSON.stringify(d.startup.faulty)}`);
+      assert.deepEqual(await convergence(fd), CONVERGED, `crash at step ${at}`);
+      assert.deepEqual(fd.dm.violations, []);
+      await check?.(fd);
+      // Reconciling again changes nothing.
+      const again = await fd.restart();
+      assert.deepEqual(again.startup.repaired, [], `crash at step ${at}: second reconcile repaired ${JSON.stringify(again.startup.repaired)}`);
+    } finally {
+      await fd.cleanup();
+    }
+  }
+  assert.fail('the operation never completed');
+}
+
+describe('crash recovery via reconcile', () => {
+  it('create: every crash point converges, and the volume can be created again', async () => {
+    await crashEverywhere(async () => undefined, (fd) => fd.driver.devices.create(ctx, spec('v')), async (fd) => {
+      const rec = await fd.store.getDevice('v');
+      if (!rec) await fd.driver.devices.create(ctx, spec('v'));
+      assert.equal((await fd.store.getDevice('v'))?.state, 'Created');
+      assert.deepEqual(await convergence(fd), CONVERGED);
+    });
+  });
+
+  it('snapshot of an active origin: every crash point converges with the origin resumed', async () => {
+    await crashEverywhere(async (fd) => {
+      await fd.driver.devices.create(ctx, spec('v'));
+      await fd.driver.devices.activate(ctx, 'v');
+    }, (fd) => fd.driver.devices.create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), async (fd) => {
+      const v = await fd.store.getDevice('v');
+      assert.equal(v?.state, 'Activated');
+      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+    });
+  });
+
+  it('snapshot of an inactive origin: every crash point converges', async () => {
+    await crashEverywhere(async (fd) => {
+      await fd.driver.devices.create(ctx, spec('v'));
+    }, (fd) => fd.driver.devices.create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), async (fd) => {
+      assert.equal((await fd.store.getDevice('v'))?.state, 'Created');
+    });
+  });
+
+  it('deactivate: every crash point converges', async () => {
+    await crashEverywhere(async (fd) => {
+      await fd.driver.devices.create(ctx, spec('v'));
+      await fd.driver.devices.activate(ctx, 'v');
+    }, (fd) => fd.driver.devices.deactivate(ctx, 'v'));
+  });
+
+  it('delete: every crash point converges', async () => {
+    await crashEverywhere(async (fd) => {
+      await fd.driver.devices.create(ctx, spec('v'));
+      await fd.driver.devices.activate(ctx, 'v');
+    }, (fd) => fd.driver.devices.remove(ctx, 'v'), async (fd) => {
+      await fd.driver.devices.remove(ctx, 'v');
+      assert.equal(await fd.store.getDevice('v'), undefined);
+      assert.deepEqual(await convergence(fd), CONVERGED);
+    });
+  });
+
+  it('resize of a live device: every crash point converges to the recorded size', async () => {
+    await crashEverywhere(async (fd) => {
+      await fd.driver.devices.create(ctx, spec('v'));
+      await fd.driver.devices.activate(ctx, 'v');
+    }, (fd) => fd.driver.devices.resize(ctx, 'v', 2 * GiB), async (fd) => {
+      const rec = await fd.store.getDevice('v');
+      assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), rec?.sizeBytes);
+    });
+  });
+
+  it('activate: every crash point converges', async () => {
+    await crashEverywhere(async (fd) => {
+      await fd.driver.devices.create(ctx, spec('v'));
+    }, (fd) => fd.driver.devices.activate(ctx, 'v'));
+  });
+});
+
+/** Crashes the operation at step `at`, then crashes the first restart (inside reconcile) at each step in turn. */
+async function crashTwice(setup: (fd: FakeDriver) => Promise<void>, op: (fd: FakeDriver) => Promise<unknown>) {
+  let sawCrashInReconcile = false;
+  for (let at = 1; at < 40; at++) {
+    let opCrashed = true;
+    for (let again = 1; again < 40; again++) {
+      const fd = await fakeDriver();
+      try {
+        await setup(fd);
+        const sw = crashSwitch(fd);
+        sw.arm(at);
+        await op(fd).catch(() => undefined);
+        opCrashed = sw.crashed;
+        if (!opCrashed) break;
+        sw.arm(again);
+        await fd.restart().catch(() => undefined);
+        const crashed = sw.crashed;
+        sw.disarm();
+        const d = await fd.restart();
+        assert.deepEqual(d.startup.faulty, [], `crash at ${at}, then in reconcile at ${again}`);
+        assert.deepEqual(await convergence(fd), CONVERGED, `crash at ${at}, then in reconcile at ${again}`);
+        if (!crashed) break;
+        sawCrashInReconcile = true;
+      } finally {
+        await fd.cleanup();
+      }
+    }
+    if (!opCrashed) {
+      assert.ok(sawCrashInReconcile);
+      return;
+    }
+  }
+  assert.fail('the operation never completed');
+}
+
+describe('a crash inside reconcile', () => {
+  it('after a crashed create, converges on the next start', async () => {
+    await crashTwice(async () => undefined, (fd) => fd.driver.devices.create(ctx, spec('v')));
+  });
+  it('after a crashed snapshot of an active origin, converges on the next start', async () => {
+    await crashTwice(async (fd) => {
+      await fd.driver.devices.create(ctx, spec('v'));
+      await fd.driver.devices.activate(ctx, 'v');
+    }, (fd) => fd.driver.devices.create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })));
+  });
+  it('after a crashed delete, converges on the next start', async () => {
+    await crashTwice(async (fd) => {
+      await fd.driver.devices.create(ctx, spec('v'));
+      await fd.driver.devices.activate(ctx, 'v');
+    }, (fd) => fd.driver.devices.remove(ctx, 'v'));
+  });
+});
+
+describe('a CO retry after a crash and restart', () => {
+  const mountCap = { mount: { fs_type: 'ext4', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
+  const createReq = (name: string, source?: string) => ({ name, volume_capabilities: [mountCap], parameters: {}, secrets: {}, capacity_range: { required_bytes: GiB, limit_bytes: 0 }, volume_content_source: source ? { snapshot: { snapshot_id: source } } : null, accessibility_requirements: null, mutable_parameters: {} });
+  const volId = async (fd: FakeDriver, name: string) => (await fd.driver.controller.CreateVolume(ctx, createReq(name) as never)).volume!.volume_id!;
+
+  async function retryAfterCrash(setup: (fd: FakeDriver) => Promise<void>, rpc: (fd: FakeDriver) => Promise<unknown>, check: (fd: FakeDriver) => Promise<void>) {
+    for (let at = 1; at < 100; at++) {
+      const fd = await fakeDriver();
+      try {
+        await setup(fd);
+        const sw = crashSwitch(fd);
+        sw.arm(at);
+        await rpc(fd).catch(() => undefined);
+        const crashed = sw.crashed;
+        sw.disarm();
+        if (crashed) await fd.restart();
+        await rpc(fd);
+        await rpc(fd);
+        assert.deepEqual(await convergence(fd), CONVERGED, `crash at ${at}`);
+        await check(fd);
+        if (!crashed) return;
+      } finally {
+        await fd.cleanup();
+      }
+    }
+    assert.fail('the RPC never completed');
+  }
+
+  it('CreateVolume', async () => {
+    await retryAfterCrash(async () => undefined, (fd) => volId(fd, 'pvc'), async (fd) => {
+      assert.equal((await fd.store.listDevices()).length, 1);
+    });
+  });
+  it('CreateSnapshot of a staged volume, then CreateVolume from it', async () => {
+    let vol = '';
+    await retryAfterCrash(async (fd) => {
+      vol = await volId(fd, 'pvc');
+      await fd.driver.node.NodeStageVolume(ctx, { volume_id: vol, staging_target_path: `${fd.dir}/stage`, volume_capability: mountCap, publish_context: {}, secrets: {}, volume_context: {} } as never);
+    }, async (fd) => {
+      const s = await fd.driver.controller.CreateSnapshot(ctx, { name: 'snap', source_volume_id: vol, parameters: {}, secrets: {} } as never);
+      await fd.driver.controller.CreateVolume(ctx, createReq('restored', s.snapshot!.snapshot_id!) as never);
+    }, async (fd) => {
+      assert.equal((await fd.store.listDevices()).length, 3);
+      assert.equal((await fd.dm.info(ctx, `dmthin-${vol}`))?.suspended, false);
+      assert.deepEqual(fd.dm.violations, []);
+    });
+  });
+  it('DeleteVolume', async () => {
+    let vol = '';
+    await retryAfterCrash(async (fd) => { vol = await volId(fd, 'pvc'); }, (fd) => fd.driver.controller.DeleteVolume(ctx, { volume_id: vol, secrets: {} } as never), async (fd) => {
+      assert.deepEqual(await fd.store.listDevices(), []);
+    });
+  });
+  it('NodeStageVolume', async () => {
+    let vol = '';
+    await retryAfterCrash(async (fd) => { vol = await volId(fd, 'pvc'); }, (fd) => fd.driver.node.NodeStageVolume(ctx, { volume_id: vol, staging_target_path: `${fd.dir}/stage`, volume_capability: mountCap, publish_context: {}, secrets: {}, volume_context: {} } as never), async (fd) => {
+      assert.equal(fd.mounter.mounts().filter((m) => m.target === `${fd.dir}/stage`).length, 1);
+      assert.equal((await fd.store.getDevice(vol))?.state, 'Activated');
+    });
+  });
+});
+
+describe('reconcile after a reboot', () => {
+  let fd: FakeDriver;
+  afterEach(() => fd.cleanup());
+  it('reactivates Activated devices that are no longer live, at their recorded size', async () => {
+    fd = await fakeDriver();
+    await fd.driver.devices.create(ctx, spec('v'));
+    await fd.driver.devices.create(ctx, spec('w'));
+    await fd.driver.devices.activate(ctx, 'v');
+    await fd.driver.devices.resize(ctx, 'v', 2 * GiB);
+    const d = await fd.reboot();
+    assert.deepEqual(d.startup.repaired, [{ id: 'v', from: 'Activated', action: 'reactivated' }]);
+    assert.equal(d.startup.tx.verdict, 'in_sync');
+    assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
+    assert.equal((await fd.dm.info(ctx, 'dm-w')), undefined);
+    assert.deepEqual(await convergence(fd), CONVERGED);
+  });
+  it('a live thin device with no record is reported as an orphan and its id is not reused', async () => {
+    fd = await fakeDriver();
+    await fd.dm.message(ctx, 'test-pool', 'create_thin 0');
+    const poolDev = fd.driver.pool.devNo;
+    await fd.dm.create(ctx, 'stray', `0 2048 thin ${poolDev} 0`);
+    const d = await fd.restart();
+    assert.deepEqual(d.startup.orphans, [{ dmName: 'stray', deviceId: 0 }]);
+    const rec = await d.devices.create(ctx, spec('v'));
+    assert.notEqual(rec.deviceId, 0);
+  });
+});

@@ -1,0 +1,98 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DriverConfig } from '../../../src/cli/config.ts';
+import { createDriver, type Driver } from '../../../src/driver.ts';
+import { FakeDeviceMapper } from '../../../src/devmapper/fake.ts';
+import { FakeLoopDevices } from '../../../src/mount/fake-loop.ts';
+import { FakeMounter } from '../../../src/mount/fake.ts';
+import { silentLogger } from '../../../src/observability/log.ts';
+import { background, type OpContext } from '../../../src/system/context.ts';
+import { MemoryStore } from '../../../src/state/memory.ts';
+import { TRANSITIONAL } from '../../../src/pool/transition.ts';
+
+export const POOL = 'test-pool';
+export const BLOCK_SECTORS = 128; // 64 KiB
+export const GiB = 1024 ** 3;
+export const MiB = 1024 ** 2;
+export const ctx: OpContext = background;
+
+export interface FakeDriverOptions {
+  /** Pool data size in bytes; default 16 GiB. */
+  dataBytes?: number;
+  metadataBlocks?: number;
+  nodeId?: string;
+  overprovisionRatio?: number;
+}
+
+export interface FakeDriver {
+  driver: Driver;
+  dm: FakeDeviceMapper;
+  mounter: FakeMounter;
+  loops: FakeLoopDevices;
+  store: MemoryStore;
+  cfg: DriverConfig;
+  /** A temp dir for staging/target paths (real fs calls create them). */
+  dir: string;
+  /** A process restart: a new driver over the same fake kernel and store (reconcile runs). */
+  restart(): Promise<Driver>;
+  /** A node reboot: every dm device goes, the pool is re-created over the same metadata, then a restart. */
+  reboot(): Promise<Driver>;
+  cleanup(): Promise<void>;
+}
+
+/** A thin pool created directly in the fake, adopted by the driver as an existing pool. */
+export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriver> {
+  const dm = new FakeDeviceMapper({ metadataBlocks: opts.metadataBlocks });
+  const dataSectors = Math.floor((opts.dataBytes ?? 16 * GiB) / 512 / BLOCK_SECTORS) * BLOCK_SECTORS;
+  const poolTable = `0 ${dataSectors} thin-pool /dev/fake-meta /dev/fake-data ${BLOCK_SECTORS} 32`;
+  await dm.create(ctx, POOL, poolTable);
+  const mounter = new FakeMounter({ devices: dm });
+  const loops = new FakeLoopDevices();
+  const store = new MemoryStore();
+  const dir = await mkdtemp(join(tmpdir(), 'dmthin-unit-'));
+  const cfg: DriverConfig = {
+    endpoint: `unix://${join(dir, 'csi.sock')}`,
+    stateDir: dir,
+    nodeId: opts.nodeId ?? 'node-1',
+    pool: { kind: 'existing', name: POOL },
+    defaultFs: 'ext4',
+    overprovisionRatio: opts.overprovisionRatio ?? 1,
+    metricsAddress: undefined,
+    logLevel: 'error',
+  };
+  const log = silentLogger();
+  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, log });
+  const fd: FakeDriver = {
+    driver: await build(), dm, mounter, loops, store, cfg, dir,
+    async restart() {
+      fd.driver = await build();
+      return fd.driver;
+    },
+    async reboot() {
+      dm.simulateReboot();
+      await dm.create(ctx, POOL, poolTable);
+      return fd.restart();
+    },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+  return fd;
+}
+
+/** The invariants a reconciled driver must hold, as one comparable object. */
+export async function convergence(fd: FakeDriver) {
+  const recs = await fd.store.listDevices();
+  const infos = await fd.dm.infoAll(ctx);
+  const status = await fd.dm.poolStatus(ctx, POOL);
+  return {
+    transitional: recs.filter((r) => TRANSITIONAL.has(r.state)).map((r) => `${r.id}:${r.state}`),
+    suspended: infos.filter((i) => i.suspended).map((i) => i.name),
+    poolIdsMatchRecords: JSON.stringify(fd.dm.thinIds(POOL)) === JSON.stringify(recs.map((r) => r.deviceId).sort((a, b) => a - b)),
+    txInSync: status.transactionId === (await fd.store.getPool())?.transactionId,
+  };
+}
+
+export const CONVERGED = { transitional: [], suspended: [], poolIdsMatchRecords: true, txInSync: true };
+
+export const mountCap = (fs = 'ext4', mode = 'SINGLE_NODE_WRITER', flags: string[] = []) => ({ mount: { fs_type: fs, mount_flags: flags, volume_mount_group: '' }, access_mode: { mode } });
+export const blockCap = (mode = 'SINGLE_NODE_WRITER') => ({ block: {}, access_mode: { mode } });
