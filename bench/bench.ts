@@ -316,6 +316,7 @@ async function scalePhase(restartEmptyMs: number): Promise<void> {
     snapshotThroughput = { concurrency: 32, count: n, seconds, perSecond: n / seconds };
     log(`scale: ${n} snapshots at concurrency 32: ${(n / seconds).toFixed(2)}/s`);
   }
+  const peakRssBeforeListMiB = vmHWM(driver!.child.pid!);
   const listAll: number[] = [];
   const listPaged: number[] = [];
   let listed = 0;
@@ -331,6 +332,13 @@ async function scalePhase(restartEmptyMs: number): Promise<void> {
     } while (token);
     listPaged.push(now() - t0);
   }
+  let snapshotsListed = 0;
+  let token = '';
+  do {
+    const p = await ctl().call<any>('ListSnapshots', { starting_token: token });
+    snapshotsListed += p.entries.length;
+    token = p.next_token;
+  } while (token);
   if (listed < SCALE) results.errors.push(`ListVolumes returned ${listed} entries, expected >= ${SCALE}`);
   const peakRssMiB = vmHWM(driver!.child.pid!);
   await stopDriver();
@@ -345,10 +353,10 @@ async function scalePhase(restartEmptyMs: number): Promise<void> {
   const bareWalk = stats(walk);
   results.scale = {
     volumes: SCALE, snapshots: snapshotThroughput?.count ?? 0, throughput, snapshotThroughput,
-    listAll: stats(listAll), listPaged: stats(listPaged), listed,
+    listAll: stats(listAll), listPaged: stats(listPaged), listed, devices: listed + snapshotsListed,
     restartMs, restartSocketMs, restartEmptyMs, reconcileMs, bareWalk,
     restartOverWalk: restartMs / bareWalk.median, restartDeltaOverWalk: (restartMs - restartEmptyMs) / bareWalk.median, reconcileOverWalk: reconcileMs / bareWalk.median,
-    peakRssMiB, peakRssAfterRestartMiB,
+    peakRssBeforeListMiB, peakRssMiB, peakRssAfterRestartMiB,
   };
   log(`scale: restart ${restartMs.toFixed(0)} ms (empty ${restartEmptyMs.toFixed(0)} ms), reconcile ${reconcileMs.toFixed(0)} ms, walk ${bareWalk.median.toFixed(0)} ms, RSS ${peakRssMiB.toFixed(0)} MiB`);
 }

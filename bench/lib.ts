@@ -135,10 +135,10 @@ export function render(r: any): string {
     for (const t of s.throughput) sr.push([String(t.concurrency), String(t.count), f(t.seconds, 2), f(t.perSecond, 2), f(t.perSecond / s.throughput[0].perSecond, 2)]);
     if (s.snapshotThroughput) sr.push([`snapshots c=${s.snapshotThroughput.concurrency}`, String(s.snapshotThroughput.count), f(s.snapshotThroughput.seconds, 2), f(s.snapshotThroughput.perSecond, 2), '']);
     out.push(pad(sr));
-    out.push(`ListVolumes over all (one page) median ${f(s.listAll.median)} ms p95 ${f(s.listAll.p95)} ms; paged by 100: median ${f(s.listPaged.median)} ms`);
-    out.push(`restart (process start -> Probe ready): ${f(s.restartMs)} ms with ${s.volumes + (s.snapshots ?? 0)} devices, ${f(s.restartEmptyMs)} ms with none; reconcile itself (driver histogram) ${f(s.reconcileMs)} ms`);
+    out.push(`ListVolumes over all ${s.listed ?? ''} volumes (one page) median ${f(s.listAll.median)} ms p95 ${f(s.listAll.p95)} ms; paged by 100: median ${f(s.listPaged.median)} ms`);
+    out.push(`restart (process start -> Probe ready): ${f(s.restartMs)} ms with ${s.devices ?? s.volumes + (s.snapshots ?? 0)} devices, ${f(s.restartEmptyMs)} ms with none; reconcile itself (driver histogram) ${f(s.reconcileMs)} ms`);
     out.push(`bare dmsetup status+info+table walk median ${f(s.bareWalk.median)} ms; restart/walk ${f(s.restartOverWalk, 2)}, (restart - empty restart)/walk ${f(s.restartDeltaOverWalk, 2)}, reconcile/walk ${f(s.reconcileOverWalk, 2)}`);
-    out.push(`driver peak RSS (VmHWM): ${f(s.peakRssMiB)} MiB after the fill, ${f(s.peakRssAfterRestartMiB)} MiB after restart + ListVolumes`);
+    out.push(`driver peak RSS (VmHWM): ${f(s.peakRssBeforeListMiB)} MiB after the creates, ${f(s.peakRssMiB)} MiB after the ListVolumes calls, ${f(s.peakRssAfterRestartMiB)} MiB after restart + ListVolumes`);
   }
   if (r.mkfs) {
     out.push('');

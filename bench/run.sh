@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Bundles the driver and the benchmark, boots the test VM (real dm-thin) and runs it there.
+#   bench/run.sh --spawn-cost [N]     (profiling aid: cost of one spawned dmsetup, bash vs node vs execa)
 #   bench/run.sh [--quick] [--reps N] [--scale N] [--scale-snapshots N] [--mkfs-reps N] [--list-reps N] [--skip ops,scale,mkfs]
 # Writes bench/out/results.json and prints the table. See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
+if [[ "${1:-}" == --spawn-cost ]]; then
+  # Profiling aid: the cost of one spawned dmsetup from bash, Node and the driver's run().
+  node scripts/bundle.mjs bench/spawn-cost.ts
+  exec test/vm/run-in-vm.sh --timeout 900 -- node_modules/.bin/node dist/spawn-cost.mjs "${2:-20}"
+fi
 node scripts/bundle.mjs bench/bench.ts
 mkdir -p bench/out
 rm -f bench/out/results.json

@@ -13,7 +13,7 @@ import { serveMetrics } from './observability/http.ts';
 import { Devices } from './pool/devices.ts';
 import { ensurePool } from './pool/provision.ts';
 import { reconcile, type ReconcileReport } from './pool/reconcile.ts';
-import { ThinPool } from './pool/thinpool.ts';
+import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import type { OpContext } from './system/context.ts';
 import type { StateStore } from './state/types.ts';
 import type { DriverConfig } from './cli/config.ts';
@@ -49,13 +49,7 @@ export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: Dri
   const startup = await reconcile(ctx, devices);
   parts.log.info('pool reconciled', { pool: pool.name, tx: startup.tx, repaired: startup.repaired.length, faulty: startup.faulty.length, orphans: startup.orphans.length });
   await refreshDeviceGauge(devices);
-  const readiness = {
-    ready: async (c: OpContext) => {
-      const h = await pool.health(c);
-      const broken = h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only';
-      return { ready: !broken, reason: h.reasons.join('; ') };
-    },
-  };
+  const readiness = poolReadiness(pool);
   return {
     pool, devices, metrics, startup,
     identity: new IdentityService(readiness, true),

@@ -7,7 +7,7 @@ import type { Logger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { Devices } from '../pool/devices.ts';
 import { ensurePool, type PoolSource } from '../pool/provision.ts';
-import { ThinPool } from '../pool/thinpool.ts';
+import { poolReadiness, ThinPool } from '../pool/thinpool.ts';
 import type { OpContext } from '../system/context.ts';
 import { IdentityService } from '../csi/identity.ts';
 import { TOPOLOGY_KEY } from '../version.ts';
@@ -56,13 +56,7 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
   const events = new EventRecorder(p.kc.makeApiClient(CoreV1Api), 'dmthin-csi-node', p.node, p.log);
   const agent = new NodeAgent({ kc: p.kc, api, node: p.node, store, devices, events, log: p.log, ...p.agent });
   await agent.start();
-  const readiness = {
-    ready: async (c: OpContext) => {
-      const h = await pool.health(c);
-      const broken = h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only';
-      return { ready: !broken, reason: h.reasons.join('; ') };
-    },
-  };
+  const readiness = poolReadiness(pool);
   return {
     agent, store, devices, metrics, events,
     identity: new IdentityService(readiness, false),

@@ -177,3 +177,17 @@ export class ThinPool {
     }
   }
 }
+
+/**
+ * Probe's answer: not ready only in states a restart cannot cure by itself (failed,
+ * needs_check, read-only). A full pool still serves reads and deletes, so it stays ready.
+ */
+export function poolReadiness(pool: ThinPool) {
+  return {
+    ready: async (c: OpContext) => {
+      const h = await pool.health(c);
+      const broken = h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only';
+      return { ready: !broken, reason: h.reasons.join('; ') };
+    },
+  };
+}

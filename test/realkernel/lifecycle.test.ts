@@ -6,11 +6,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync, openSync, writeSync, fsyncSync, closeSync, readSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { blockCap, codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
-import { KUBELET, liveThins, poolThinIds, poolTx, records, sh, startDriver, STATE, stopDriver, storedPoolTx, tail, type DriverProcess } from './harness.ts';
+import { KUBELET, liveThins, POOL, poolThinIds, poolTx, records, ROOT, sh, startDriver, STATE, stopDriver, storedPoolTx, tail, type DriverProcess } from './harness.ts';
+import { spawnSync } from 'node:child_process';
 
 let d: DriverProcess;
 const C = () => d.clients.controller;
 const N = () => d.clients.node;
+const METRICS = '127.0.0.1:19808';
 const staging = (v: string) => `${KUBELET}/staging/${v}`;
 const target = (v: string) => `${KUBELET}/pods/${v}/mount`;
 
@@ -59,7 +61,7 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
   before(async () => {
     rmSync(STATE, { recursive: true, force: true });
     mkdirSync(KUBELET, { recursive: true });
-    d = await startDriver();
+    d = await startDriver(['--metrics-address', METRICS]);
   });
 
   after(async () => {
@@ -208,9 +210,27 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     assert.ok(valid.confirmed);
   });
 
+  it('shows the pool and volumes in /metrics, status and doctor', async () => {
+    const text = await (await fetch(`http://${METRICS}/metrics`)).text();
+    const total = /dmthin_csi_pool_bytes\{pool="[^"]+",kind="data",usage="total"\} (\d+)/.exec(text);
+    assert.ok(total && Number(total[1]) > 10 * GiB, 'pool data size exported');
+    assert.match(text, /dmthin_csi_rpc_duration_seconds_count\{method="CreateVolume",code="OK"\} [1-9]/);
+    assert.match(text, /dmthin_csi_snapshot_suspend_seconds_count [1-9]/);
+    assert.match(text, /dmthin_csi_dm_command_duration_seconds_count\{op="create_thin",outcome="ok"\} [1-9]/);
+    const cli = (args: string[]) => spawnSync(process.execPath, [`${ROOT}/dist/dmthin-csi.mjs`, ...args], { encoding: 'utf8' });
+    const status = cli(['status', '--state-dir', STATE, '--pool-name', POOL]);
+    assert.equal(status.status, 0, status.stderr);
+    for (const id of [ids.v1!, ids.v2!, ids.s1!]) assert.ok(status.stdout.includes(id), `status lists ${id}:\n${status.stdout}`);
+    assert.match(status.stdout, /Activated/);
+    console.log(status.stdout);
+    const doctor = cli(['doctor', '--pool-name', POOL]);
+    assert.equal(doctor.status, 0, `${doctor.stdout}\n${doctor.stderr}`);
+    console.log(doctor.stdout);
+  });
+
   it('survives a restart with volumes mounted', async () => {
     await stopDriver(d);
-    d = await startDriver();
+    d = await startDriver(['--metrics-address', METRICS]);
     assert.equal(readFileSync(`${target(ids.v1!)}/hello.txt`, 'utf8'), 'hello from the first volume\n');
     assert.equal(poolTx(), storedPoolTx());
   });

@@ -122,6 +122,9 @@ if [ ! -c /newroot/dev/mapper/control ]; then
   fi
 fi
 
+# Loopback only (no other network): tests serve gRPC, /metrics and the API test double on 127.0.0.1.
+ip link set lo up 2>/dev/null || busybox ip link set lo up 2>/dev/null || busybox ifconfig lo 127.0.0.1 up 2>/dev/null || say "warning: could not bring up lo"
+
 read -r uptime _ </proc/uptime
 say "guest ready after ${uptime}s of guest uptime (kernel $kver)"
 
