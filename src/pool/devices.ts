@@ -112,9 +112,12 @@ export class Devices {
             suspended = true;
           },
           after: async () => {
-            if (suspended) await this.resumeOrigin(ctx, origin);
-            suspended = false;
-            endWindow?.();
+            try {
+              if (suspended) await this.resumeOrigin(ctx, origin, () => endWindow?.());
+            } finally {
+              suspended = false;
+              endWindow = undefined;
+            }
           },
         } : {});
         return rec;
@@ -126,9 +129,10 @@ export class Devices {
   }
 
   /** Resumes a snapshot's origin whatever happened; a failure here is the worst case, so it is loud. */
-  private async resumeOrigin(ctx: OpContext, origin: DeviceRecord): Promise<void> {
+  private async resumeOrigin(ctx: OpContext, origin: DeviceRecord, resumed: () => void): Promise<void> {
     try {
       await retry(ctx, SUSPEND_RETRY, () => this.dm.resume(ctx, origin.dmName));
+      resumed(); // the freeze ends here; the bookkeeping below is not part of it
     } catch (err) {
       this.log.error('origin left suspended after snapshot; reconcile will retry the resume', { volume: origin.id, error: String(err) });
       await this.markFaulty(origin.id, 'Resuming', `resuming after snapshot: ${String(err)}`);

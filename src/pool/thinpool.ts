@@ -43,6 +43,7 @@ export class ThinPool {
   private readonly messages = new Mutex();
   private readonly usedIds = new Set<number>();
   private nextId = 0;
+  private inflightStatus: Promise<ThinPoolStatus> | undefined;
   private tx = 0;
   /** Set when the pool's transaction id moved without us: someone else is sending messages. */
   txMismatch: string | undefined;
@@ -70,8 +71,15 @@ export class ThinPool {
 
   get transactionId(): number { return this.tx; }
 
+  /**
+   * The pool's status line. Concurrent callers share one `dmsetup status` (ListVolumes asks
+   * for every volume's condition at once); a call that starts after it finished reads anew.
+   */
   status(ctx: OpContext): Promise<ThinPoolStatus> {
-    return this.deps.dm.poolStatus(ctx, this.name);
+    if (this.inflightStatus) return this.inflightStatus;
+    const p = this.deps.dm.poolStatus(ctx, this.name).finally(() => { this.inflightStatus = undefined; });
+    this.inflightStatus = p;
+    return p;
   }
 
   async health(ctx: OpContext): Promise<PoolHealth> {
@@ -151,7 +159,7 @@ export class ThinPool {
     } catch (err) {
       if (!isDmError(err, 'invalid')) throw err;
       // Someone else moved the id: keep working from the pool's value, but say so.
-      const actual = (await this.status(ctx)).transactionId;
+      const actual = (await this.deps.dm.poolStatus(ctx, this.name)).transactionId;
       this.txMismatch = `pool transaction id was ${actual} where this driver expected ${cur}: another tool is changing pool ${this.name}`;
       this.deps.log.error('transaction id mismatch', { pool: this.name, expected: cur, actual });
       this.tx = actual;
