@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { CoordinationV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { ControllerService } from '../controller/service.ts';
 import { IdentityService } from '../csi/identity.ts';
 import { serve } from '../csi/server.ts';
@@ -58,7 +58,8 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
     identity: env.POD_NAME ?? hostname(), log,
   });
   await leader.start();
-  const backend = new KubeBackend(kc.makeApiClient(CustomObjectsApi), { topologyKey: TOPOLOGY_KEY });
+  const core = kc.makeApiClient(CoreV1Api);
+  const backend = new KubeBackend(kc.makeApiClient(CustomObjectsApi), { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name) });
   const controller = leaderOnly(new ControllerService(backend, { fsType: v['default-fs'] ?? 'ext4' }), leader);
   const identity = new IdentityService({ ready: async () => ({ ready: true }) }, true);
   const endpoint = v.endpoint ?? env.CSI_ENDPOINT ?? 'unix:///csi/csi.sock';
@@ -96,4 +97,14 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     http?.close();
   };
+}
+
+/** Only a definite 404 means the node is gone; any other failure assumes it is still there. */
+export async function nodeExists(core: CoreV1Api, name: string): Promise<boolean> {
+  try {
+    await core.readNode({ name });
+    return true;
+  } catch (err) {
+    return (err as { code?: number }).code !== 404;
+  }
 }

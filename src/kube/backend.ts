@@ -17,6 +17,11 @@ export interface KubeBackendOptions {
   pollMaxMs?: number;
   /** A ThinPool status older than this counts as no capacity: its agent is probably gone. */
   staleAfterMs?: number;
+  /**
+   * Whether a Node object still exists. When a volume's node has been deleted from the
+   * cluster no agent will ever release the finalizer, so a delete releases it itself.
+   */
+  nodeExists?: (name: string) => Promise<boolean>;
 }
 
 /** Was the status (its failure code) written at or after `since`? Older codes answer an earlier call. */
@@ -43,7 +48,7 @@ export class KubeBackend implements VolumeBackend {
   constructor(api: CustomObjectsApi, opts: KubeBackendOptions) {
     this.api = api;
     this.topologyKey = opts.topologyKey;
-    this.opts = { defaultWaitMs: 60_000, pollBaseMs: 50, pollMaxMs: 1000, staleAfterMs: 5 * 60_000, ...opts };
+    this.opts = { defaultWaitMs: 60_000, pollBaseMs: 50, pollMaxMs: 1000, staleAfterMs: 5 * 60_000, nodeExists: async () => true, ...opts };
   }
 
   private async read(id: string): Promise<DeviceCr | undefined> {
@@ -215,7 +220,19 @@ export class KubeBackend implements VolumeBackend {
       if (isNotFound(err)) return;
       throw unavailable(`deleting ${pluralOf(id)}/${id}: ${apiMessage(err)}`);
     }
+    await this.releaseIfNodeGone(id);
     await this.waitGone(ctx, id, this.deadline(ctx), since);
+  }
+
+  /** The device went with its node: drop the finalizer, or the object would block forever. */
+  private async releaseIfNodeGone(id: string): Promise<void> {
+    const cr = await this.read(id);
+    if (!cr?.metadata.finalizers?.length || (await this.opts.nodeExists(cr.spec.nodeName))) return;
+    try {
+      await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: pluralOf(id), name: id, body: { metadata: { finalizers: [] } } }, MERGE_PATCH);
+    } catch (err) {
+      if (!isNotFound(err)) throw unavailable(`releasing ${pluralOf(id)}/${id} of deleted node ${cr.spec.nodeName}: ${apiMessage(err)}`);
+    }
   }
 
   /** Raises spec.sizeBytes (merge patch) and waits for the agent to grow the device. */

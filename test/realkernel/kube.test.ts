@@ -81,6 +81,7 @@ describe('Kubernetes mode: controller + node agent + API double + real pool', { 
     mkdirSync(STATE, { recursive: true });
     const crds = ['thinpools', 'thinvolumes', 'thinsnapshots'].map((p) => loadYaml(readFileSync(join(ROOT, `deploy/crds/dmthin.csi.io_${p}.yaml`), 'utf8')));
     api = await startApiDouble({ crds });
+    await api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } }); // a live node keeps its finalizers
     kubeconfig = join(STATE, 'kubeconfig');
     writeFileSync(kubeconfig, api.kubeConfig().exportConfig());
     nodeProc = startNode();

@@ -11,7 +11,7 @@ type Contract = Array<[group: string, resources: string[], verbs: string[]]>;
 
 const DRIVER_CONTROLLER: Contract = [
   ['dmthin.csi.io', ['thinvolumes'], ['get', 'list', 'watch', 'create', 'delete', 'patch']],
-  ['dmthin.csi.io', ['thinsnapshots'], ['get', 'list', 'watch', 'create', 'delete']],
+  ['dmthin.csi.io', ['thinsnapshots'], ['get', 'list', 'watch', 'create', 'delete', 'patch']],
   ['dmthin.csi.io', ['thinpools'], ['get', 'list', 'watch']],
   ['coordination.k8s.io', ['leases'], ['get', 'create', 'update']],
   ['', ['events'], ['create', 'patch']],

@@ -115,7 +115,7 @@ describe('kube mode: failures and recovery', () => {
     const id = (await w.controller.CreateVolume(deadline(), createReq('u1', { node: 'n1' }))).volume!.volume_id!;
     const path = await kn.devices.activate(deadline(), id);
     w.dms.get('n1')!.adjustOpen(path, 1);
-    await assert.rejects(w.controller.DeleteVolume(deadline(3000), { volume_id: id, secrets: {} } as never),
+    await assert.rejects(w.controller.DeleteVolume(deadline(15_000), { volume_id: id, secrets: {} } as never),
       (e: { code: number; message: string }) => e.code === Code.FAILED_PRECONDITION && /in use/.test(e.message));
     assert.ok(kn.events.recent.some((e) => e.reason === 'DeleteFailed' && e.name === id));
     w.dms.get('n1')!.adjustOpen(path, -1);
@@ -125,7 +125,9 @@ describe('kube mode: failures and recovery', () => {
         await w.controller.DeleteVolume(deadline(), { volume_id: id, secrets: {} } as never);
         break;
       } catch (e) {
-        if (i >= 3 || (e as { code: number }).code !== Code.FAILED_PRECONDITION) throw e;
+        // A loaded machine may also run out the deadline while the agent backs off: retry that too.
+        const code = (e as { code: number }).code;
+        if (i >= 10 || (code !== Code.FAILED_PRECONDITION && code !== Code.DEADLINE_EXCEEDED)) throw e;
       }
     }
     assert.equal(cr(id), undefined);
