@@ -60,8 +60,8 @@ describe('kube mode: contract', () => {
       await w.stopNode('n1');
       w.d.requests.length = 0;
       // Controller alone (no agent): everything it does waits in vain, but every call is recorded.
-      await w.controller.CreateVolume(deadline(200), createReq('x1', { node: 'n1' })).catch(() => undefined);
-      await w.controller.DeleteVolume(deadline(200), { volume_id: w.d.objects('thinvolumes.dmthin.csi.io')[0]!.metadata!.name!, secrets: {} } as never).catch(() => undefined);
+      await w.controller.CreateVolume(deadline(2000), createReq('x1', { node: 'n1' })).catch(() => undefined);
+      await w.controller.DeleteVolume(deadline(2000), { volume_id: w.d.objects('thinvolumes.dmthin.csi.io')[0]!.metadata!.name!, secrets: {} } as never).catch(() => undefined);
       const controllerOnly = used(w.d.requests);
       w.d.requests.length = 0;
       // The agent alone: startup, the pending objects, a resync.
@@ -78,7 +78,7 @@ describe('kube mode: contract', () => {
       // Expansion with the agent stopped, so every call recorded is the controller's own.
       await w.stopNode('n1');
       w.d.requests.length = 0;
-      await w.controller.ControllerExpandVolume(deadline(300), { volume_id: id, capacity_range: { required_bytes: String(100 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never).catch(() => undefined);
+      await w.controller.ControllerExpandVolume(deadline(2000), { volume_id: id, capacity_range: { required_bytes: String(100 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never).catch(() => undefined);
       const expand = used(w.d.requests);
       assert.ok(expand.has('patch thinvolumes'), 'expansion patches the ThinVolume');
       assert.deepEqual([...expand].filter((c) => !CONTROLLER_RBAC.has(c)), []);
