@@ -1,4 +1,4 @@
-import { isDmError, SECTOR, type DmErrorKind } from '../devmapper/types.ts';
+import { isDmError, SECTOR, type DmDeviceInfo, type DmErrorKind } from '../devmapper/types.ts';
 import { failedPrecondition, notFound } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceKind, DeviceRecord, DeviceState } from '../state/types.ts';
@@ -190,16 +190,20 @@ export class Devices {
   async deactivate(ctx: OpContext, id: string): Promise<void> {
     const rec = await this.store.getDevice(id);
     if (!rec) return;
-    const info = await this.dm.info(ctx, rec.dmName);
+    await this.deactivateSeen(ctx, rec, await this.dm.info(ctx, rec.dmName));
+  }
+
+  /** Deactivation given a fresh `dmsetup info`, so a caller that already read it does not read it twice. */
+  private async deactivateSeen(ctx: OpContext, rec: DeviceRecord, info: DmDeviceInfo | undefined): Promise<void> {
     if (!info) {
-      if (rec.state === 'Activated' || rec.state === 'Deactivating') await this.store.updateDevice(id, (r) => { r.state = 'Deactivated'; });
+      if (rec.state === 'Activated' || rec.state === 'Deactivating') await this.store.updateDevice(rec.id, (r) => { r.state = 'Deactivated'; });
       return;
     }
     try {
-      await transition(this.store, id, { trying: 'Deactivating', success: 'Deactivated' }, () =>
+      await transition(this.store, rec.id, { trying: 'Deactivating', success: 'Deactivated' }, () =>
         retry(ctx, BUSY_RETRY, () => this.dm.remove(ctx, rec.dmName)));
     } catch (err) {
-      throw toStatus(err, `deactivating ${id}`);
+      throw toStatus(err, `deactivating ${rec.id}`);
     }
   }
 
@@ -209,7 +213,7 @@ export class Devices {
     if (!rec) return;
     const info = await this.dm.info(ctx, rec.dmName);
     if (info && info.openCount > 0) throw failedPrecondition(`${rec.kind} ${id} is in use (device ${rec.dmName} is open ${info.openCount} time(s))`);
-    await this.deactivate(ctx, id);
+    await this.deactivateSeen(ctx, rec, info);
     try {
       await this.store.updateDevice(id, (r) => { r.state = 'Removing'; r.updatedAt = now(); });
       await retry(ctx, BUSY_RETRY, () => this.pool.commit(ctx, rec, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') }));
