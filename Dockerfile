@@ -26,7 +26,9 @@ RUN apt-get update \
       mount \
       thin-provisioning-tools \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/dist/dmthin-csi.mjs /src/dist/dmthin-csi.mjs.map /app/
+COPY --from=build /src/dist/ /app/
+# V8's compile cache, warmed by the help run below: a (re)started driver skips parsing the bundle.
+ENV NODE_COMPILE_CACHE=/var/cache/dmthin-csi
 COPY proto/csi.proto proto/LICENSE /usr/share/dmthin-csi/
 RUN printf '#!/bin/sh\nexec node --enable-source-maps /app/dmthin-csi.mjs "$@"\n' >/usr/local/bin/dmthin-csi \
  && chmod 0755 /usr/local/bin/dmthin-csi \

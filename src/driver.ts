@@ -42,9 +42,9 @@ export interface Driver {
 /** Builds (or adopts) the pool, reconciles every record against it, and wires the CSI services. */
 export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: DriverParts): Promise<Driver> {
   const metrics = parts.metrics ?? new Metrics();
-  await ensurePool(ctx, { dm: parts.dm, loops: parts.loops, mounter: parts.mounter, log: parts.log }, cfg.pool);
+  const adopted = await ensurePool(ctx, { dm: parts.dm, loops: parts.loops, mounter: parts.mounter, log: parts.log }, cfg.pool);
   const deps = { dm: parts.dm, store: parts.store, log: parts.log, metrics };
-  const pool = await ThinPool.attach(ctx, deps, { name: cfg.pool.name, overprovisionRatio: cfg.overprovisionRatio });
+  const pool = await ThinPool.attach(ctx, deps, { name: cfg.pool.name, overprovisionRatio: cfg.overprovisionRatio }, adopted);
   const devices = new Devices(pool);
   const startup = await reconcile(ctx, devices);
   parts.log.info('pool reconciled', { pool: pool.name, tx: startup.tx, repaired: startup.repaired.length, faulty: startup.faulty.length, orphans: startup.orphans.length });

@@ -36,6 +36,7 @@ export const TOOLS: readonly Tool[] = [
   { command: 'blkid', args: ['-V'], pkg: 'util-linux', usedFor: 'detecting filesystems' },
   { command: 'losetup', args: ['--version'], pkg: 'mount', usedFor: 'file-backed pools' },
   { command: 'thin_check', args: ['-V'], pkg: 'thin-provisioning-tools', usedFor: 'checking pool metadata' },
+  { command: 'thin_ls', args: ['-V'], pkg: 'thin-provisioning-tools', usedFor: 'finding devices deleted or added behind the driver\'s back' },
 ];
 
 const firstLine = (s: string): string => s.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? '';

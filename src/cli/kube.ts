@@ -14,7 +14,7 @@ import { LEASE_NAME } from '../kube/types.ts';
 import { LosetupLoopDevices } from '../mount/loop.ts';
 import { SystemMounter } from '../mount/system.ts';
 import { serveMetrics } from '../observability/http.ts';
-import { createLogger } from '../observability/log.ts';
+import { createLogger, logCommands } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { background } from '../system/context.ts';
 import { TOPOLOGY_KEY } from '../version.ts';
@@ -61,14 +61,15 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
   const core = kc.makeApiClient(CoreV1Api);
   const backend = new KubeBackend(kc.makeApiClient(CustomObjectsApi), { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name) });
   const controller = leaderOnly(new ControllerService(backend, { fsType: v['default-fs'] ?? 'ext4' }), leader);
-  const identity = new IdentityService({ ready: async () => ({ ready: true }) }, true);
+  const identity = new IdentityService({ ready: async () => leader.readiness() }, true);
   const endpoint = v.endpoint ?? env.CSI_ENDPOINT ?? 'unix:///csi/csi.sock';
   const server = await serve(endpoint, { identity, controller }, { log, metrics });
   const address = v['metrics-address'] ?? env.METRICS_ADDRESS;
-  const http = address ? await serveMetrics(address, metrics, log, async () => true) : undefined;
+  const http = address ? await serveMetrics(address, metrics, log, async () => leader.readiness().ready) : undefined;
   return async () => {
-    leader.stop();
+    // Stop answering first, so no request runs on a replica that has handed the lease on.
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    await leader.stop();
     http?.close();
   };
 }
@@ -78,6 +79,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   if (!values['node-id'] && !env.NODE_ID) throw invalidArgument(`--node-id is required (the Kubernetes node name)\n${NODE_USAGE}`);
   const cfg = buildConfig(values, { ...env, CSI_ENDPOINT: env.CSI_ENDPOINT ?? 'unix:///csi/csi.sock' });
   const log = createLogger({ level: cfg.logLevel });
+  logCommands(log);
   const metrics = new Metrics({ processMetrics: true });
   const dm = new DmsetupDeviceMapper({ udev: 'auto' });
   await checkKernel(dm);

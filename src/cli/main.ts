@@ -1,49 +1,8 @@
 #!/usr/bin/env node
-import { CsiError } from '../errors.ts';
-import { buildConfig, parseFlags, USAGE } from './config.ts';
-import { FatalError, runStandalone } from './standalone.ts';
-import { runController, runNode } from './kube.ts';
-import { runDoctor } from './doctor.ts';
-import { runStatus } from './status.ts';
+import module from 'node:module';
 
-const COMMANDS = `Usage: dmthin-csi COMMAND [flags]
-Commands:
-  standalone   serve the Identity, Controller and Node services in one process (default)
-  controller   Kubernetes: Identity + Controller, volumes as custom resources (leader-elected)
-  node         Kubernetes: Identity + Node and the node agent for --node-id's pool
-  status       print the pool and the volume table of this node (--state-dir, --pool-name)
-  doctor       check this node: dm-thin in the kernel, tools and versions, pool health (--pool-name)
-  help         this text
-`;
-
-async function main(argv: string[]): Promise<number> {
-  const [command = 'standalone', ...rest] = argv[0]?.startsWith('-') ? ['standalone', ...argv] : argv;
-  if (command === 'help' || rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(`${COMMANDS}\n${USAGE}\n`);
-    return 0;
-  }
-  if (command === 'status') return runStatus(rest);
-  if (command === 'doctor') return runDoctor(rest);
-  const kube = command === 'controller' ? runController : command === 'node' ? runNode : undefined;
-  if (command !== 'standalone' && !kube) {
-    process.stderr.write(`unknown command "${command}"\n${COMMANDS}`);
-    return 2;
-  }
-  const stop = kube ? await kube(rest) : await runStandalone(buildConfig(parseFlags(rest)));
-  await new Promise<void>((resolve) => {
-    const onSignal = () => resolve();
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-  });
-  await stop();
-  return 0;
-}
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    const known = err instanceof FatalError || err instanceof CsiError;
-    process.stderr.write(`dmthin-csi: ${known ? (err as Error).message : (err as Error)?.stack ?? String(err)}\n`);
-    process.exit(known ? 2 : 1);
-  },
-);
+// V8's compile cache (in $NODE_COMPILE_CACHE, else the temp dir): a restarted driver skips
+// parsing its bundle again, which is most of a start on a slow machine. It is loaded first, so
+// the cache covers everything the command imports; NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+module.enableCompileCache?.();
+await import('./run.ts');

@@ -4,7 +4,7 @@ import { isDmError } from '../devmapper/types.ts';
 import { createDriver, serveDriver } from '../driver.ts';
 import { LosetupLoopDevices } from '../mount/loop.ts';
 import { SystemMounter } from '../mount/system.ts';
-import { createLogger } from '../observability/log.ts';
+import { createLogger, logCommands } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { FileStore } from '../state/file.ts';
 import { background } from '../system/context.ts';
@@ -21,7 +21,7 @@ const NO_DM_HELP = `device-mapper with the thin-pool target is not available on 
 /** Fails early, and says how to fix it, when the kernel cannot run the driver. */
 export async function checkKernel(dm: DmsetupDeviceMapper): Promise<void> {
   try {
-    await dm.version(background);
+    // One dmsetup run: it fails as 'unsupported' when the kernel has no device-mapper at all.
     const targets = await dm.targets(background);
     if (!targets.includes('thin-pool')) throw new FatalError(`the dm-thin-pool target is not loaded.\n${NO_DM_HELP}`);
   } catch (err) {
@@ -34,6 +34,7 @@ export async function checkKernel(dm: DmsetupDeviceMapper): Promise<void> {
 /** Controller and node in one process, records in an embedded store, a loop-file pool by default. */
 export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<void>> {
   const log = createLogger({ level: cfg.logLevel });
+  logCommands(log);
   const metrics = new Metrics({ processMetrics: true });
   const dm = new DmsetupDeviceMapper({ udev: 'auto' });
   await checkKernel(dm);

@@ -42,7 +42,7 @@ export interface StatusReport {
   source?: string;
 }
 
-const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+export const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 
 /** Device and pool records under STATE/store, read without the lock and without changing anything. */
 export async function readStore(stateDir: string): Promise<StoreView> {
@@ -108,21 +108,6 @@ async function readUsage(runner: Runner): Promise<Map<string, number>> {
 }
 
 export interface StoreView { pool?: PoolRecord; devices: DeviceRecord[]; problems: string[] }
-
-/** This node's records from its custom resources (what the node plugin stores in Kubernetes mode). */
-export async function readKube(node: string, poolName: string | undefined): Promise<StoreView> {
-  const { CustomObjectsApi, KubeConfig } = await import('@kubernetes/client-node');
-  const { CrdStore } = await import('../kube/crd-store.ts');
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  const store = new CrdStore(kc.makeApiClient(CustomObjectsApi), node, poolName ?? 'dmthin-pool');
-  try {
-    const pool = await store.getPool();
-    return { ...(pool ? { pool } : {}), devices: await store.listDevices(), problems: [] };
-  } catch (err) {
-    return { devices: [], problems: [`custom resources of node ${node}: ${errText(err)}`] };
-  }
-}
 
 export async function collectStatus(runner: Runner, stateDir: string, poolName?: string, source?: () => Promise<StoreView>): Promise<StatusReport> {
   const store = source ? await source() : await readStore(stateDir);
@@ -214,7 +199,7 @@ export async function runStatus(argv: string[], runner: Runner = systemRunner, e
   if (source === 'kube' && !node) throw invalidArgument(`--source kube needs --node or NODE_NAME\n${STATUS_USAGE}`);
   const stateDir = values['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
   const report = source === 'kube'
-    ? { ...await collectStatus(runner, stateDir, values['pool-name'], () => readKube(node!, values['pool-name'])), source: `the custom resources of node ${node}` }
+    ? { ...await collectStatus(runner, stateDir, values['pool-name'], async () => (await import('./status-kube.ts')).readKube(node!, values['pool-name'])), source: `the custom resources of node ${node}` }
     : await collectStatus(runner, stateDir, values['pool-name']);
   process.stdout.write(formatStatus(report));
   return report.pool.status && report.pool.status.mode !== 'fail' ? 0 : 1;

@@ -8,8 +8,9 @@ import {
 } from './parse.ts';
 import {
   DmError, type DeviceMapper, type DmDeviceInfo, type RemoveOptions, type ThinPoolStatus,
-  type ThinPoolTable, type ThinStatus, type ThinTable,
+  type ThinIds, type ThinPoolTable, type ThinStatus, type ThinTable,
 } from './types.ts';
+import { thinIdsFromMetadata } from './thin-ls.ts';
 
 export interface DmsetupOptions {
   /** dmsetup executable; default 'dmsetup' from PATH. */
@@ -183,5 +184,10 @@ export class DmsetupDeviceMapper implements DeviceMapper {
 
   devicePath(name: string): string {
     return `/dev/mapper/${name}`;
+  }
+
+  thinIds(ctx: OpContext, pool: string, metadataDev?: string): Promise<ThinIds> {
+    checkName(pool, 'pool name');
+    return thinIdsFromMetadata(ctx, this, pool, metadataDev);
   }
 }

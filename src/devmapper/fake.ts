@@ -6,7 +6,7 @@ import {
 import { parseAs, parseThinPoolStatus, parseThinPoolTable, parseThinStatus, parseThinTable } from './parse.ts';
 import {
   type DeviceMapper, DmError, type DmDeviceInfo, type RemoveOptions, SECTOR, type ThinPoolStatus,
-  type ThinPoolTable, type ThinStatus, type ThinTable,
+  type ThinIds, type ThinPoolTable, type ThinStatus, type ThinTable,
 } from './types.ts';
 
 export type { PoolMode } from './fake-pool.ts';
@@ -310,6 +310,16 @@ export class FakeDeviceMapper implements DeviceMapper {
     return `${MAPPER}${name}`;
   }
 
+  /** thin_ls on a metadata snapshot: the ids at that moment, or unavailable while one is held. */
+  thinIds(ctx: OpContext, pool: string): Promise<ThinIds> {
+    return this.#op(ctx, { op: 'thinIds', args: [pool], ioctl: 'message', name: pool }, () => {
+      const pt = this.#existing(pool).live?.pool;
+      if (!pt) throw new KernelError('EINVAL', `${pool} is not a thin-pool`);
+      if (pt.meta.heldRoot !== undefined) return { unavailable: `a metadata snapshot of ${pool} is already held` };
+      return { ids: pt.meta.thinIds() };
+    });
+  }
+
   // ---- test helpers -------------------------------------------------------------------
 
   /** What `dmsetup status NAME` would print ('' when the device has no live table). */
@@ -397,7 +407,7 @@ export class FakeDeviceMapper implements DeviceMapper {
   setNeedsCheck(pool: string, needsCheck: boolean): void { this.#poolMeta(pool).needsCheck = needsCheck; }
 
   /** Thin ids present in the pool's metadata, ascending. */
-  thinIds(pool: string): number[] { return this.#poolMeta(pool).thinIds(); }
+  metadataThinIds(pool: string): number[] { return this.#poolMeta(pool).thinIds(); }
 
   /** A node restart: every dm device is gone, pool metadata (thin ids, data, transaction id) stays. */
   simulateReboot(): void {

@@ -83,7 +83,7 @@ export function parseThinPoolStatus(text: string): ThinPoolStatus {
   if (p.length < 5) throw new DmParseError(POOL_STATUS, text, `${p.length} fields, expected at least 5`);
   const [usedMeta, totalMeta] = ratio(p[1], POOL_STATUS, text, 'metadata blocks');
   const [usedData, totalData] = ratio(p[2], POOL_STATUS, text, 'data blocks');
-  if (p[3] !== '-') uint(p[3], POOL_STATUS, text, 'held metadata root');
+  const held = p[3] === '-' ? {} : { heldMetadataRoot: uint(p[3], POOL_STATUS, text, 'held metadata root') };
   const mode = p[4];
   if (mode !== 'rw' && mode !== 'ro' && mode !== 'out_of_data_space') {
     throw new DmParseError(POOL_STATUS, text, `mode ${JSON.stringify(mode)} is not rw, ro or out_of_data_space`);
@@ -94,7 +94,7 @@ export function parseThinPoolStatus(text: string): ThinPoolStatus {
     transactionId: uint(p[0], POOL_STATUS, text, 'transaction id'),
     usedMetadataBlocks: usedMeta, totalMetadataBlocks: totalMeta,
     usedDataBlocks: usedData, totalDataBlocks: totalData,
-    mode, ...rest,
+    mode, ...rest, ...held,
   };
 }
 

@@ -60,6 +60,8 @@ export interface ThinPoolStatus {
   errorIfNoSpace: boolean;
   needsCheck: boolean;
   metadataLowWatermark: number | undefined;
+  /** Root block of a reserved metadata snapshot; absent when none is held. */
+  heldMetadataRoot?: number;
 }
 
 /** Parsed `thin` status line. */
@@ -130,4 +132,9 @@ export interface DeviceMapper {
   thinTable(ctx: OpContext, name: string): Promise<ThinTable>;
   /** Path of the device node, /dev/mapper/NAME. */
   devicePath(name: string): string;
+  /** Every thin id in the pool's metadata, inactive devices included (metadataDev: the pool table's, when known). */
+  thinIds(ctx: OpContext, pool: string, metadataDev?: string): Promise<ThinIds>;
 }
+
+/** The pool's thin ids, or why they cannot be read now (the caller skips what needs them). */
+export type ThinIds = { ids: number[] } | { unavailable: string };

@@ -4,6 +4,7 @@ import type { Logger } from '../observability/log.ts';
 import type { Devices } from '../pool/devices.ts';
 import { reconcile, type ReconcileReport } from '../pool/reconcile.ts';
 import type { OpContext } from '../system/context.ts';
+import { crashScope } from '../system/crashpoint.ts';
 import { withTimeout } from '../system/context.ts';
 import type { CrdStore } from './crd-store.ts';
 import type { EventRecorder } from './events.ts';
@@ -74,8 +75,8 @@ export class NodeAgent {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    this.queue.stop();
     for (const w of this.watches) await w.stop();
+    await this.queue.stop(); // a SIGTERM lets the object in hand finish, as far as its own deadline
   }
 
   private async handle(key: string): Promise<void> {
@@ -83,10 +84,10 @@ export class NodeAgent {
     const [plural, name] = key.split('/') as [string, string];
     const cr = await this.store.read<DeviceCr>(plural as typeof PLURAL.volume, name);
     if (!cr || cr.spec?.nodeName !== this.o.node) return;
-    if (cr.metadata.deletionTimestamp) return this.finish(cr);
-    if (isUnclaimed(cr)) return this.make(cr);
+    if (cr.metadata.deletionTimestamp) return crashScope(`delete/${name}`, () => this.finish(cr));
+    if (isUnclaimed(cr)) return crashScope(`make/${name}`, () => this.make(cr));
     if (cr.metadata.annotations?.[RETRY_ANNOTATION] !== undefined) return this.retryRequested(cr);
-    if (cr.kind === KIND.volume && cr.status?.state !== 'Faulty' && cr.spec.sizeBytes > (cr.status?.sizeBytes ?? 0)) return this.grow(cr);
+    if (cr.kind === KIND.volume && cr.status?.state !== 'Faulty' && cr.spec.sizeBytes > (cr.status?.sizeBytes ?? 0)) return crashScope(`expand/${name}@${cr.spec.sizeBytes}`, () => this.grow(cr));
   }
 
   /** Finalizer first: from the moment a device may exist, the CR cannot vanish without us. */
@@ -203,19 +204,19 @@ export class NodeAgent {
     for (const o of report.orphans) {
       const who = { kind: KIND.pool, name: this.o.node };
       if (!optIn) {
-        this.o.events.warning(who, 'OrphanDevice', `thin device ${o.deviceId} (${o.dmName}) is in pool ${pool.name} but no custom resource owns it; left untouched (annotate the ThinPool ${REMOVE_ORPHANS_ANNOTATION}=true to delete such devices)`);
+        this.o.events.warning(who, 'OrphanDevice', `thin device ${o.deviceId} (${o.dmName ?? 'inactive'}) is in pool ${pool.name} but no custom resource owns it; left untouched (annotate the ThinPool ${REMOVE_ORPHANS_ANNOTATION}=true to delete such devices)`);
         kept.push(o);
         continue;
       }
       try {
-        await pool.deps.dm.remove(ctx, o.dmName, { retry: true });
+        if (o.dmName) await pool.deps.dm.remove(ctx, o.dmName, { retry: true });
         // The agent's worker is the only sender of pool messages in Kubernetes mode, so no interleaving.
         await pool.send(ctx, `delete ${o.deviceId}`);
         pool.releaseId(o.deviceId);
-        this.o.events.normal(who, 'OrphanRemoved', `deleted thin device ${o.deviceId} (${o.dmName}), which no custom resource owned`);
+        this.o.events.normal(who, 'OrphanRemoved', `deleted thin device ${o.deviceId} (${o.dmName ?? 'inactive'}), which no custom resource owned`);
       } catch (err) {
         kept.push(o);
-        this.o.events.warning(who, 'OrphanRemoveFailed', `thin device ${o.deviceId} (${o.dmName}): ${apiMessage(err)}`);
+        this.o.events.warning(who, 'OrphanRemoveFailed', `thin device ${o.deviceId} (${o.dmName ?? 'inactive'}): ${apiMessage(err)}`);
       }
     }
     report.orphans = kept;
@@ -224,7 +225,7 @@ export class NodeAgent {
   private async writePoolStatus(ctx: OpContext, report: ReconcileReport, devices: number): Promise<void> {
     const pool = this.devices.pool;
     const h = await pool.health(ctx);
-    const capacityBytes = await pool.capacity(ctx);
+    const capacityBytes = await pool.capacity(ctx, h);
     const now = new Date().toISOString();
     await this.store.updatePoolStatus((s) => ({
       ...s,

@@ -4,6 +4,7 @@ import { type DeviceRecord, type Mutation, type PoolRecord, type StateStore, Sto
 import { toRecord, toStatus } from './map.ts';
 import type { DeviceCr, ThinPoolCr } from './types.ts';
 import { API_VERSION, FINALIZER, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, VERSION } from './types.ts';
+import { step } from '../system/crashpoint.ts';
 import { apiMessage, isConflict, isNotFound } from './util.ts';
 
 /** Read-modify-write attempts before a record that keeps changing underneath is given up on. */
@@ -27,7 +28,7 @@ export class CrdStore implements StateStore {
   readonly poolSpec: Partial<ThinPoolCr['spec']>;
 
   constructor(api: CustomObjectsApi, node: string, poolName: string, poolSpec: Partial<ThinPoolCr['spec']> = {}) {
-    this.api = api;
+    this.api = countingWrites(api);
     this.node = node;
     this.poolName = poolName;
     this.poolSpec = poolSpec;
@@ -169,18 +170,35 @@ export class CrdStore implements StateStore {
     const cr = await this.read<ThinPoolCr>(PLURAL.pool, this.node);
     const tx = cr?.status?.transactionId;
     if (!cr || tx === undefined) return undefined;
-    return { name: cr.status?.poolName ?? this.poolName, transactionId: tx, updatedAt: cr.status?.lastReconcileTime ?? '', revision: cr.metadata.resourceVersion };
+    const held = cr.status?.metadataSnapshotHeld ? { metadataSnapHeld: true } : {};
+    return { name: cr.status?.poolName ?? this.poolName, transactionId: tx, ...held, updatedAt: cr.status?.lastReconcileTime ?? '', revision: cr.metadata.resourceVersion };
   }
 
   async updatePool(mutate: (current: PoolRecord | undefined) => PoolRecord): Promise<PoolRecord> {
     let rec: PoolRecord | undefined;
     const cr = await this.updatePoolStatus((s) => {
-      const current = s.transactionId === undefined ? undefined : { name: s.poolName ?? this.poolName, transactionId: s.transactionId, updatedAt: '' };
+      const current = s.transactionId === undefined ? undefined
+        : { name: s.poolName ?? this.poolName, transactionId: s.transactionId, ...(s.metadataSnapshotHeld ? { metadataSnapHeld: true } : {}), updatedAt: '' };
       rec = mutate(current);
-      return { ...s, poolName: rec.name, transactionId: rec.transactionId };
+      return { ...s, poolName: rec.name, transactionId: rec.transactionId, metadataSnapshotHeld: rec.metadataSnapHeld === true ? true : undefined };
     });
     return { ...rec!, revision: cr.metadata.resourceVersion };
   }
 
   async close(): Promise<void> { /* nothing held: every call is a fresh request */ }
+}
+
+/** Every write that reaches the API server is one step of the operation it belongs to. */
+function countingWrites(api: CustomObjectsApi): CustomObjectsApi {
+  return new Proxy(api, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function' || typeof prop !== 'string' || !/^(create|replace|patch|delete)/.test(prop)) return v;
+      return async (...args: unknown[]) => {
+        const out = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        step(prop);
+        return out;
+      };
+    },
+  });
 }

@@ -25,6 +25,9 @@ export class LeaderElector {
   private timer: NodeJS.Timeout | undefined;
   private lastRenew = 0;
   private leading = false;
+  /** When the API server last answered a lease call (any answer, a 409 included). */
+  private lastContact = 0;
+  private lastError = '';
 
   constructor(coord: CoordinationV1Api, opts: LeaderOptions) {
     this.coord = coord;
@@ -41,9 +44,38 @@ export class LeaderElector {
     this.timer.unref();
   }
 
-  stop(): void {
+  /**
+   * Stops renewing and, when this replica holds the lease, hands it back (holder cleared,
+   * 1 s duration) so a standby takes over at its next tick instead of after the full duration.
+   */
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    const held = this.leading;
     this.leading = false;
+    if (held) await this.release();
+  }
+
+  private async release(): Promise<void> {
+    const { namespace, name, identity } = this.o;
+    try {
+      const lease = await this.coord.readNamespacedLease({ name, namespace });
+      if (lease.spec?.holderIdentity !== identity) return;
+      await this.coord.replaceNamespacedLease({ name, namespace, body: { ...lease, spec: {
+        ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: micro(Date.now()),
+      } } });
+      this.o.log.info('released controller leadership', { lease: `${namespace}/${name}` });
+    } catch (err) {
+      this.o.log.warn('could not release the lease; a standby takes over when it expires', { lease: `${namespace}/${name}`, error: apiMessage(err) });
+    }
+  }
+
+  /**
+   * Ready while the API server answered within one lease duration, leader or not: a standby
+   * is healthy, a replica that cannot reach the API server is not (nothing it does can work).
+   */
+  readiness(): { ready: boolean; reason?: string } {
+    if (Date.now() - this.lastContact < this.o.leaseDurationSeconds * 1000) return { ready: true };
+    return { ready: false, reason: `no answer from the Kubernetes API server for the lease ${this.o.namespace}/${this.o.name}${this.lastError ? `: ${this.lastError}` : ''}` };
   }
 
   /** Throws UNAVAILABLE unless this replica holds the lease. */
@@ -76,17 +108,20 @@ export class LeaderElector {
     } catch (err) {
       // A 409 means another replica wrote first: it is the leader for this round.
       if (isConflict(err)) return this.lost();
+      this.lastError = apiMessage(err);
       this.o.log.warn('lease renewal failed', { lease: `${namespace}/${name}`, error: apiMessage(err) });
     }
   }
 
   private acquired(fresh: boolean): void {
     this.lastRenew = Date.now();
+    this.lastContact = this.lastRenew;
     if (fresh || !this.leading) this.o.log.info('became controller leader', { lease: `${this.o.namespace}/${this.o.name}`, identity: this.o.identity });
     this.leading = true;
   }
 
   private lost(): void {
+    this.lastContact = Date.now();
     if (this.leading) this.o.log.warn('lost controller leadership', { lease: `${this.o.namespace}/${this.o.name}` });
     this.leading = false;
   }

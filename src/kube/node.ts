@@ -50,8 +50,8 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
     ...(p.pool.kind === 'devices' ? { dataDevice: p.pool.dataDevice, metadataDevice: p.pool.metadataDevice } : {}),
   });
   await store.readPool(); // the ThinPool exists from the first moment, so kubectl shows the node
-  await ensurePool(ctx, { dm: p.dm, loops: p.loops, mounter: p.mounter, log: p.log }, p.pool);
-  const pool = await ThinPool.attach(ctx, { dm: p.dm, store, log: p.log, metrics }, { name: p.pool.name, overprovisionRatio: p.overprovisionRatio });
+  const adopted = await ensurePool(ctx, { dm: p.dm, loops: p.loops, mounter: p.mounter, log: p.log }, p.pool);
+  const pool = await ThinPool.attach(ctx, { dm: p.dm, store, log: p.log, metrics }, { name: p.pool.name, overprovisionRatio: p.overprovisionRatio }, adopted);
   const devices = new Devices(pool);
   const events = new EventRecorder(p.kc.makeApiClient(CoreV1Api), 'dmthin-csi-node', p.node, p.log);
   const agent = new NodeAgent({ kc: p.kc, api, node: p.node, store, devices, events, log: p.log, ...p.agent });

@@ -76,11 +76,13 @@ export class WorkQueue {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  stop(): void {
+  /** Takes no more work; resolves once the key being handled (if any) is done. */
+  async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     this.waiting.length = 0;
     this.queued.clear();
+    if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 }

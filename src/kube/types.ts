@@ -97,6 +97,8 @@ export interface ThinPoolCr {
     capacityBytes?: number;
     devices?: number;
     orphans?: number;
+    /** The agent holds (or, after a crash, held) a metadata snapshot of the pool. */
+    metadataSnapshotHeld?: boolean;
     lastReconcileTime?: string;
     conditions?: Condition[];
   };

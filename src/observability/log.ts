@@ -1,3 +1,4 @@
+import { observeCommands } from '../system/exec.ts';
 import winston from 'winston';
 
 export type Logger = winston.Logger;
@@ -38,4 +39,10 @@ export function createLogger(opts: { level?: string; silent?: boolean } = {}): L
 /** A logger that drops everything: for unit tests and embedded use. */
 export function silentLogger(): Logger {
   return createLogger({ silent: true });
+}
+
+/** At debug level, one line per system command: what ran, for how long, how it ended. */
+export function logCommands(log: Logger): void {
+  if (!log.isDebugEnabled()) return;
+  observeCommands((e) => log.debug('command', { command: e.command, args: e.args.join(' '), duration_ms: e.durationMs, exit_code: e.exitCode, failed: e.failed }));
 }

@@ -1,6 +1,6 @@
 import { open, mkdir, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DeviceMapper } from '../devmapper/types.ts';
+import type { DeviceMapper, DmDeviceInfo, ThinPoolTable } from '../devmapper/types.ts';
 import { SECTOR } from '../devmapper/types.ts';
 import { failedPrecondition, invalidArgument } from '../errors.ts';
 import type { LoopDevices, Mounter } from '../mount/types.ts';
@@ -15,6 +15,9 @@ export type PoolSource =
 
 export interface ProvisionDeps { dm: DeviceMapper; loops: LoopDevices; mounter: Mounter; log: Logger }
 
+/** What adopting a live pool already read, so attaching need not read it again. */
+export interface AdoptedPool { info: DmDeviceInfo; table: ThinPoolTable }
+
 /** dm-thin's metadata superblock magic (THIN_SUPERBLOCK_MAGIC), at byte 32 of the device. */
 const THIN_MAGIC = 27022010n;
 
@@ -25,14 +28,14 @@ export function validateBlockSectors(n: number): void {
 }
 
 /** Adopts the pool if it is live, else builds it from its source. Never reformats existing metadata. */
-export async function ensurePool(ctx: OpContext, deps: ProvisionDeps, src: PoolSource): Promise<void> {
+export async function ensurePool(ctx: OpContext, deps: ProvisionDeps, src: PoolSource): Promise<AdoptedPool | undefined> {
   const info = await deps.dm.info(ctx, src.name);
   if (info?.live) {
-    await deps.dm.poolTable(ctx, src.name).catch((e: unknown) => {
+    const table = await deps.dm.poolTable(ctx, src.name).catch((e: unknown) => {
       throw failedPrecondition(`device ${src.name} exists but is not a thin pool: ${String(e)}`);
     });
     deps.log.info('adopted existing thin pool', { pool: src.name });
-    return;
+    return { info, table };
   }
   if (src.kind === 'existing') throw failedPrecondition(`thin pool ${src.name} does not exist; create it or configure data and metadata devices`);
   validateBlockSectors(src.blockSectors);
@@ -45,6 +48,7 @@ export async function ensurePool(ctx: OpContext, deps: ProvisionDeps, src: PoolS
   if (info) await deps.dm.remove(ctx, src.name);
   await deps.dm.create(ctx, src.name, `0 ${dataSectors} thin-pool ${metadata} ${data} ${src.blockSectors} ${lowWater}${features}`);
   deps.log.info('thin pool created', { pool: src.name, data, metadata, dataSectors, blockSectors: src.blockSectors });
+  return undefined;
 }
 
 async function loopBacking(ctx: OpContext, deps: ProvisionDeps, src: Extract<PoolSource, { kind: 'loop' }>) {

@@ -13,8 +13,8 @@ export interface ReconcileReport {
   tx: { pool: number; store: number | undefined; verdict: 'in_sync' | 'one_unconfirmed' | 'first_start' | 'mismatch' };
   repaired: Array<{ id: string; from: DeviceState; action: RepairAction }>;
   faulty: Array<{ id: string; error: string }>;
-  /** Live thin devices on this pool that no record knows. */
-  orphans: Array<{ dmName: string; deviceId: number }>;
+  /** Thin devices in this pool that no record knows; dmName only when the device is live. */
+  orphans: Array<{ dmName?: string; deviceId: number }>;
 }
 
 /**
@@ -27,9 +27,15 @@ export async function reconcile(ctx: OpContext, devices: Devices): Promise<Recon
   const { store, dm, log, metrics } = pool.deps;
   const end = metrics.reconcileDuration.startTimer();
   const report: ReconcileReport = { tx: await txVerdict(ctx, devices), repaired: [], faulty: [], orphans: [] };
+  const view = await pool.metadataView(ctx);
+  if ('unavailable' in view) log.warn('pool metadata not compared with the records this time', { pool: pool.name, reason: view.unavailable });
   const live = new Map((await dm.infoAll(ctx)).map((i) => [i.name, i]));
-  for (const rec of await store.listDevices()) {
+  for (const rec of 'records' in view ? view.records : await store.listDevices()) {
     const from = rec.state === 'Faulty' ? (rec.faultyFrom ?? 'Faulty') : rec.state;
+    if ('ids' in view && MAY_LACK_ID.has(from) === false && !view.ids.has(rec.deviceId)) {
+      await reportVanished(devices, report, rec, from);
+      continue;
+    }
     try {
       const action = await repairOne(ctx, devices, rec, from, live.get(rec.dmName));
       if (action) {
@@ -44,10 +50,26 @@ export async function reconcile(ctx: OpContext, devices: Devices): Promise<Recon
       log.error('reconcile could not repair device', { volume: rec.id, state: rec.state, error: errorMessage(err) });
     }
   }
-  report.orphans = await findOrphans(ctx, devices);
+  report.orphans = await findOrphans(ctx, devices, 'ids' in view ? view : undefined);
   for (const o of report.orphans) log.warn('thin device in pool has no record', { pool: pool.name, ...o });
   end({ outcome: report.faulty.length > 0 ? 'faulty' : 'ok' });
   return report;
+}
+
+/** States in which a record's thin id may rightly be missing from the pool (not made yet, or being deleted). */
+const MAY_LACK_ID = new Set<DeviceState | 'Faulty'>(['Unknown', 'Creating', 'Removing', 'Removed', 'Faulty']);
+
+/**
+ * A settled record whose thin id is not in the pool's metadata: something deleted it behind
+ * the driver's back (or the metadata was replaced). Nothing can bring the data back, so the
+ * record turns Faulty with the reason, and stays so until an operator deletes or force-cleans it.
+ */
+async function reportVanished(devices: Devices, report: ReconcileReport, rec: DeviceRecord, from: DeviceState): Promise<void> {
+  const { pool } = devices;
+  const error = `thin device ${rec.deviceId} is not in the metadata of pool ${pool.name}: it was deleted outside this driver, or the pool metadata was replaced; its data is gone`;
+  if (rec.state !== 'Faulty') await devices.markFaulty(rec.id, from, error);
+  report.faulty.push({ id: rec.id, error });
+  pool.deps.log.error('thin device vanished from the pool', { volume: rec.id, device_id: rec.deviceId, pool: pool.name });
 }
 
 async function txVerdict(ctx: OpContext, devices: Devices): Promise<ReconcileReport['tx']> {
@@ -60,7 +82,7 @@ async function txVerdict(ctx: OpContext, devices: Devices): Promise<ReconcileRep
     pool.deps.log.error('transaction id mismatch at start', { pool: pool.name, pool_tx: P, store_tx: S });
   }
   if (verdict !== 'in_sync') {
-    await pool.deps.store.updatePool((p) => ({ name: pool.name, transactionId: P, updatedAt: new Date().toISOString(), revision: p?.revision }));
+    await pool.deps.store.updatePool((p) => ({ ...p, name: pool.name, transactionId: P, updatedAt: new Date().toISOString() }));
   }
   return { pool: P, store: S, verdict };
 }
@@ -123,15 +145,22 @@ async function settleActivation(ctx: OpContext, devices: Devices, rec: DeviceRec
   return 'settled';
 }
 
-async function findOrphans(ctx: OpContext, devices: Devices): Promise<ReconcileReport['orphans']> {
+/**
+ * Thin devices of this pool that no record knows: live ones from their tables, and, when the
+ * metadata could be read, inactive ones too (those have no dm name).
+ */
+async function findOrphans(ctx: OpContext, devices: Devices, view?: { ids: Set<number>; records: DeviceRecord[] }): Promise<ReconcileReport['orphans']> {
   const { pool } = devices;
   const known = new Set((await pool.deps.store.listDevices()).map((r) => r.deviceId));
-  const orphans: ReconcileReport['orphans'] = [];
+  const orphans = new Map<number, ReconcileReport['orphans'][number]>();
   for (const [dmName, t] of await pool.deps.dm.thinTableAll(ctx)) {
     if (t.poolDev !== pool.devNo && t.poolDev !== pool.deps.dm.devicePath(pool.name)) continue;
-    if (known.has(t.deviceId)) continue;
-    pool.claimId(t.deviceId);
-    orphans.push({ dmName, deviceId: t.deviceId });
+    if (!known.has(t.deviceId)) orphans.set(t.deviceId, { dmName, deviceId: t.deviceId });
   }
-  return orphans;
+  if (view) {
+    const recorded = new Set(view.records.map((r) => r.deviceId));
+    for (const id of view.ids) if (!recorded.has(id) && !known.has(id) && !orphans.has(id)) orphans.set(id, { deviceId: id });
+  }
+  for (const id of orphans.keys()) pool.claimId(id);
+  return [...orphans.values()].sort((a, b) => a.deviceId - b.deviceId);
 }

@@ -1,4 +1,4 @@
-import type { DeviceMapper, ThinPoolStatus } from '../devmapper/types.ts';
+import type { DeviceMapper, DmDeviceInfo, ThinIds, ThinPoolStatus, ThinPoolTable } from '../devmapper/types.ts';
 import { isDmError } from '../devmapper/types.ts';
 import { resourceExhausted, unavailable } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
@@ -37,6 +37,8 @@ export class ThinPool {
   readonly dataBlockSectors: number;
   /** major:minor of the pool device, used in thin tables so no /dev node is needed. */
   readonly devNo: string;
+  /** The pool table's metadata device ("major:minor" or a path), for reading the metadata itself. */
+  private metadataDev: string | undefined;
   readonly deps: PoolDeps;
   private readonly thresholds: PoolThresholds;
   private readonly overprovision: number;
@@ -58,11 +60,12 @@ export class ThinPool {
   }
 
   /** Attaches to a live pool; the device-id space is loaded from the records. */
-  static async attach(ctx: OpContext, deps: PoolDeps, settings: PoolSettings): Promise<ThinPool> {
-    const info = await deps.dm.info(ctx, settings.name);
+  static async attach(ctx: OpContext, deps: PoolDeps, settings: PoolSettings, known?: { info: DmDeviceInfo; table: ThinPoolTable }): Promise<ThinPool> {
+    const info = known?.info ?? await deps.dm.info(ctx, settings.name);
     if (!info || !info.live) throw unavailable(`thin pool ${settings.name} is not active`);
-    const table = await deps.dm.poolTable(ctx, settings.name);
+    const table = known?.table ?? await deps.dm.poolTable(ctx, settings.name);
     const pool = new ThinPool(deps, settings, table.dataBlockSectors, `${info.major}:${info.minor}`);
+    pool.metadataDev = table.metadataDev;
     const status = await deps.dm.poolStatus(ctx, settings.name);
     pool.tx = status.transactionId;
     for (const r of await deps.store.listDevices()) pool.usedIds.add(r.deviceId);
@@ -89,8 +92,8 @@ export class ThinPool {
   }
 
   /** Bytes a new volume may still claim (GetCapacity and the CreateVolume check agree by construction). */
-  async capacity(ctx: OpContext): Promise<number> {
-    return allocatableBytes(await this.health(ctx), this.overprovision);
+  async capacity(ctx: OpContext, reading?: PoolHealth): Promise<number> {
+    return allocatableBytes(reading ?? await this.health(ctx), this.overprovision);
   }
 
   /** Refuses new devices, with the reason, when the pool cannot take them; nothing existing is touched. */
@@ -165,8 +168,33 @@ export class ThinPool {
       this.tx = actual;
       return { tx: actual, mismatch: true };
     }
-    await this.deps.store.updatePool((p) => ({ name: this.name, transactionId: next, updatedAt: new Date().toISOString(), revision: p?.revision }));
+    await this.deps.store.updatePool((p) => ({ ...p, name: this.name, transactionId: next, updatedAt: new Date().toISOString() }));
     return { tx: next, mismatch: false };
+  }
+
+  /**
+   * The thin ids in the pool's metadata (inactive devices included) and the store's records,
+   * read with no pool message in between, so each can be judged against the other. The pool
+   * record says while a metadata snapshot is ours, so one a crash left held is released here.
+   */
+  async metadataView(ctx: OpContext): Promise<{ ids: Set<number>; records: DeviceRecord[] } | { unavailable: string }> {
+    return this.messages.run(async () => {
+      const { store, dm } = this.deps;
+      const held = (on: boolean) => store.updatePool((p) => ({ ...(p ?? { name: this.name, transactionId: this.tx }), metadataSnapHeld: on, updatedAt: new Date().toISOString() }));
+      if ((await store.getPool())?.metadataSnapHeld) {
+        await dm.message(ctx, this.name, 'release_metadata_snap').catch(() => undefined);
+        this.deps.log.warn('released a metadata snapshot left held by a crash', { pool: this.name });
+      }
+      await held(true);
+      let got: ThinIds;
+      try {
+        got = await dm.thinIds(ctx, this.name, this.metadataDev);
+      } finally {
+        await held(false);
+      }
+      if ('unavailable' in got) return got;
+      return { ids: new Set(got.ids), records: await store.listDevices() };
+    });
   }
 
   send(ctx: OpContext, msg: string): Promise<void> {

@@ -44,6 +44,11 @@ export interface PoolRecord {
   name: string;
   /** Last transaction id this driver confirmed it set on the pool. */
   transactionId: number;
+  /**
+   * Set before this driver reserves a metadata snapshot and cleared after it releases it, so
+   * a snapshot left held by a crash is known to be ours and released at the next reconcile.
+   */
+  metadataSnapHeld?: boolean;
   updatedAt: string;
   revision?: string;
 }

@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { type OpContext, timeLeft } from './context.ts';
+import { step } from './crashpoint.ts';
 
 /** errno names recognised in a tool's stderr, as printed by strerror(3) in the C locale. */
 const STRERROR: ReadonlyArray<[string, string]> = [
@@ -58,9 +59,18 @@ export interface RunOptions {
 
 export interface RunResult { stdout: string; stderr: string }
 
+export interface CommandEvent { command: string; args: readonly string[]; durationMs: number; exitCode: number | undefined; failed: boolean }
+let observer: ((e: CommandEvent) => void) | undefined;
+
+/** Sees every command run (the CLI logs them at debug level: what ran, how long, how it ended). */
+export function observeCommands(fn: ((e: CommandEvent) => void) | undefined): void {
+  observer = fn;
+}
+
 /** Runs a system command: argument array only, C locale, bounded by the caller's deadline. */
 export async function run(ctx: OpContext, command: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const timeout = timeLeft(ctx, opts.maxMs ?? 60_000);
+  const started = performance.now();
   const result = await execa(command, args, {
     reject: false,
     timeout,
@@ -71,6 +81,8 @@ export async function run(ctx: OpContext, command: string, args: readonly string
     extendEnv: true,
     stripFinalNewline: true,
   });
+  observer?.({ command, args, durationMs: Math.round(performance.now() - started), exitCode: result.exitCode, failed: result.failed });
+  step(`${command} ${args.join(' ')}`);
   if (!result.failed) return { stdout: String(result.stdout), stderr: String(result.stderr) };
   const stderr = String(result.stderr ?? '');
   const spawnErrno = (result.cause as NodeJS.ErrnoException | undefined)?.code;

@@ -28,14 +28,17 @@ export async function startDriver(extra: string[] = []): Promise<DriverProcess> 
   { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const clients = connectCsi(ENDPOINT);
   const until = Date.now() + 120_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`driver exited with ${child.exitCode} during start:\n${tail(log)}`);
+    // A client per attempt: one that found no socket would wait out grpc's reconnect backoff.
+    const probe = connectCsi(ENDPOINT);
     try {
-      const r = await clients.identity.call<{ ready: { value: boolean } }>('Probe', {}, 5000);
-      if (r.ready?.value) return { child, clients, log, exited };
-    } catch { /* not listening yet */ }
+      const r = await probe.identity.call<{ ready: { value: boolean } }>('Probe', {}, 5000);
+      if (r.ready?.value) return { child, clients: connectCsi(ENDPOINT), log, exited };
+    } catch { /* not listening yet */ } finally {
+      probe.close();
+    }
     if (Date.now() > until) throw new Error(`driver did not become ready:\n${tail(log)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -77,7 +80,16 @@ export function poolTx(): number {
 /** Thin device ids that exist in the pool's metadata, read from a metadata snapshot with thin_dump. */
 export function poolThinIds(): number[] {
   const path = sh('losetup', ['-j', join(STATE, 'pool', 'metadata.img'), '-n', '-O', 'NAME']).trim().split('\n')[0]!;
-  sh('dmsetup', ['message', POOL, '0', 'reserve_metadata_snap']);
+  // The driver's own reconcile may hold the pool's one metadata snapshot for a moment.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      sh('dmsetup', ['message', POOL, '0', 'reserve_metadata_snap']);
+      break;
+    } catch (err) {
+      if (attempt >= 20) throw err;
+      execFileSync('sleep', ['0.25']);
+    }
+  }
   try {
     const xml = sh('thin_dump', ['--metadata-snap', path]);
     return [...xml.matchAll(/<device dev_id="(\d+)"/g)].map((m) => Number(m[1]));
@@ -86,11 +98,11 @@ export function poolThinIds(): number[] {
   }
 }
 
-/** dm devices that are thin targets of our pool, with their suspended flag. */
+/** The driver's thin dm devices (named from ids or UIDs; not the suites' pools), with their suspended flag. */
 export function liveThins(): Array<{ name: string; suspended: boolean }> {
   const out = sh('dmsetup', ['info', '-c', '--noheadings', '--separator', '|', '-o', 'name,attr']).trim();
   if (!out || out.startsWith('No devices')) return [];
-  return out.split('\n').map((l) => l.split('|')).filter(([n]) => n!.startsWith('dmthin-vol-') || n!.startsWith('dmthin-snap-')).map(([name, attr]) => ({ name: name!, suspended: attr![2] === 's' }));
+  return out.split('\n').map((l) => l.split('|')).filter(([n]) => n!.startsWith('dmthin-') && !n!.startsWith('dmthin-rk-')).map(([name, attr]) => ({ name: name!, suspended: attr![2] === 's' }));
 }
 
 /** Repairs the last start's reconcile reported, from its 'pool reconciled' log line. */

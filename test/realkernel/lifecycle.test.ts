@@ -235,6 +235,23 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     assert.equal(poolTx(), storedPoolTx());
   });
 
+  it('finds a device deleted behind its back (Faulty) and an inactive stray thin (orphan) at restart', async () => {
+    const gone = (await C().call('CreateVolume', { name: 'vanishing', capacity_range: { required_bytes: 64 * MiB }, volume_capabilities: [mountCap()] })).volume.volume_id;
+    const goneId = records().find((r) => r.id === gone)!.deviceId;
+    await stopDriver(d);
+    sh('dmsetup', ['message', POOL, '0', `delete ${goneId}`]);
+    sh('dmsetup', ['message', POOL, '0', 'create_thin 4242']);
+    d = await startDriver(['--metrics-address', METRICS]);
+    const rec = records().find((r) => r.id === gone)!;
+    assert.equal(rec.state, 'Faulty');
+    assert.match(rec.error ?? '', new RegExp(`thin device ${goneId} is not in the metadata of pool ${POOL}`));
+    assert.match(readFileSync(d.log, 'utf8'), /"deviceId":4242,.*"thin device in pool has no record"|"thin device in pool has no record".*"deviceId":4242/);
+    assert.equal(sh('dmsetup', ['status', POOL]).trim().split(/\s+/)[6], '-', 'the metadata snapshot was released');
+    await C().call('DeleteVolume', { volume_id: gone }); // a vanished device can still be deleted
+    sh('dmsetup', ['message', POOL, '0', 'delete 4242']);
+    assert.equal(records().some((r) => r.id === gone), false);
+  });
+
   it('tears everything down and leaves nothing behind', async () => {
     for (const id of [ids.v1!, ids.v2!, ids.v3!]) await teardown(id);
     await teardown(ids.v1!); // unstaging twice is fine

@@ -224,6 +224,18 @@ say "set_transaction_id 0 1: status shows transaction id $txid"
 rec status-pool-txid1.txt dmsetup status "$pool"
 rec status-thin-after-writes.txt dmsetup status "$thin"
 
+# --- metadata snapshot: thin ids, inactive devices included -----------------------
+dmsetup message "$pool" 0 "create_thin 7"
+dmsetup message "$pool" 0 reserve_metadata_snap
+ids="$(thin_ls --metadata-snap --no-headers -o DEV "$meta_loop" | tr -s ' \n' ' ')"
+[[ "$ids" == "0 1 7 " ]] || die "thin_ls on the metadata snapshot shows '$ids', expected 0 1 7"
+say "thin_ls on a metadata snapshot lists thin ids $ids(7 is inactive)"
+rec status-pool-held-snap.txt dmsetup status "$pool"
+rec thin-ls-dev.txt thin_ls --metadata-snap --no-headers -o DEV "$meta_loop"
+rec_err err-reserve-metadata-snap-held.txt dmsetup message "$pool" 0 reserve_metadata_snap
+dmsetup message "$pool" 0 release_metadata_snap
+dmsetup message "$pool" 0 "delete 7"
+
 # --- errors -------------------------------------------------------------------
 if [[ -n "$record_dir" ]]; then
   rec_err err-info-nonexistent.txt dmsetup info nonexistent

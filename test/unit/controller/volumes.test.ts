@@ -104,7 +104,7 @@ describe('Controller volumes', () => {
       assert.equal((await fd.store.listDevices())[0]?.state, 'Faulty');
       const v = (await create()).volume!;
       assert.equal((await fd.store.getDevice(v.volume_id!))?.state, 'Created');
-      assert.equal(fd.dm.thinIds(POOL).length, 1);
+      assert.equal(fd.dm.metadataThinIds(POOL).length, 1);
     });
   });
 
@@ -117,7 +117,7 @@ describe('Controller volumes', () => {
       await del(v.volume_id!);
       await del(v.volume_id!);
       assert.deepEqual(await fd.store.listDevices(), []);
-      assert.deepEqual(fd.dm.thinIds(POOL), []);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
     });
     it('a volume in use is FAILED_PRECONDITION and stays', async () => {
       const v = (await create()).volume!;
@@ -138,7 +138,7 @@ describe('Controller volumes', () => {
       assert.equal(rec?.faultyFrom, 'Removing');
       assert.equal(await code(del(v.volume_id!)), 'OK');
       assert.equal(await fd.store.getDevice(v.volume_id!), undefined);
-      assert.deepEqual(fd.dm.thinIds(POOL), []);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
       assert.equal((await fd.store.getPool())?.transactionId, (await fd.dm.poolStatus(ctx, POOL)).transactionId);
     });
     it('a snapshot id is not deleted by DeleteVolume', async () => {

@@ -92,7 +92,7 @@ describe('CSI over gRPC', () => {
     for (const c of outcomes) assert.ok(['OK', 'NOT_FOUND'].includes(c), outcomes.join());
     const recs = await fd.store.listDevices();
     assert.ok(recs.every((r) => r.state === 'Created'), JSON.stringify(recs.map((r) => r.state)));
-    assert.deepEqual(fd.dm.thinIds(POOL), recs.map((r) => r.deviceId).sort((a, b) => a - b));
+    assert.deepEqual(fd.dm.metadataThinIds(POOL), recs.map((r) => r.deviceId).sort((a, b) => a - b));
     assert.deepEqual(fd.dm.violations, []);
   });
 

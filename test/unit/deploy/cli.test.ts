@@ -119,6 +119,7 @@ test('doctor: a healthy node passes every check', async () => {
     'blkid -V': 'blkid from util-linux 2.38.1  (libblkid 2.38.1, 04-Aug-2022)',
     'losetup --version': 'losetup from util-linux 2.38.1',
     'thin_check -V': '0.9.0',
+    'thin_ls -V': '0.9.0',
     'dmsetup status mypool': POOL_STATUS,
   });
   const results = await runChecks({ runner, exists: (p) => p === '/dev/mapper/control' }, 'mypool');

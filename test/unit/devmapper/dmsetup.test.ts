@@ -178,6 +178,7 @@ describe('DmsetupDeviceMapper', () => {
       ['err-message-unknown.txt', msg('frobnicate 1'), 'invalid', 'EINVAL'],
       ['err-message-nonexistent.txt', (d) => d.message(ctx, 'nonexistent', 'create_thin 7'), 'not_found', 'ENXIO'],
       ['err-remove-busy.txt', (d) => d.remove(ctx, 'smoke-thin'), 'busy', 'EBUSY'],
+      ['err-reserve-metadata-snap-held.txt', (d) => d.message(ctx, 'smoke-pool', 'reserve_metadata_snap'), 'busy', 'EBUSY'],
       ['err-remove-pool-busy.txt', (d) => d.remove(ctx, 'smoke-pool'), 'busy', 'EBUSY'],
       ['err-remove-nonexistent.txt', (d) => d.remove(ctx, 'nonexistent'), 'not_found', 'ENXIO'],
       ['err-suspend-nonexistent.txt', (d) => d.suspend(ctx, 'nonexistent'), 'not_found', 'ENXIO'],

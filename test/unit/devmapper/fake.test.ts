@@ -63,7 +63,7 @@ describe('FakeDeviceMapper pool', () => {
     for (const bad of ['create_thin', 'create_thin x', 'create_thin -1', 'create_thin 1 2', 'frobnicate 1']) {
       assert.equal(await kindOf(dm.message(ctx, 'pool', bad)), 'invalid', bad);
     }
-    assert.deepEqual(dm.thinIds('pool'), [0, 2 ** 24 - 1]);
+    assert.deepEqual(dm.metadataThinIds('pool'), [0, 2 ** 24 - 1]);
   });
 
   it('create_snap: EEXIST for a taken id, ENODATA for a missing origin', async () => {
@@ -72,7 +72,7 @@ describe('FakeDeviceMapper pool', () => {
     assert.equal(await kindOf(dm.message(ctx, 'pool', 'create_snap 2 9')), 'no_data');
     await dm.message(ctx, 'pool', 'create_snap 2 1');
     assert.equal(await kindOf(dm.message(ctx, 'pool', 'create_snap 2 1')), 'exists');
-    assert.deepEqual(dm.thinIds('pool'), [1, 2]);
+    assert.deepEqual(dm.metadataThinIds('pool'), [1, 2]);
   });
 
   it('delete: ENODATA when missing, EBUSY while a dm device maps the id (live or inactive table)', async () => {
@@ -83,7 +83,7 @@ describe('FakeDeviceMapper pool', () => {
     assert.equal(await kindOf(dm.message(ctx, 'pool', 'delete 1')), 'busy');
     await dm.remove(ctx, 'v1');
     await dm.message(ctx, 'pool', 'delete 1');
-    assert.deepEqual(dm.thinIds('pool'), []);
+    assert.deepEqual(dm.metadataThinIds('pool'), []);
   });
 
   it('set_transaction_id is a compare-and-swap', async () => {
@@ -314,7 +314,7 @@ describe('FakeDeviceMapper removal and the block device model', () => {
     dm.simulateReboot();
     assert.deepEqual(await dm.infoAll(ctx), []);
     await dm.create(ctx, 'pool', POOL_TABLE);
-    assert.deepEqual(dm.thinIds('pool'), [1]);
+    assert.deepEqual(dm.metadataThinIds('pool'), [1]);
     const s = await dm.poolStatus(ctx, 'pool');
     assert.deepEqual([s.transactionId, s.usedDataBlocks], [1, 1]);
     assert.equal(await kindOf(dm.create(ctx, 'pool2', POOL_TABLE)), 'busy', 'one pool per metadata device');
@@ -327,10 +327,10 @@ describe('FakeDeviceMapper faults, log and context', () => {
     const boom = new DmError('busy', 'injected');
     dm.inject({ op: 'message', match: /create_thin 1/, when: 'before', error: boom });
     await assert.rejects(dm.message(ctx, 'pool', 'create_thin 1'), boom);
-    assert.deepEqual(dm.thinIds('pool'), []);
+    assert.deepEqual(dm.metadataThinIds('pool'), []);
     dm.inject({ op: 'message', match: /create_thin 1/, when: 'after', error: new Error('crash') });
     await assert.rejects(dm.message(ctx, 'pool', 'create_thin 1'), /crash/);
-    assert.deepEqual(dm.thinIds('pool'), [1]);
+    assert.deepEqual(dm.metadataThinIds('pool'), [1]);
   });
 
   it('faults are one-shot by default, repeat `times`, and only hit matching calls', async () => {
@@ -366,7 +366,7 @@ describe('FakeDeviceMapper faults, log and context', () => {
     ac.abort();
     assert.equal(await kindOf(dm.message({ signal: ac.signal }, 'pool', 'create_thin 1')), 'timeout');
     assert.equal(await kindOf(dm.message({ deadline: Date.now() - 1 }, 'pool', 'create_thin 1')), 'timeout');
-    assert.deepEqual(dm.thinIds('pool'), []);
+    assert.deepEqual(dm.metadataThinIds('pool'), []);
   });
 
   it('fails with the stderr and errno dmsetup would have shown', async () => {

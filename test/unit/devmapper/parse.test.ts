@@ -33,6 +33,11 @@ describe('parseThinPoolStatus', () => {
     assert.equal(parseThinPoolStatus(`${REAL_POOL} \n`).metadataLowWatermark, 1024);
   });
 
+  it('reads the root of a held metadata snapshot (recorded), and none when there is none', () => {
+    assert.equal(parseThinPoolStatus(recorded('status-pool-held-snap.txt')).heldMetadataRoot, 154);
+    assert.equal(parseThinPoolStatus(recorded('status-pool.txt')).heldMetadataRoot, undefined);
+  });
+
   it('reads out_of_data_space, ro, error_if_no_space, needs_check and a held root', () => {
     const s = parseThinPoolStatus('0 2097152 thin-pool 7 20/16384 16384/16384 42 out_of_data_space no_discard_passdown error_if_no_space needs_check 1024 ');
     assert.equal(s.mode, 'out_of_data_space');

@@ -31,6 +31,8 @@ it('controller command: takes the lease, serves the socket, stops on SIGTERM', a
     assert.equal(lease?.spec.holderIdentity, 'ctl-a');
     child.kill('SIGTERM');
     assert.equal(await exited, 0, stderr);
+    const released = d.object('leases.coordination.k8s.io', 'dmthin-csi-controller', 'dmthin') as { spec: { holderIdentity: string } };
+    assert.equal(released.spec.holderIdentity, '', 'SIGTERM hands the lease back');
   } finally {
     await rm(dir, { recursive: true, force: true });
     await d.close();

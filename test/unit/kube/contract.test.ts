@@ -105,14 +105,36 @@ describe('kube mode: contract', () => {
       const svc = leaderOnly(new ControllerService(w.backend, { fsType: 'ext4' }), b);
       await assert.rejects(async () => svc.CreateVolume(deadline(), createReq('l1')), (e: { code: number }) => e.code === Code.UNAVAILABLE);
       assert.ok((svc.ControllerGetCapabilities().capabilities ?? []).length > 0);
-      a.stop();
+      assert.equal(b.readiness().ready, true, 'a standby that reaches the API server is ready');
+      const lease = () => w.d.object('leases.coordination.k8s.io', 'dmthin-csi-controller', 'kube-system') as { spec: { holderIdentity: string; leaseTransitions: number } };
+      await a.stop();
+      assert.equal(lease().spec.holderIdentity, '', 'a leader that stops hands the lease back');
       await until(() => b.isLeader, 'b takes over', 5000);
-      b.stop();
-      const lease = w.d.object('leases.coordination.k8s.io', 'dmthin-csi-controller', 'kube-system') as { spec: { holderIdentity: string; leaseTransitions: number } };
-      assert.equal(lease.spec.holderIdentity, 'b');
-      assert.equal(lease.spec.leaseTransitions, 1);
+      assert.equal(lease().spec.leaseTransitions, 1);
+      // A crashed leader never renews: c takes the lease once and stops ticking; d waits out the duration.
+      await b.stop();
+      const c = new LeaderElector(coord, { ...opts, identity: 'c' });
+      await c.tick();
+      assert.equal(c.isLeader, true);
+      const d = new LeaderElector(coord, { ...opts, identity: 'd' });
+      await d.start();
+      assert.equal(d.isLeader, false, 'the crashed holder\'s lease has not expired yet');
+      await until(() => d.isLeader, 'd takes over after expiry', 5000);
+      await d.stop();
     } finally {
       await w.close();
     }
+  });
+
+  it('a controller that cannot reach the API server reports not ready, with the reason', async () => {
+    const w = await world();
+    const coord = w.d.kubeConfig().makeApiClient(CoordinationV1Api);
+    await w.close(); // the address now refuses connections
+    const e = new LeaderElector(coord, { namespace: 'kube-system', name: 'x', identity: 'e', leaseDurationSeconds: 1, log: silentLogger() });
+    await e.tick();
+    const r = e.readiness();
+    assert.equal(r.ready, false);
+    assert.match(r.reason ?? '', /no answer from the Kubernetes API server.*ECONNREFUSED|no answer from the Kubernetes API server/);
+    await e.stop();
   });
 });

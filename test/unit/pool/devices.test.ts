@@ -26,14 +26,14 @@ describe('Devices', () => {
       await fd.restart();
       const d = await devices().create(ctx, spec('d'));
       assert.ok(![b.deviceId, c.deviceId].includes(d.deviceId));
-      assert.deepEqual(fd.dm.thinIds(POOL), [b.deviceId, c.deviceId, d.deviceId].sort((x, y) => x - y));
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), [b.deviceId, c.deviceId, d.deviceId].sort((x, y) => x - y));
     });
     it('EEXIST from an id held by a device with no record picks another id and leaves the orphan alone', async () => {
       await fd.dm.message(ctx, POOL, 'create_thin 0');
       const rec = await devices().create(ctx, spec('a'));
       assert.notEqual(rec.deviceId, 0);
       assert.equal(rec.state, 'Created');
-      assert.deepEqual(fd.dm.thinIds(POOL), [0, rec.deviceId]);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), [0, rec.deviceId]);
       assert.equal(pool().isIdUsed(0), true);
       assert.equal((await fd.store.getDevice('a'))?.deviceId, rec.deviceId);
     });
@@ -88,7 +88,7 @@ describe('Devices', () => {
       assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
     });
     it('an id collision (EEXIST) while the origin is suspended still resumes it and retries with another id', async () => {
-      const next = Math.max(...fd.dm.thinIds(POOL)) + 1;
+      const next = Math.max(...fd.dm.metadataThinIds(POOL)) + 1;
       await fd.dm.message(ctx, POOL, `create_thin ${next}`);
       const s = await devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' }));
       assert.notEqual(s.deviceId, next);
@@ -98,13 +98,13 @@ describe('Devices', () => {
       assert.deepEqual(seq, ['suspend', 'resume', 'suspend', 'resume']);
     });
     it('resumes the origin when create_snap fails, and leaves no snapshot behind', async () => {
-      const before = fd.dm.thinIds(POOL);
+      const before = fd.dm.metadataThinIds(POOL);
       fd.dm.inject({ op: 'message', match: /create_snap/, error: new DmError('unknown', 'boom') });
       await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 13 });
       assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
       assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
       assert.equal(await fd.store.getDevice('s'), undefined);
-      assert.deepEqual(fd.dm.thinIds(POOL), before);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), before);
       assert.deepEqual(fd.dm.violations, []);
     });
     it('a failed resume marks the origin Faulty, and a restart resumes it', async () => {
@@ -126,7 +126,7 @@ describe('Devices', () => {
       fd.dm.inject({ op: 'message', match: /create_thin/, error: new DmError('no_space', 'full') });
       await assert.rejects(devices().create(ctx, spec('a')), { code: 8 });
       assert.equal(await fd.store.getDevice('a'), undefined);
-      assert.deepEqual(fd.dm.thinIds(POOL), []);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
       assert.equal(pool().isIdUsed(0), false);
       assert.ok(!msgs(fd).some((m) => m.startsWith('delete')));
     });
@@ -134,7 +134,7 @@ describe('Devices', () => {
       fd.dm.inject({ op: 'message', match: /create_thin/, when: 'after', error: new DmError('timeout', 'slow') });
       await assert.rejects(devices().create(ctx, spec('a')), { code: 4 });
       assert.equal(await fd.store.getDevice('a'), undefined);
-      assert.deepEqual(fd.dm.thinIds(POOL), []);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
       assert.ok(msgs(fd).some((m) => m.startsWith('delete')));
       assert.equal((await fd.store.getPool())?.transactionId, await poolTx());
     });
@@ -166,7 +166,7 @@ describe('Devices', () => {
       assert.equal((await fd.store.getPool())?.transactionId, t0 + 7);
       const recs = await fd.store.listDevices();
       assert.equal(new Set(recs.map((r) => r.deviceId)).size, recs.length);
-      assert.deepEqual(fd.dm.thinIds(POOL), recs.map((r) => r.deviceId).sort((x, y) => x - y));
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), recs.map((r) => r.deviceId).sort((x, y) => x - y));
       assert.deepEqual(fd.dm.violations, []);
     });
   });
@@ -226,7 +226,7 @@ describe('Devices', () => {
       assert.equal(await fd.store.getDevice('s'), undefined);
       await devices().deactivate(ctx, 'v');
       await devices().remove(ctx, 'v');
-      assert.deepEqual(fd.dm.thinIds(POOL), []);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
     });
     it('needs_check refuses snapshots too', async () => {
       await devices().create(ctx, spec('v'));

@@ -87,7 +87,7 @@ export async function convergence(fd: FakeDriver) {
   return {
     transitional: recs.filter((r) => TRANSITIONAL.has(r.state)).map((r) => `${r.id}:${r.state}`),
     suspended: infos.filter((i) => i.suspended).map((i) => i.name),
-    poolIdsMatchRecords: JSON.stringify(fd.dm.thinIds(POOL)) === JSON.stringify(recs.map((r) => r.deviceId).sort((a, b) => a - b)),
+    poolIdsMatchRecords: JSON.stringify(fd.dm.metadataThinIds(POOL)) === JSON.stringify(recs.map((r) => r.deviceId).sort((a, b) => a - b)),
     txInSync: status.transactionId === (await fd.store.getPool())?.transactionId,
   };
 }

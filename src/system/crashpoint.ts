@@ -1,0 +1,28 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/**
+ * Crash injection for the real-kernel crash suites, which must kill the node agent at every
+ * step boundary of an operation, not wherever a timer happens to land. A step is one side
+ * effect: a system command or a state write. With DMTHIN_CRASH_SCOPE=<scope> and
+ * DMTHIN_CRASH_AFTER_STEPS=<n> in the environment, the process SIGKILLs itself right after
+ * the n-th step taken inside that scope (`crashScope`). Unset, as in every deployment, a step
+ * is one comparison. Production code only names scopes and steps; nothing else changes.
+ */
+const scopeEnv = process.env.DMTHIN_CRASH_SCOPE;
+const afterSteps = Number(process.env.DMTHIN_CRASH_AFTER_STEPS ?? 0);
+const armed = Boolean(scopeEnv) && afterSteps > 0;
+const current = new AsyncLocalStorage<string>();
+let taken = 0;
+
+/** Runs `fn` as the scope `name` (e.g. "make/vol-…"): steps inside it count toward a crash. */
+export function crashScope<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  return armed ? current.run(name, fn) : fn();
+}
+
+/** Marks the end of one side effect; kills the process when it is the armed one. */
+export function step(what: string): void {
+  if (!armed || current.getStore() !== scopeEnv) return;
+  if (++taken < afterSteps) return;
+  process.stderr.write(`dmthin-csi: crash injected after step ${taken} (${what}) of ${scopeEnv}\n`);
+  process.kill(process.pid, 'SIGKILL');
+}
