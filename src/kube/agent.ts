@@ -65,10 +65,14 @@ export class NodeAgent {
   private get store() { return this.o.store; }
   private ctx(): OpContext { return withTimeout({}, this.o.opTimeoutMs); }
 
-  /** Startup reconcile first (so no event acts on a half-made device), then the watches. */
+  /**
+   * The startup reconcile and the watches' initial lists run side by side, but every event
+   * waits in the paused queue until reconcile is done: nothing acts on a half-made device.
+   */
   async start(): Promise<void> {
-    await this.handle(RECONCILE);
-    for (const w of this.watches) await w.start();
+    this.queue.pause();
+    await Promise.all([this.handle(RECONCILE), ...this.watches.map((w) => w.start())]);
+    this.queue.resume();
     this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
     this.timer.unref();
   }
@@ -126,8 +130,9 @@ export class NodeAgent {
     } catch (err) {
       if (isNotFound(err)) return;
       if (cr.metadata.annotations?.[FORCE_CLEANUP_ANNOTATION] !== undefined) {
+        // The Event first: once the finalizer goes, the object (and whoever watches it) may be gone.
+        this.o.events.warning(involved(cr), 'ForcedCleanup', `dropping the finalizer on request (${FORCE_CLEANUP_ANNOTATION}) although the device could not be deleted: ${failureOf(err).message}; thin device ${cr.status?.deviceId ?? '?'} stays in the pool as an orphan`);
         await this.store.deleteDevice(id);
-        this.o.events.warning(involved(cr), 'ForcedCleanup', `finalizer dropped on request (${FORCE_CLEANUP_ANNOTATION}) although the device could not be deleted: ${failureOf(err).message}; thin device ${cr.status?.deviceId ?? '?'} stays in the pool as an orphan`);
         return;
       }
       await this.reportFailure(cr, 'DeleteFailed', err);

@@ -1,7 +1,7 @@
 import { META } from '../controller/meta.ts';
 import type { DeviceRecord, DeviceState } from '../state/types.ts';
 import type { Condition, DeviceCr, DeviceStatus, ThinSnapshot, ThinVolume } from './types.ts';
-import { dmNameOf, NODE_LABEL } from './types.ts';
+import { dmNameOf, isUnclaimed, NODE_LABEL } from './types.ts';
 
 /** meta key carrying the node a record lives on (controller side: topologyOf needs it). */
 export const NODE_META = 'kube.node';
@@ -36,7 +36,8 @@ export function toRecord(cr: DeviceCr): DeviceRecord {
     dmName: dmNameOf(cr.metadata.uid ?? cr.metadata.name),
     kind: cr.kind === 'ThinSnapshot' ? 'snapshot' : 'volume',
     deviceId: st.deviceId ?? 0,
-    sizeBytes: st.sizeBytes ?? (cr.kind === 'ThinVolume' ? cr.spec.sizeBytes : 0),
+    // Unclaimed: what was asked for; claimed: what the device has.
+    sizeBytes: (isUnclaimed(cr) ? undefined : st.sizeBytes) ?? (cr.kind === 'ThinVolume' ? cr.spec.sizeBytes : 0),
     state: st.state === undefined || st.state === 'Pending' ? 'Creating' : st.state,
     meta: metaOf(cr),
     createdAt: created,

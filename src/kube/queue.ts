@@ -20,6 +20,7 @@ export class WorkQueue {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private running = false;
   private stopped = false;
+  private paused = false;
   private idleWaiters: Array<() => void> = [];
 
   constructor(handler: (key: string) => Promise<void>, opts: QueueOptions) {
@@ -37,11 +38,19 @@ export class WorkQueue {
     void this.drain();
   }
 
+  /** Keys are still collected, but none runs until resume(). */
+  pause(): void { this.paused = true; }
+
+  resume(): void {
+    this.paused = false;
+    void this.drain();
+  }
+
   private async drain(): Promise<void> {
-    if (this.running) return;
+    if (this.running || this.paused) return;
     this.running = true;
     try {
-      while (!this.stopped && this.waiting.length > 0) {
+      while (!this.stopped && !this.paused && this.waiting.length > 0) {
         const key = this.waiting.shift()!;
         this.queued.delete(key);
         await this.runOne(key);

@@ -151,16 +151,15 @@ async function settleActivation(ctx: OpContext, devices: Devices, rec: DeviceRec
  */
 async function findOrphans(ctx: OpContext, devices: Devices, view?: { ids: Set<number>; records: DeviceRecord[] }): Promise<ReconcileReport['orphans']> {
   const { pool } = devices;
-  const known = new Set((await pool.deps.store.listDevices()).map((r) => r.deviceId));
+  // The view's records, read before the repairs, are still right here: a record a repair
+  // dropped (a rolled-back create, a finished delete) took its thin id out of the pool with it.
+  const known = new Set((view?.records ?? await pool.deps.store.listDevices()).map((r) => r.deviceId));
   const orphans = new Map<number, ReconcileReport['orphans'][number]>();
   for (const [dmName, t] of await pool.deps.dm.thinTableAll(ctx)) {
     if (t.poolDev !== pool.devNo && t.poolDev !== pool.deps.dm.devicePath(pool.name)) continue;
     if (!known.has(t.deviceId)) orphans.set(t.deviceId, { dmName, deviceId: t.deviceId });
   }
-  if (view) {
-    const recorded = new Set(view.records.map((r) => r.deviceId));
-    for (const id of view.ids) if (!recorded.has(id) && !known.has(id) && !orphans.has(id)) orphans.set(id, { deviceId: id });
-  }
+  for (const id of view?.ids ?? []) if (!known.has(id) && !orphans.has(id)) orphans.set(id, { deviceId: id });
   for (const id of orphans.keys()) pool.claimId(id);
   return [...orphans.values()].sort((a, b) => a.deviceId - b.deviceId);
 }

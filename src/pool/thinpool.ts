@@ -180,12 +180,16 @@ export class ThinPool {
   async metadataView(ctx: OpContext): Promise<{ ids: Set<number>; records: DeviceRecord[] } | { unavailable: string }> {
     return this.messages.run(async () => {
       const { store, dm } = this.deps;
-      const held = (on: boolean) => store.updatePool((p) => ({ ...(p ?? { name: this.name, transactionId: this.tx }), metadataSnapHeld: on, updatedAt: new Date().toISOString() }));
-      if ((await store.getPool())?.metadataSnapHeld) {
+      let leftByCrash = false;
+      const held = (on: boolean) => store.updatePool((p) => {
+        leftByCrash ||= on && p?.metadataSnapHeld === true;
+        return { ...(p ?? { name: this.name, transactionId: this.tx }), metadataSnapHeld: on, updatedAt: new Date().toISOString() };
+      });
+      await held(true);
+      if (leftByCrash) {
         await dm.message(ctx, this.name, 'release_metadata_snap').catch(() => undefined);
         this.deps.log.warn('released a metadata snapshot left held by a crash', { pool: this.name });
       }
-      await held(true);
       let got: ThinIds;
       try {
         got = await dm.thinIds(ctx, this.name, this.metadataDev);

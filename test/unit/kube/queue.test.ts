@@ -24,6 +24,40 @@ describe('WorkQueue', () => {
     await until(() => seen.filter((k) => k === 'a').length === 3, 'a retried twice');
     await q.idle();
     assert.deepEqual(q.retrying, []);
-    q.stop();
+    await q.stop();
+  });
+
+  it('a paused queue collects keys (collapsing repeats) and runs them only after resume', async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue(async (key) => { seen.push(key); }, { retryBaseMs: 5, retryMaxMs: 20, onError: () => undefined });
+    q.pause();
+    q.add('a'); q.add('b'); q.add('a');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(seen, []);
+    q.resume();
+    await q.idle();
+    assert.deepEqual(seen, ['a', 'b']);
+    await q.stop();
+  });
+
+  it('stop lets the key in hand finish, drops the waiting ones and takes no more', async () => {
+    const seen: string[] = [];
+    let release: (() => void) | undefined;
+    const q = new WorkQueue(async (key) => {
+      if (key === 'slow') await new Promise<void>((r) => { release = r; });
+      seen.push(key);
+    }, { retryBaseMs: 5, retryMaxMs: 20, onError: () => undefined });
+    q.add('slow');
+    q.add('waiting');
+    await until(() => release !== undefined, 'slow running');
+    let stopped = false;
+    const stopping = q.stop().then(() => { stopped = true; });
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(stopped, false, 'stop waits for the running key');
+    release!();
+    await stopping;
+    q.add('late');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(seen, ['slow']);
   });
 });

@@ -149,7 +149,7 @@ describe('kube mode: failures and recovery', () => {
     await assert.rejects(w.controller.DeleteVolume(deadline(1000), { volume_id: id, secrets: {} } as never));
     w.d.mutate(TV, id, (o) => { o.metadata = { ...o.metadata, annotations: { [FORCE_CLEANUP_ANNOTATION]: 'yes' } }; });
     await until(() => cr(id) === undefined, 'CR gone');
-    assert.ok(kn.events.recent.some((e) => e.reason === 'ForcedCleanup' && e.name === id));
+    await until(() => kn.events.recent.some((e) => e.reason === 'ForcedCleanup' && e.name === id), 'ForcedCleanup event');
   });
 
   it('reports a device no CR owns, and deletes it only after the operator opts in on the ThinPool', async () => {
