@@ -57,7 +57,7 @@ export class NodeAgent {
     this.watches = [PLURAL.volume, PLURAL.snapshot].map((plural) => new CrWatch({
       kc: opts.kc, api: opts.api, plural, labelSelector: `${NODE_LABEL}=${opts.node}`, log: opts.log,
       restartBaseMs: opts.watchRestartBaseMs,
-      onChange: (name) => this.queue.add(`${plural}/${name}`),
+      onChange: (obj) => this.queueIfWork(obj as DeviceCr),
     }));
   }
 
@@ -83,15 +83,29 @@ export class NodeAgent {
     await this.queue.stop(); // a SIGTERM lets the object in hand finish, as far as its own deadline
   }
 
+  /**
+   * Queues an object only when the version at hand asks for work: a settled object would cost a
+   * read for nothing, and on a node with many objects those reads delay the ones that matter.
+   * Any later change arrives as another event; devices themselves are checked by reconcile.
+   */
+  private queueIfWork(cr: DeviceCr): void {
+    if (actionFor(cr, this.o.node)) this.queue.add(`${pluralOf(cr.metadata.name)}/${cr.metadata.name}`);
+  }
+
   private async handle(key: string): Promise<void> {
     if (key === RECONCILE) return this.reconcileAll();
     const [plural, name] = key.split('/') as [string, string];
     const cr = await this.store.read<DeviceCr>(plural as typeof PLURAL.volume, name);
-    if (!cr || cr.spec?.nodeName !== this.o.node) return;
-    if (cr.metadata.deletionTimestamp) return crashScope(`delete/${name}`, () => this.finish(cr));
-    if (isUnclaimed(cr)) return crashScope(`make/${name}`, () => this.make(cr));
-    if (cr.metadata.annotations?.[RETRY_ANNOTATION] !== undefined) return this.retryRequested(cr);
-    if (cr.kind === KIND.volume && cr.status?.state !== 'Faulty' && cr.spec.sizeBytes > (cr.status?.sizeBytes ?? 0)) return crashScope(`expand/${name}@${cr.spec.sizeBytes}`, () => this.grow(cr));
+    switch (cr && actionFor(cr, this.o.node)) {
+      case 'delete': return crashScope(`delete/${name}`, () => this.finish(cr!));
+      case 'make': return crashScope(`make/${name}`, () => this.make(cr!));
+      case 'retry': return this.retryRequested(cr!);
+      case 'expand': {
+        const vol = cr as DeviceCr & { kind: 'ThinVolume' };
+        return crashScope(`expand/${name}@${vol.spec.sizeBytes}`, () => this.grow(vol));
+      }
+      default: return undefined;
+    }
   }
 
   /** Finalizer first: from the moment a device may exist, the CR cannot vanish without us. */
@@ -197,7 +211,7 @@ export class NodeAgent {
     }
     await this.handleOrphans(ctx, report);
     await this.writePoolStatus(ctx, report, crs.length);
-    for (const c of crs) this.queue.add(`${pluralOf(c.metadata.name)}/${c.metadata.name}`);
+    for (const c of crs) this.queueIfWork(c);
   }
 
   /** Orphans are reported; they are deleted only when the ThinPool carries the opt-in annotation. */
@@ -244,6 +258,16 @@ export class NodeAgent {
       }],
     }));
   }
+}
+
+/** What the agent must do for this version of the object, if anything. */
+function actionFor(cr: DeviceCr, node: string): 'delete' | 'make' | 'retry' | 'expand' | undefined {
+  if (cr.spec?.nodeName !== node) return undefined;
+  if (cr.metadata.deletionTimestamp) return 'delete';
+  if (isUnclaimed(cr)) return 'make';
+  if (cr.metadata.annotations?.[RETRY_ANNOTATION] !== undefined) return 'retry';
+  if (cr.kind === KIND.volume && cr.status?.state !== 'Faulty' && cr.spec.sizeBytes > (cr.status?.sizeBytes ?? 0)) return 'expand';
+  return undefined;
 }
 
 function involved(cr: DeviceCr): { kind: string; name: string; uid?: string } {

@@ -9,7 +9,8 @@ export interface WatchOptions {
   plural: string;
   labelSelector: string;
   log: Logger;
-  onChange: (name: string) => void;
+  /** An object was added or changed (deletions of the object itself are not passed on). */
+  onChange: (obj: KubernetesObject) => void;
   restartBaseMs?: number;
   restartMaxMs?: number;
 }
@@ -33,11 +34,12 @@ export class CrWatch {
     this.informer = makeInformer(this.o.kc, `/apis/${GROUP}/${VERSION}/${plural}`, list, labelSelector);
     const changed = (obj: KubernetesObject) => {
       this.failures = 0; // events flow again: the next failure starts from a short delay
-      if (obj.metadata?.name) this.o.onChange(obj.metadata.name);
+      if (obj.metadata?.name) this.o.onChange(obj);
     };
     this.informer.on('add', changed);
     this.informer.on('update', changed);
-    this.informer.on('delete', changed);
+    // Gone for good: our finalizer means its deletion was seen (and acted on) before this.
+    this.informer.on('delete', () => { this.failures = 0; });
     this.informer.on('error', (err: unknown) => this.restartLater(err));
   }
 

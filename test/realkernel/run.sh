@@ -8,5 +8,5 @@ suites=(${REALKERNEL_SUITES:-test/realkernel/lifecycle.test.ts test/realkernel/c
 node scripts/bundle.mjs "${suites[@]}"
 files=()
 for s in "${suites[@]}"; do files+=("dist/$(basename "${s%.ts}").mjs"); done
-exec test/vm/run-in-vm.sh --timeout "${REALKERNEL_TIMEOUT:-2400}" --env KUBE_CRASH_OPS -- \
+exec test/vm/run-in-vm.sh --timeout "${REALKERNEL_TIMEOUT:-4200}" --env KUBE_CRASH_OPS -- \
   node_modules/.bin/node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
