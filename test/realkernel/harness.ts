@@ -98,11 +98,17 @@ export function poolThinIds(): number[] {
   }
 }
 
-/** The driver's thin dm devices (named from ids or UIDs; not the suites' pools), with their suspended flag. */
+/**
+ * The thin dm devices on this suite's pool (other suites in the same guest have their own pools
+ * and may leave theirs behind), with their suspended flag.
+ */
 export function liveThins(): Array<{ name: string; suspended: boolean }> {
+  const pool = sh('dmsetup', ['info', '-c', '--noheadings', '--separator', ':', '-o', 'major,minor', POOL]).trim();
+  const tables = sh('dmsetup', ['table', '--target', 'thin']).trim();
+  if (!tables || tables.startsWith('No devices')) return [];
+  const ours = new Set(tables.split('\n').map((l) => /^(\S+): \d+ \d+ thin (\S+) \d+/.exec(l)).filter((m) => m && m[2] === pool).map((m) => m![1]!));
   const out = sh('dmsetup', ['info', '-c', '--noheadings', '--separator', '|', '-o', 'name,attr']).trim();
-  if (!out || out.startsWith('No devices')) return [];
-  return out.split('\n').map((l) => l.split('|')).filter(([n]) => n!.startsWith('dmthin-') && !n!.startsWith('dmthin-rk-')).map(([name, attr]) => ({ name: name!, suspended: attr![2] === 's' }));
+  return out.split('\n').map((l) => l.split('|')).filter(([n]) => ours.has(n!)).map(([name, attr]) => ({ name: name!, suspended: attr![2] === 's' }));
 }
 
 /** Repairs the last start's reconcile reported, from its 'pool reconciled' log line. */
