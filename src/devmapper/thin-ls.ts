@@ -32,7 +32,13 @@ export async function blockDevicePath(dev: string, sysfs = '/sys'): Promise<stri
  * live pool is never read behind the kernel's back. A snapshot someone else holds is left alone.
  */
 export async function thinIdsFromMetadata(ctx: OpContext, dm: DeviceMapper, pool: string, metadataDev?: string, binary = 'thin_ls'): Promise<ThinIds> {
-  const metadata = await blockDevicePath(metadataDev ?? (await dm.poolTable(ctx, pool)).metadataDev);
+  let metadata: string;
+  try {
+    metadata = await blockDevicePath(metadataDev ?? (await dm.poolTable(ctx, pool)).metadataDev);
+  } catch (err) {
+    // An extra check must not stop reconcile: without the device, skip it this time and say why.
+    return { unavailable: `cannot find the metadata device of ${pool}: ${(err as Error).message}` };
+  }
   try {
     await dm.message(ctx, pool, 'reserve_metadata_snap');
   } catch (err) {

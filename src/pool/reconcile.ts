@@ -57,7 +57,7 @@ export async function reconcile(ctx: OpContext, devices: Devices): Promise<Recon
 }
 
 /** States in which a record's thin id may rightly be missing from the pool (not made yet, or being deleted). */
-const MAY_LACK_ID = new Set<DeviceState | 'Faulty'>(['Unknown', 'Creating', 'Removing', 'Removed', 'Faulty']);
+const MAY_LACK_ID = new Set<DeviceState>(['Unknown', 'Creating', 'Removing', 'Removed', 'Faulty']);
 
 /**
  * A settled record whose thin id is not in the pool's metadata: something deleted it behind

@@ -6,7 +6,8 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
-import { blockDevicePath, parseThinLs } from '../../../src/devmapper/thin-ls.ts';
+import { blockDevicePath, parseThinLs, thinIdsFromMetadata } from '../../../src/devmapper/thin-ls.ts';
+import type { DeviceMapper } from '../../../src/devmapper/types.ts';
 import type { NewDevice } from '../../../src/pool/devices.ts';
 import { ctx, fakeDriver, GiB, POOL, type FakeDriver } from '../support/fake-driver.ts';
 import { recorded } from '../devmapper/fixtures.ts';
@@ -33,6 +34,16 @@ describe('thin_ls output and metadata device paths', () => {
     } finally {
       await rm(sys, { recursive: true, force: true });
     }
+  });
+});
+
+describe('thinIdsFromMetadata', () => {
+  it('a metadata device it cannot resolve makes the check unavailable, before any snapshot is reserved', async () => {
+    const sent: string[] = [];
+    const dm = { message: async (_c: unknown, _p: string, m: string) => { sent.push(m); } } as unknown as DeviceMapper;
+    const r = await thinIdsFromMetadata(ctx, dm, POOL, '9999:9999');
+    assert.ok('unavailable' in r && /cannot find the metadata device of test-pool/.test(r.unavailable));
+    assert.deepEqual(sent, []);
   });
 });
 
