@@ -87,7 +87,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     kc: kubeConfig(), node: cfg.nodeId, dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), log, metrics,
     pool: cfg.pool, overprovisionRatio: cfg.overprovisionRatio, defaultFs: cfg.defaultFs,
   });
-  const server = await serve(cfg.endpoint, { identity: kn.identity, node: kn.node }, { log, metrics });
+  const server = await serve(cfg.endpoint, { identity: kn.identity, node: kn.node }, { log, metrics, locks: kn.agent.locks });
   const gauge = setInterval(() => { void refreshDeviceGauge(kn.devices).catch(() => undefined); }, 15_000);
   gauge.unref();
   const http = cfg.metricsAddress

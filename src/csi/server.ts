@@ -34,13 +34,15 @@ function implement(def: grpc.ServiceDefinition, impl: object | undefined, deps: 
   return out;
 }
 
-/** Serves the CSI services on a unix socket that only root may open (mode 0600). */
-export async function serve(endpoint: string, services: Services, deps: { log: Logger; metrics: Metrics }): Promise<grpc.Server> {
+/**
+ * Serves the CSI services on a unix socket that only root may open (mode 0600). `locks` are
+ * the per-volume locks, given when something besides the RPCs (the node agent) acts on devices.
+ */
+export async function serve(endpoint: string, services: Services, deps: { log: Logger; metrics: Metrics; locks?: KeyedMutex }): Promise<grpc.Server> {
   const path = socketPath(endpoint);
   const csi = loadCsi().csi.v1;
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-  const locks = new KeyedMutex();
-  const d = { ...deps, locks };
+  const d = { ...deps, locks: deps.locks ?? new KeyedMutex() };
   server.addService(csi.Identity.service, implement(csi.Identity.service, services.identity, d));
   server.addService(csi.Controller.service, implement(csi.Controller.service, services.controller, d));
   server.addService(csi.Node.service, implement(csi.Node.service, services.node, d));

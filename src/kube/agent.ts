@@ -6,6 +6,7 @@ import { reconcile, type ReconcileReport } from '../pool/reconcile.ts';
 import type { OpContext } from '../system/context.ts';
 import { crashScope } from '../system/crashpoint.ts';
 import { withTimeout } from '../system/context.ts';
+import { KeyedMutex } from '../system/lock.ts';
 import type { CrdStore } from './crd-store.ts';
 import type { EventRecorder } from './events.ts';
 import { toRecord } from './map.ts';
@@ -30,6 +31,12 @@ export interface AgentOptions {
   watchRestartBaseMs?: number;
   /** Bound on one object's work (kernel calls and API writes). */
   opTimeoutMs?: number;
+  /**
+   * The per-volume locks of this node's CSI server. The agent and the Node service both act on
+   * a device (grow it, suspend it, delete it / activate it, deactivate it): sharing one lock per
+   * id keeps them from interleaving on it.
+   */
+  locks?: KeyedMutex;
 }
 
 const RECONCILE = 'reconcile';
@@ -46,9 +53,13 @@ export class NodeAgent {
   private timer: NodeJS.Timeout | undefined;
   lastReport: ReconcileReport | undefined;
   private readonly faultyReported = new Map<string, string>();
+  readonly locks: KeyedMutex;
+  /** Set once the startup reconcile is done: from then on, Node RPCs may run beside a reconcile. */
+  private serving = false;
 
   constructor(opts: AgentOptions) {
     this.o = { resyncMs: 60_000, opTimeoutMs: 120_000, ...opts };
+    this.locks = opts.locks ?? new KeyedMutex();
     this.queue = new WorkQueue((key) => this.handle(key), {
       retryBaseMs: opts.retryBaseMs ?? 500,
       retryMaxMs: opts.retryMaxMs ?? 60_000,
@@ -72,6 +83,7 @@ export class NodeAgent {
   async start(): Promise<void> {
     this.queue.pause();
     await Promise.all([this.handle(RECONCILE), ...this.watches.map((w) => w.start())]);
+    this.serving = true;
     this.queue.resume();
     this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
     this.timer.unref();
@@ -95,16 +107,30 @@ export class NodeAgent {
   private async handle(key: string): Promise<void> {
     if (key === RECONCILE) return this.reconcileAll();
     const [plural, name] = key.split('/') as [string, string];
-    const cr = await this.store.read<DeviceCr>(plural as typeof PLURAL.volume, name);
-    switch (cr && actionFor(cr, this.o.node)) {
-      case 'delete': return crashScope(`delete/${name}`, () => this.finish(cr!));
-      case 'make': return crashScope(`make/${name}`, () => this.make(cr!));
-      case 'retry': return this.retryRequested(cr!);
+    // Read under the lock: a version read before waiting for it may be stale by the time it is held.
+    const retry = await this.locks.run(name, async () => {
+      const cr = await this.store.read<DeviceCr>(plural as typeof PLURAL.volume, name);
+      const action = cr && actionFor(cr, this.o.node);
+      if (action === 'retry') return cr; // a retry reconciles, which takes each device's lock itself
+      if (!action) return undefined;
+      // Making from a source suspends it (a thin snapshot), so its lock is held too. The agent is
+      // the only holder of two locks at once (node RPCs hold one), so the nesting cannot deadlock.
+      const origin = action === 'make' ? toRecord(cr!).origin : undefined;
+      await (origin ? this.locks.run(origin, () => this.act(action, cr!)) : this.act(action, cr!));
+      return undefined;
+    });
+    if (retry) await this.retryRequested(retry);
+  }
+
+  private act(action: 'delete' | 'make' | 'expand', cr: DeviceCr): Promise<void> {
+    const name = cr.metadata.name;
+    switch (action) {
+      case 'delete': return crashScope(`delete/${name}`, () => this.finish(cr));
+      case 'make': return crashScope(`make/${name}`, () => this.make(cr));
       case 'expand': {
         const vol = cr as DeviceCr & { kind: 'ThinVolume' };
         return crashScope(`expand/${name}@${vol.spec.sizeBytes}`, () => this.grow(vol));
       }
-      default: return undefined;
     }
   }
 
@@ -193,7 +219,7 @@ export class NodeAgent {
   /** The seed's ensureDeviceStates over the CRs, then ThinPool status, Events, and a resync of every CR. */
   private async reconcileAll(): Promise<void> {
     const ctx = this.ctx();
-    const report = await reconcile(ctx, this.devices);
+    const report = await reconcile(ctx, this.devices, this.serving ? { exclusive: (id, fn) => this.locks.tryRun(id, fn) } : {});
     this.lastReport = report;
     const crs = [...await this.store.listCrs(PLURAL.volume), ...await this.store.listCrs(PLURAL.snapshot)];
     const byName = new Map(crs.map((c) => [c.metadata.name, c]));

@@ -226,15 +226,21 @@ export class Devices {
   }
 
   /**
-   * Grows a device. The new size is recorded first: sizes only grow, so a record ahead
-   * of the kernel is safe and the next activation or reconcile finishes the job.
+   * Grows a device: the kernel first, then the record. The record's size is the promise that
+   * the device is that big (the Kubernetes controller answers ControllerExpandVolume from it, and
+   * NodeExpandVolume then grows the filesystem), so it is written only once the table is. A
+   * crash in between leaves a table longer than its record, which is harmless: the retried
+   * request finds the table long enough and records the size.
    */
   async resize(ctx: OpContext, id: string, sizeBytes: number): Promise<DeviceRecord> {
-    let rec = await this.get(id);
+    const rec = await this.get(id);
     if (!USABLE.has(rec.state)) throw failedPrecondition(`device ${id} is ${rec.state}`);
-    if (sizeBytes > rec.sizeBytes) rec = await this.store.updateDevice(id, (r) => { r.sizeBytes = sizeBytes; r.updatedAt = now(); });
-    await this.applySize(ctx, rec);
-    return rec;
+    if (sizeBytes <= rec.sizeBytes) {
+      await this.applySize(ctx, rec);
+      return rec;
+    }
+    await this.applySize(ctx, { ...rec, sizeBytes });
+    return this.store.updateDevice(id, (r) => { r.sizeBytes = Math.max(r.sizeBytes, sizeBytes); r.updatedAt = now(); });
   }
 
   /** Reloads a live device whose table is shorter than its record. */

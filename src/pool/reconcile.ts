@@ -18,11 +18,27 @@ export interface ReconcileReport {
 }
 
 /**
+ * Runs fn holding the lock of one device id, the caller's per-volume serialisation; resolves
+ * false without running it when the lock is held (an RPC is working on that device).
+ */
+export type Exclusive = (id: string, fn: () => Promise<void>) => Promise<boolean>;
+
+export interface ReconcileOptions {
+  /**
+   * Given when RPCs may run during the reconcile (the node agent's periodic pass). A device an
+   * RPC holds is skipped: it is that RPC's business, and the next pass sees it. The others are
+   * repaired holding their lock, and skipped if an RPC changed them since they were read, since
+   * what was read about them, from the pool and the kernel, may then be stale.
+   */
+  exclusive?: Exclusive;
+}
+
+/**
  * The seed's ensureDeviceStates, made exact: every record left mid-operation is finished
  * or undone by what the kernel shows now, using only idempotent steps, so running it
  * again (or crashing inside it) converges to the same place.
  */
-export async function reconcile(ctx: OpContext, devices: Devices): Promise<ReconcileReport> {
+export async function reconcile(ctx: OpContext, devices: Devices, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
   const { pool } = devices;
   const { store, dm, log, metrics } = pool.deps;
   const end = metrics.reconcileDuration.startTimer();
@@ -30,30 +46,45 @@ export async function reconcile(ctx: OpContext, devices: Devices): Promise<Recon
   const view = await pool.metadataView(ctx);
   if ('unavailable' in view) log.warn('pool metadata not compared with the records this time', { pool: pool.name, reason: view.unavailable });
   const live = new Map((await dm.infoAll(ctx)).map((i) => [i.name, i]));
+  const ids = 'ids' in view ? view.ids : undefined;
   for (const rec of 'records' in view ? view.records : await store.listDevices()) {
-    const from = rec.state === 'Faulty' ? (rec.faultyFrom ?? 'Faulty') : rec.state;
-    if ('ids' in view && MAY_LACK_ID.has(from) === false && !view.ids.has(rec.deviceId)) {
-      await reportVanished(devices, report, rec, from);
+    if (!opts.exclusive) {
+      await reconcileOne(ctx, devices, report, rec, ids, live.get(rec.dmName));
       continue;
     }
-    try {
-      const action = await repairOne(ctx, devices, rec, from, live.get(rec.dmName));
-      if (action) {
-        report.repaired.push({ id: rec.id, from: rec.state, action });
-        metrics.reconcileRepairs.inc({ action });
-        log.warn('reconcile repaired device', { volume: rec.id, from: rec.state, action });
-      }
-    } catch (err) {
-      if (from !== 'Faulty') await devices.markFaulty(rec.id, from, errorMessage(err));
-      report.faulty.push({ id: rec.id, error: errorMessage(err) });
-      metrics.reconcileRepairs.inc({ action: 'marked_faulty' });
-      log.error('reconcile could not repair device', { volume: rec.id, state: rec.state, error: errorMessage(err) });
-    }
+    const ran = await opts.exclusive(rec.id, async () => {
+      const now = await store.getDevice(rec.id);
+      if (now && JSON.stringify(now) === JSON.stringify(rec)) await reconcileOne(ctx, devices, report, rec, ids, live.get(rec.dmName));
+      else log.debug('reconcile skipped a device an RPC changed meanwhile', { volume: rec.id });
+    });
+    if (!ran) log.debug('reconcile skipped a device an RPC is working on', { volume: rec.id });
   }
   report.orphans = await findOrphans(ctx, devices, 'ids' in view ? view : undefined);
   for (const o of report.orphans) log.warn('thin device in pool has no record', { pool: pool.name, ...o });
   end({ outcome: report.faulty.length > 0 ? 'faulty' : 'ok' });
   return report;
+}
+
+async function reconcileOne(ctx: OpContext, devices: Devices, report: ReconcileReport, rec: DeviceRecord, ids: Set<number> | undefined, info: DmDeviceInfo | undefined): Promise<void> {
+  const { log, metrics } = devices.pool.deps;
+  const from = rec.state === 'Faulty' ? (rec.faultyFrom ?? 'Faulty') : rec.state;
+  if (ids && MAY_LACK_ID.has(from) === false && !ids.has(rec.deviceId)) {
+    await reportVanished(devices, report, rec, from);
+    return;
+  }
+  try {
+    const action = await repairOne(ctx, devices, rec, from, info);
+    if (action) {
+      report.repaired.push({ id: rec.id, from: rec.state, action });
+      metrics.reconcileRepairs.inc({ action });
+      log.warn('reconcile repaired device', { volume: rec.id, from: rec.state, action });
+    }
+  } catch (err) {
+    if (from !== 'Faulty') await devices.markFaulty(rec.id, from, errorMessage(err));
+    report.faulty.push({ id: rec.id, error: errorMessage(err) });
+    metrics.reconcileRepairs.inc({ action: 'marked_faulty' });
+    log.error('reconcile could not repair device', { volume: rec.id, state: rec.state, error: errorMessage(err) });
+  }
 }
 
 /** States in which a record's thin id may rightly be missing from the pool (not made yet, or being deleted). */

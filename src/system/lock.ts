@@ -42,6 +42,13 @@ export class KeyedMutex {
     }
   }
 
+  /** Runs fn holding the key if nobody holds it now; resolves false, without running fn, if someone does. */
+  async tryRun(key: string, fn: () => Promise<void>): Promise<boolean> {
+    if (this.locks.get(key)?.locked) return false;
+    await this.run(key, fn);
+    return true;
+  }
+
   /** Runs fn holding every key (sorted, so two callers cannot deadlock). */
   async runAll<T>(keys: readonly string[], fn: () => Promise<T>): Promise<T> {
     const sorted = [...new Set(keys)].sort();

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status as Code } from '@grpc/grpc-js';
+import { DmError } from '../../../src/devmapper/types.ts';
 import { FINALIZER, NODE_LABEL, type ThinPoolCr, type ThinVolume } from '../../../src/kube/types.ts';
 import { createReq, deadline, MiB, POOL, snapReq, until, world, type World } from './harness.ts';
 
@@ -64,6 +65,44 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     assert.equal(res.capacity_bytes, 128 * MiB);
     const rec = await w.nodes.get('n2')!.store.getDevice(id);
     assert.equal(rec?.sizeBytes, 128 * MiB);
+  });
+
+  it('answers ControllerExpandVolume only once the live device is grown, never before', async () => {
+    const id = (await w.controller.CreateVolume(deadline(), createReq('pvc-5b', { node: 'n2' }))).volume!.volume_id!;
+    const kn = w.nodes.get('n2')!;
+    const dm = w.dms.get('n2')!;
+    const path = await kn.devices.activate(deadline(), id);
+    const expand = () => w.controller.ControllerExpandVolume(deadline(), { volume_id: id, capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never);
+    // The table reload keeps failing: the size must not be promised while the kernel still has the old one.
+    dm.inject({ op: 'reload', error: new DmError('invalid', 'reload failed'), times: 1000 });
+    await assert.rejects(expand(), (e: { code: number; message: string }) => e.code !== Code.OK && /reload failed/.test(e.message));
+    assert.equal(dm.sizeOf(path), 64 * MiB);
+    assert.equal((await kn.store.getDevice(id))?.sizeBytes, 64 * MiB, 'the record still says the old size');
+    dm.clearFaults();
+    assert.equal((await expand()).capacity_bytes, 128 * MiB); // the CO's retry
+    assert.equal(dm.sizeOf(path), 128 * MiB, 'grown before the answer');
+    await kn.devices.deactivate(deadline(), id);
+  });
+
+  it('the agent leaves a volume alone while a Node RPC holds it (the per-volume lock is shared)', async () => {
+    const id = (await w.controller.CreateVolume(deadline(), createReq('pvc-5c', { node: 'n2' }))).volume!.volume_id!;
+    const kn = w.nodes.get('n2')!;
+    const dm = w.dms.get('n2')!;
+    const path = await kn.devices.activate(deadline(), id);
+    let release!: () => void;
+    const rpc = kn.agent.locks.run(id, () => new Promise<void>((r) => { release = r; }));
+    const expanding = w.controller.ControllerExpandVolume(deadline(), { volume_id: id, capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never);
+    await until(async () => (w.d.object('thinvolumes.dmthin.csi.io', id) as unknown as ThinVolume).spec.sizeBytes === 128 * MiB, 'spec raised');
+    try {
+      await new Promise((r) => setTimeout(r, 700)); // the watch event, two resyncs (300 ms), many queue turns
+      assert.equal(dm.sizeOf(path), 64 * MiB, 'not touched while the RPC holds the volume');
+    } finally {
+      release();
+      await rpc;
+    }
+    assert.equal((await expanding).capacity_bytes, 128 * MiB);
+    assert.equal(dm.sizeOf(path), 128 * MiB);
+    await kn.devices.deactivate(deadline(), id);
   });
 
   it('deletes: the agent removes the device, then the finalizer, then the CR is gone', async () => {

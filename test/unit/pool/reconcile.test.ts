@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { NewDevice } from '../../../src/pool/devices.ts';
+import { reconcile } from '../../../src/pool/reconcile.ts';
 import { CONVERGED, convergence, ctx, fakeDriver, GiB, type FakeDriver } from '../support/fake-driver.ts';
 
 const spec = (id: string, o: Partial<NewDevice> = {}): NewDevice => ({ id, dmName: `dm-${id}`, kind: 'volume', sizeBytes: GiB, meta: {}, ...o });
@@ -113,13 +114,17 @@ describe('crash recovery via reconcile', () => {
     });
   });
 
-  it('resize of a live device: every crash point converges to the recorded size', async () => {
+  it('resize of a live device: at every crash point the record never claims more than the table, and the retry finishes', async () => {
     await crashEverywhere(async (fd) => {
       await fd.driver.devices.create(ctx, spec('v'));
       await fd.driver.devices.activate(ctx, 'v');
     }, (fd) => fd.driver.devices.resize(ctx, 'v', 2 * GiB), async (fd) => {
       const rec = await fd.store.getDevice('v');
-      assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), rec?.sizeBytes);
+      const table = fd.dm.sizeOf('/dev/mapper/dm-v') ?? 0;
+      assert.ok(table >= rec!.sizeBytes, `table ${table} is shorter than the record ${rec!.sizeBytes}`);
+      await fd.driver.devices.resize(ctx, 'v', 2 * GiB); // the CO's retry
+      assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
+      assert.equal((await fd.store.getDevice('v'))?.sizeBytes, 2 * GiB);
     });
   });
 
@@ -270,5 +275,48 @@ describe('reconcile after a reboot', () => {
     assert.deepEqual(d.startup.orphans, [{ dmName: 'stray', deviceId: 0 }]);
     const rec = await d.devices.create(ctx, spec('v'));
     assert.notEqual(rec.deviceId, 0);
+  });
+});
+
+describe('a periodic reconcile beside RPCs (exclusive per device)', () => {
+  it('skips a device an RPC changed after the records were read, rather than act on a stale view', async () => {
+    const fd = await fakeDriver();
+    try {
+      const { devices } = fd.driver;
+      await devices.create(ctx, spec('v'));
+      await devices.activate(ctx, 'v');
+      await devices.create(ctx, spec('w'));
+      const held: string[] = [];
+      // An unstage of v gets the lock first: it deactivates v between the reconcile's reads and its turn.
+      const report = await reconcile(ctx, devices, {
+        exclusive: async (id, fn) => {
+          held.push(id);
+          if (id === 'v') await devices.deactivate(ctx, 'v');
+          await fn();
+          return true;
+        },
+      });
+      assert.deepEqual(held, ['v', 'w'], 'every device is reconciled holding its lock');
+      assert.deepEqual(report.faulty, []);
+      assert.equal((await fd.store.getDevice('v'))?.state, 'Deactivated');
+      assert.equal(await fd.dm.info(ctx, 'dm-v'), undefined);
+    } finally {
+      await fd.cleanup();
+    }
+  });
+
+  it('leaves a device alone while an RPC holds it', async () => {
+    const fd = await fakeDriver();
+    try {
+      const { devices } = fd.driver;
+      await devices.create(ctx, spec('v'));
+      await fd.store.updateDevice('v', (r) => { r.state = 'Activating'; }); // an RPC mid-activation
+      const report = await reconcile(ctx, devices, { exclusive: async (id, fn) => (id === 'v' ? false : (await fn(), true)) });
+      assert.deepEqual(report.repaired, []);
+      assert.equal((await fd.store.getDevice('v'))?.state, 'Activating', 'not settled behind the RPC\'s back');
+      assert.deepEqual((await reconcile(ctx, devices)).repaired.map((r) => r.action), ['settled'], 'a pass with nobody holding it settles it');
+    } finally {
+      await fd.cleanup();
+    }
   });
 });
