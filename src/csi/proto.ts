@@ -1,30 +1,65 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs/light.js';
 import type { ProtoGrpcType } from './generated/csi.ts';
+import descriptor from './generated/csi.json' with { type: 'json' };
 
-/** Must match scripts/generate-types.mjs, or the generated types misdescribe the wire objects. */
-export const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true,
-};
+/**
+ * How messages become objects; must match scripts/generate-types.mjs, or the generated types
+ * misdescribe the wire objects. (Field names stay as in csi.proto: the JSON was made with keepCase.)
+ */
+export const CONVERSION: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true, oneofs: true };
 
-/** Candidates relative to this module: src/csi/ when run from source, dist/ when bundled. */
-function protoPath(): string {
-  const candidates = [
-    process.env.CSI_PROTO_PATH,
-    fileURLToPath(new URL('../../proto/csi.proto', import.meta.url)),
-    fileURLToPath(new URL('../proto/csi.proto', import.meta.url)),
-    '/usr/share/dmthin-csi/csi.proto',
-  ].filter((p): p is string => Boolean(p));
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`csi.proto not found (looked in ${candidates.join(', ')}); set CSI_PROTO_PATH`);
-  return found;
+/** The CSI services, as grpc-js serves and calls them. */
+export const SERVICES = ['csi.v1.Identity', 'csi.v1.Controller', 'csi.v1.Node'] as const;
+
+const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
+
+function serializer(type: protobuf.Type): grpc.serialize<unknown> {
+  return (value) => {
+    if (Array.isArray(value)) throw new Error(`cannot serialize an array as ${type.name}`);
+    return Buffer.from(type.encode(type.fromObject(value as Record<string, unknown>)).finish());
+  };
+}
+
+function deserializer(type: protobuf.Type): grpc.deserialize<unknown> {
+  return (bytes) => type.toObject(type.decode(bytes), CONVERSION);
+}
+
+function serviceDefinition(root: protobuf.Root, name: string): grpc.ServiceDefinition {
+  const service = root.lookupService(name);
+  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methodsArray) {
+    method.resolve();
+    const req = method.resolvedRequestType!;
+    const res = method.resolvedResponseType!;
+    def[method.name] = {
+      path: `/${name}/${method.name}`,
+      requestStream: Boolean(method.requestStream),
+      responseStream: Boolean(method.responseStream),
+      requestSerialize: serializer(req),
+      requestDeserialize: deserializer(req),
+      responseSerialize: serializer(res),
+      responseDeserialize: deserializer(res),
+      originalName: lowerFirst(method.name),
+    };
+  }
+  return def;
+}
+
+/**
+ * The CSI package for grpc-js, built from csi.proto's JSON descriptor (generated, committed).
+ * Not @grpc/proto-loader at run time: it parses the .proto and builds descriptors of every
+ * message, which in the emulated test guest was a quarter of a node agent's start. Message
+ * codecs are compiled by protobufjs on first use, for the messages actually sent.
+ */
+export function csiPackageDefinition(): Record<string, grpc.ServiceDefinition> {
+  const root = protobuf.Root.fromJSON(descriptor as protobuf.INamespace);
+  return Object.fromEntries(SERVICES.map((name) => [name, serviceDefinition(root, name)]));
 }
 
 let cached: ProtoGrpcType | undefined;
 
 export function loadCsi(): ProtoGrpcType {
-  cached ??= grpc.loadPackageDefinition(protoLoader.loadSync(protoPath(), LOADER_OPTIONS)) as unknown as ProtoGrpcType;
+  cached ??= grpc.loadPackageDefinition(csiPackageDefinition()) as unknown as ProtoGrpcType;
   return cached;
 }

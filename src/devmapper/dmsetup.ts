@@ -41,6 +41,9 @@ function infoArgs(): string[] {
   return ['info', '-c', '--noheadings', '--separator', INFO_SEPARATOR, '-o', INFO_FIELDS];
 }
 
+/** dmsetup subcommands that only read. */
+const QUERIES = new Set(['version', 'targets', 'info', 'status', 'table', 'ls', 'deps']);
+
 /** DeviceMapper over the dmsetup tool: one dmsetup run per call, no retries of its own. */
 export class DmsetupDeviceMapper implements DeviceMapper {
   readonly #binary: string;
@@ -69,7 +72,7 @@ export class DmsetupDeviceMapper implements DeviceMapper {
   async #dmsetup(ctx: OpContext, args: string[], tolerateVanished = false): Promise<string> {
     const env: Record<string, string> = (await this.#udevPresent()) ? {} : { DM_DISABLE_UDEV: '1' };
     try {
-      return (await run(ctx, this.#binary, args, { maxMs: this.#maxMs, env })).stdout;
+      return (await run(ctx, this.#binary, args, { maxMs: this.#maxMs, env, query: QUERIES.has(args[0]!) })).stdout;
     } catch (err) {
       if (tolerateVanished && onlyVanished(err)) return err.stdout;
       throw classifyDmsetupError(err, `dmsetup ${args.join(' ')}`, ctx.signal?.aborted ?? false);

@@ -46,7 +46,7 @@ export async function thinIdsFromMetadata(ctx: OpContext, dm: DeviceMapper, pool
     return { unavailable: `cannot reserve a metadata snapshot of ${pool}: ${(err as Error).message}` };
   }
   try {
-    const { stdout } = await run(ctx, binary, ['--metadata-snap', '--no-headers', '-o', 'DEV', metadata], { maxMs: 60_000 });
+    const { stdout } = await run(ctx, binary, ['--metadata-snap', '--no-headers', '-o', 'DEV', metadata], { maxMs: 60_000, query: true });
     return { ids: parseThinLs(stdout) };
   } catch (err) {
     if (err instanceof CommandError && err.errno === 'ENOENT' && err.exitCode === undefined) return { unavailable: `${binary} not found: install thin-provisioning-tools` };

@@ -55,6 +55,8 @@ export interface RunOptions {
   maxMs?: number;
   input?: string;
   env?: Record<string, string>;
+  /** A read that changes nothing; it is not a step at which crash injection may kill. */
+  query?: boolean;
 }
 
 export interface RunResult { stdout: string; stderr: string }
@@ -82,7 +84,8 @@ export async function run(ctx: OpContext, command: string, args: readonly string
     stripFinalNewline: true,
   });
   observer?.({ command, args, durationMs: Math.round(performance.now() - started), exitCode: result.exitCode, failed: result.failed });
-  step(`${command} ${args.join(' ')}`);
+  // A kill right after a query leaves the world as a kill before it does: no new boundary.
+  if (!opts.query) step(`${command} ${args.join(' ')}`);
   if (!result.failed) return { stdout: String(result.stdout), stderr: String(result.stderr) };
   const stderr = String(result.stderr ?? '');
   const spawnErrno = (result.cause as NodeJS.ErrnoException | undefined)?.code;

@@ -34,3 +34,21 @@ it('a process armed past the last step, or not armed at all, runs to the end', (
     assert.equal(r.stdout.trim().split('\n').at(-1), 'finished');
   }
 });
+
+it('a query (a command that only reads) is not a step; a command that acts is', () => {
+  const exec = new URL('../../../src/system/exec.ts', import.meta.url).href;
+  const script = `
+const { crashScope } = await import(${JSON.stringify(MODULE)});
+const { run } = await import(${JSON.stringify('EXEC')});
+await crashScope('make/v', async () => {
+  await run({}, 'true', ['query'], { query: true });
+  console.log('after the query');
+  await run({}, 'true', ['act']);
+  console.log('after the act');
+});
+`.replace('EXEC', exec);
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, DMTHIN_CRASH_SCOPE: 'make/v', DMTHIN_CRASH_AFTER_STEPS: '1' } });
+  assert.equal(r.signal, 'SIGKILL', r.stderr);
+  assert.deepEqual(r.stdout.trim().split('\n'), ['after the query']);
+  assert.match(r.stderr, /crash injected after step 1 \(true act\)/);
+});
