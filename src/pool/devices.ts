@@ -1,6 +1,7 @@
 import { isDmError, SECTOR, type DmDeviceInfo, type DmErrorKind } from '../devmapper/types.ts';
 import { failedPrecondition, notFound } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
+import { Semaphore } from '../system/lock.ts';
 import type { DeviceKind, DeviceRecord, DeviceState } from '../state/types.ts';
 import { toStatus } from './errors.ts';
 import { BUSY_RETRY, retry, SUSPEND_RETRY } from './retry.ts';
@@ -29,7 +30,16 @@ const now = () => new Date().toISOString();
  */
 export class Devices {
   readonly pool: ThinPool;
-  constructor(pool: ThinPool) { this.pool = pool; }
+  /**
+   * Creates and deletes in progress at once. Their pool messages queue on one mutex anyway; a
+   * burst of 32 all spawning commands and writing records beside it only slowed the one holding
+   * it (bench: 32 concurrent creates ran at 0.64x the sequential rate on 2 CPUs).
+   */
+  private readonly admission: Semaphore;
+  constructor(pool: ThinPool, opts: { maxInFlight?: number } = {}) {
+    this.pool = pool;
+    this.admission = new Semaphore(opts.maxInFlight ?? 4);
+  }
 
   private get store() { return this.pool.deps.store; }
   private get dm() { return this.pool.deps.dm; }
@@ -48,7 +58,11 @@ export class Devices {
   devicePath(rec: DeviceRecord): string { return this.dm.devicePath(rec.dmName); }
 
   /** Creates a thin device, or a snapshot of `spec.origin`; never activates it. */
-  async create(ctx: OpContext, spec: NewDevice): Promise<DeviceRecord> {
+  create(ctx: OpContext, spec: NewDevice): Promise<DeviceRecord> {
+    return this.admission.run(() => this.createNow(ctx, spec));
+  }
+
+  private async createNow(ctx: OpContext, spec: NewDevice): Promise<DeviceRecord> {
     const origin = spec.origin === undefined ? undefined : await this.get(spec.origin);
     if (origin && !USABLE.has(origin.state)) {
       throw failedPrecondition(`source ${origin.id} is ${origin.state}${origin.error ? ` (${origin.error})` : ''}`);
@@ -208,7 +222,11 @@ export class Devices {
   }
 
   /** Deactivates and deletes the thin device, then forgets it; a missing record is success. */
-  async remove(ctx: OpContext, id: string): Promise<void> {
+  remove(ctx: OpContext, id: string): Promise<void> {
+    return this.admission.run(() => this.removeNow(ctx, id));
+  }
+
+  private async removeNow(ctx: OpContext, id: string): Promise<void> {
     const rec = await this.store.getDevice(id);
     if (!rec) return;
     const info = await this.dm.info(ctx, rec.dmName);

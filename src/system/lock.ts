@@ -57,6 +57,32 @@ export class KeyedMutex {
   }
 }
 
+/** At most `limit` holders at once; the rest wait, first come first served. */
+export class Semaphore {
+  private readonly limit: number;
+  private active = 0;
+  private readonly waiters: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.limit = Math.max(1, limit);
+  }
+
+  get inFlight(): number { return this.active; }
+  get waiting(): number { return this.waiters.length; }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active < this.limit) this.active++;
+    else await new Promise<void>((resolve) => this.waiters.push(resolve)); // the releaser hands its slot over
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
+
 export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
