@@ -3,10 +3,11 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 /**
  * Crash injection for the real-kernel crash suites, which must kill the node agent at every
  * step boundary of an operation, not wherever a timer happens to land. A step is one side
- * effect: a system command or a state write. With DMTHIN_CRASH_SCOPE=<scope> and
- * DMTHIN_CRASH_AFTER_STEPS=<n> in the environment, the process SIGKILLs itself right after
- * the n-th step taken inside that scope (`crashScope`). Unset, as in every deployment, a step
- * is one comparison. Production code only names scopes and steps; nothing else changes.
+ * effect: a system command that acts (run() without `query`) or a state write. With
+ * DMTHIN_CRASH_SCOPE=<scope> and DMTHIN_CRASH_AFTER_STEPS=<n> in the environment, the
+ * process SIGKILLs itself right after the n-th step taken inside that scope (`crashScope`).
+ * Unset, as in every deployment, a step is one comparison. Production code only names scopes
+ * and steps; nothing else changes.
  */
 const scopeEnv = process.env.DMTHIN_CRASH_SCOPE;
 const afterSteps = Number(process.env.DMTHIN_CRASH_AFTER_STEPS ?? 0);

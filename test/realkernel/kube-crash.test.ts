@@ -2,7 +2,7 @@
  * The node agent SIGKILLed at every step boundary of create, snapshot, restore, expand and
  * delete, on a real pool, with the API server test double standing in for the cluster.
  *
- * A step is one side effect of the agent's work on one object (a system command or an API
+ * A step is one side effect of the agent's work on one object (a system command that acts, or an API
  * write); the agent is started with DMTHIN_CRASH_SCOPE/DMTHIN_CRASH_AFTER_STEPS, so it kills
  * itself right after step n of that operation (src/system/crashpoint.ts). For n = 1, 2, ...
  * until an operation finishes without reaching step n, the suite kills after step n, restarts
