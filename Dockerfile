@@ -29,6 +29,7 @@ RUN apt-get update \
 COPY --from=build /src/dist/ /app/
 # V8's compile cache, warmed by the help run below: a (re)started driver skips parsing the bundle.
 ENV NODE_COMPILE_CACHE=/var/cache/dmthin-csi
+# The CSI spec's proto and its Apache-2.0 licence: the bundle carries a descriptor generated from it.
 COPY proto/csi.proto proto/LICENSE /usr/share/dmthin-csi/
 RUN printf '#!/bin/sh\nexec node --enable-source-maps /app/dmthin-csi.mjs "$@"\n' >/usr/local/bin/dmthin-csi \
  && chmod 0755 /usr/local/bin/dmthin-csi \

@@ -53,8 +53,8 @@ export async function reconcile(ctx: OpContext, devices: Devices, opts: Reconcil
       continue;
     }
     const ran = await opts.exclusive(rec.id, async () => {
-      const now = await store.getDevice(rec.id);
-      if (now && JSON.stringify(now) === JSON.stringify(rec)) await reconcileOne(ctx, devices, report, rec, ids, live.get(rec.dmName));
+      const current = await store.getDevice(rec.id);
+      if (current && JSON.stringify(current) === JSON.stringify(rec)) await reconcileOne(ctx, devices, report, rec, ids, live.get(rec.dmName));
       else log.debug('reconcile skipped a device an RPC changed meanwhile', { volume: rec.id });
     });
     if (!ran) log.debug('reconcile skipped a device an RPC is working on', { volume: rec.id });
