@@ -35,6 +35,10 @@ RUN printf '#!/bin/sh\nexec node --enable-source-maps /app/dmthin-csi.mjs "$@"\n
  && chmod 0755 /usr/local/bin/dmthin-csi \
  && dmthin-csi help >/dev/null
 ENV NODE_ENV=production
+# A 2 MiB young generation (V8's default grows to 16 MiB per semi-space): a burst of requests
+# peaked at 177-193 MiB RSS with the default and 112 MiB with this, at the same throughput
+# (bench/results, 120 volumes). Every process of the image starts node, so set it here.
+ENV NODE_OPTIONS=--max-semi-space-size=2
 # Root: the node plugin drives device-mapper and mounts (the DaemonSet runs it privileged).
 USER root
 ENTRYPOINT ["node", "--enable-source-maps", "/app/dmthin-csi.mjs"]

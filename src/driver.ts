@@ -12,9 +12,11 @@ import { Metrics } from './observability/metrics.ts';
 import { serveMetrics } from './observability/http.ts';
 import { Devices } from './pool/devices.ts';
 import { ensurePool } from './pool/provision.ts';
-import { reconcile, type ReconcileReport } from './pool/reconcile.ts';
+import { reconcile, type Exclusive, type ReconcileReport } from './pool/reconcile.ts';
 import { poolReadiness, ThinPool } from './pool/thinpool.ts';
-import type { OpContext } from './system/context.ts';
+import { background, type OpContext } from './system/context.ts';
+import { KeyedMutex } from './system/lock.ts';
+import { errorMessage } from './errors.ts';
 import type { StateStore } from './state/types.ts';
 import type { DriverConfig } from './cli/config.ts';
 import { TOPOLOGY_KEY } from './version.ts';
@@ -36,7 +38,13 @@ export interface Driver {
   controller: ControllerService;
   node: NodeService;
   metrics: Metrics;
+  /** The start's reconcile: every record settled against the kernel, the pool metadata not yet read. */
   startup: ReconcileReport;
+  /**
+   * A reconcile that also compares the records with the pool's metadata. Given `exclusive`
+   * (the RPCs' per-volume locks), it may run while RPCs are served.
+   */
+  checkPool(ctx: OpContext, exclusive?: Exclusive): Promise<ReconcileReport>;
 }
 
 /** Builds (or adopts) the pool, reconciles every record against it, and wires the CSI services. */
@@ -46,16 +54,25 @@ export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: Dri
   const deps = { dm: parts.dm, store: parts.store, log: parts.log, metrics };
   const pool = await ThinPool.attach(ctx, deps, { name: cfg.pool.name, overprovisionRatio: cfg.overprovisionRatio }, adopted);
   const devices = new Devices(pool);
-  const startup = await reconcile(ctx, devices);
-  parts.log.info('pool reconciled', { pool: pool.name, tx: startup.tx, repaired: startup.repaired.length, faulty: startup.faulty.length, orphans: startup.orphans.length });
+  const startup = await reconcile(ctx, devices, { metadata: false });
+  logReport(parts.log, pool.name, startup);
   await refreshDeviceGauge(devices);
+  const checkPool = async (c: OpContext, exclusive?: Exclusive) => {
+    const report = await reconcile(c, devices, { exclusive });
+    logReport(parts.log, pool.name, report);
+    return report;
+  };
   const readiness = poolReadiness(pool);
   return {
-    pool, devices, metrics, startup,
+    pool, devices, metrics, startup, checkPool,
     identity: new IdentityService(readiness, true),
     controller: new ControllerService(new LocalBackend(devices, cfg.nodeId, TOPOLOGY_KEY), { fsType: cfg.defaultFs }),
     node: new NodeService({ devices, mounter: parts.mounter, defaultFs: cfg.defaultFs }, { nodeId: cfg.nodeId, topologyKey: TOPOLOGY_KEY }),
   };
+}
+
+function logReport(log: Logger, pool: string, r: ReconcileReport): void {
+  log.info('pool reconciled', { pool, tx: r.tx, metadata: r.metadata, repaired: r.repaired.length, faulty: r.faulty.length, orphans: r.orphans.length });
 }
 
 /** Volumes and snapshots by state, for the devices gauge. */
@@ -69,14 +86,24 @@ export async function refreshDeviceGauge(devices: Devices): Promise<void> {
   }
 }
 
-export interface Running { grpc: grpc.Server; http?: Server; driver: Driver }
+export interface Running {
+  grpc: grpc.Server;
+  http?: Server;
+  driver: Driver;
+  /** The pool check that starts once RPCs are served; it never rejects. */
+  poolCheck: Promise<void>;
+}
 
 export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger): Promise<Running> {
-  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node }, { log, metrics: driver.metrics });
+  const locks = new KeyedMutex();
+  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node }, { log, metrics: driver.metrics, locks });
+  // Off the start's path: a device an RPC holds meanwhile is skipped, as in the agent's passes.
+  const poolCheck = driver.checkPool(background, (id, fn) => locks.tryRun(id, fn))
+    .then(() => undefined, (err: unknown) => { log.error('pool metadata check failed', { pool: driver.pool.name, error: errorMessage(err) }); });
   const http = cfg.metricsAddress
     ? await serveMetrics(cfg.metricsAddress, driver.metrics, log, async () => (await driver.identity.Probe({})).ready.value)
     : undefined;
   const timer = setInterval(() => { void refreshDeviceGauge(driver.devices).catch(() => undefined); }, 15_000);
   timer.unref();
-  return { grpc: server, http, driver };
+  return { grpc: server, http, driver, poolCheck };
 }

@@ -11,7 +11,7 @@
 #   ops.sh activate POOL NAME ID BYTES               dmsetup create (untimed helper)
 #   ops.sh stage POOL NAME ID BYTES MNT FSTYPE       dmsetup create + mount of an existing fs
 #   ops.sh unstage NAME MNT                          umount + dmsetup remove (untimed helper)
-#   ops.sh expand POOL NAME ID BYTES                 reload + suspend + resume
+#   ops.sh expand POOL NAME ID BYTES                 reload + resume (resume suspends to swap the table)
 #   ops.sh delete POOL ID [NAME]                     (remove) + delete + set_transaction_id
 #   ops.sh walk                                      dmsetup status + info + table of everything
 #   ops.sh mkfs DEV FSTYPE default|driver            mkfs with defaults (discard) or the driver's options
@@ -85,7 +85,6 @@ case "$op" in
     pool=$1 name=$2 id=$3 bytes=$4; dn=$(devno "$pool")
     start
     dmsetup reload "$name" --table "0 $((bytes / 512)) thin $dn $id"
-    dmsetup suspend "$name"
     dmsetup resume "$name"
     stop
     ;;

@@ -4,7 +4,7 @@ import { run } from '../system/exec.ts';
 import { classifyDmsetupError, onlyVanished } from './errors.ts';
 import {
   INFO_FIELDS, INFO_SEPARATOR, parseInfoRows, parseAs, parseMultiDevice, parseTargets,
-  parseThinPoolStatus, parseThinPoolTable, parseThinStatus, parseThinTable,
+  parseLiveTable, parseThinPoolStatus, parseThinPoolTable, parseThinStatus, parseThinTable,
 } from './parse.ts';
 import {
   DmError, type DeviceMapper, type DmDeviceInfo, type RemoveOptions, type ThinPoolStatus,
@@ -182,7 +182,7 @@ export class DmsetupDeviceMapper implements DeviceMapper {
 
   async thinTable(ctx: OpContext, name: string): Promise<ThinTable> {
     checkName(name);
-    return parseAs(name, await this.#dmsetup(ctx, ['table', name]), parseThinTable);
+    return parseLiveTable(name, await this.#dmsetup(ctx, ['table', name]), parseThinTable);
   }
 
   devicePath(name: string): string {

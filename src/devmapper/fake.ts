@@ -3,7 +3,7 @@ import { FakePoolMetadata, KernelError, type PoolMode } from './fake-pool.ts';
 import {
   dmsetupFailure, FAKE_DM_MAJOR, type FakeDevice, type FakeTable, ioctlFailure, loadTable, renderStatus, type TableResolver,
 } from './fake-tables.ts';
-import { parseAs, parseThinPoolStatus, parseThinPoolTable, parseThinStatus, parseThinTable } from './parse.ts';
+import { parseAs, parseLiveTable, parseThinPoolStatus, parseThinPoolTable, parseThinStatus, parseThinTable } from './parse.ts';
 import {
   type DeviceMapper, DmError, type DmDeviceInfo, type RemoveOptions, SECTOR, type ThinPoolStatus,
   type ThinIds, type ThinPoolTable, type ThinStatus, type ThinTable,
@@ -294,7 +294,7 @@ export class FakeDeviceMapper implements DeviceMapper {
   }
 
   thinTable(ctx: OpContext, name: string): Promise<ThinTable> {
-    return this.#op(ctx, { op: 'thinTable', args: [name], ioctl: 'table', name }, () => parseAs(name, this.#lineOrFail('table', name), parseThinTable));
+    return this.#op(ctx, { op: 'thinTable', args: [name], ioctl: 'table', name }, () => parseLiveTable(name, this.#lineOrFail('table', name), parseThinTable));
   }
 
   #lineOrFail(kind: 'status' | 'table', name: string): string {

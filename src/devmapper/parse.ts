@@ -243,6 +243,12 @@ export function parseTargets(text: string): string[] {
  * Runs a parser on the output for device `name`, reporting failure as a DmError: 'invalid'
  * when the device is the wrong kind (e.g. a thin-pool query on a linear device), else 'unknown'.
  */
+/** `dmsetup table NAME` of one device: empty output means it has no live table, as good as absent. */
+export function parseLiveTable<T>(name: string, text: string, parse: (text: string) => T): T {
+  if (text.trim() === '') throw new DmError('not_found', `${name} has no live table`);
+  return parseAs(name, text, parse);
+}
+
 export function parseAs<T>(name: string, text: string, parse: (text: string) => T): T {
   try {
     return parse(text);

@@ -111,7 +111,7 @@ export interface DeviceMapper {
   /** Kernel targets available (thin-pool, thin, ...), from `dmsetup targets`. */
   targets(ctx: OpContext): Promise<string[]>;
   create(ctx: OpContext, name: string, table: string, opts?: { readOnly?: boolean; uuid?: string }): Promise<void>;
-  /** Loads a new inactive table; it takes effect on the next suspend + resume. */
+  /** Loads a new inactive table; the next resume swaps it in (suspending the device first if it is not). */
   reload(ctx: OpContext, name: string, table: string): Promise<void>;
   remove(ctx: OpContext, name: string, opts?: RemoveOptions): Promise<void>;
   suspend(ctx: OpContext, name: string, opts?: { noFlush?: boolean }): Promise<void>;
@@ -129,6 +129,7 @@ export interface DeviceMapper {
   poolStatus(ctx: OpContext, pool: string): Promise<ThinPoolStatus>;
   thinStatus(ctx: OpContext, name: string): Promise<ThinStatus>;
   poolTable(ctx: OpContext, pool: string): Promise<ThinPoolTable>;
+  /** The live table of a thin device; DmError 'not_found' when NAME is absent or has no live table. */
   thinTable(ctx: OpContext, name: string): Promise<ThinTable>;
   /** Path of the device node, /dev/mapper/NAME. */
   devicePath(name: string): string;

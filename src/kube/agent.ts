@@ -26,6 +26,12 @@ export interface AgentOptions {
   log: Logger;
   /** Periodic reconcile + resync of every CR of the node. */
   resyncMs?: number;
+  /**
+   * How often a periodic reconcile also reads the pool's metadata (devices deleted behind the
+   * driver's back, inactive orphans) and retries Faulty devices; default: every pass. The
+   * start's pass never does, and the first pass after it always does.
+   */
+  metadataCheckMs?: number;
   retryBaseMs?: number;
   retryMaxMs?: number;
   watchRestartBaseMs?: number;
@@ -48,7 +54,7 @@ const RECONCILE = 'reconcile';
  */
 export class NodeAgent {
   readonly queue: WorkQueue;
-  private readonly o: AgentOptions & Required<Pick<AgentOptions, 'resyncMs' | 'opTimeoutMs'>>;
+  private readonly o: AgentOptions & Required<Pick<AgentOptions, 'resyncMs' | 'opTimeoutMs' | 'metadataCheckMs'>>;
   private readonly watches: CrWatch[];
   private timer: NodeJS.Timeout | undefined;
   lastReport: ReconcileReport | undefined;
@@ -56,9 +62,11 @@ export class NodeAgent {
   readonly locks: KeyedMutex;
   /** Set once the startup reconcile is done: from then on, Node RPCs may run beside a reconcile. */
   private serving = false;
+  /** When a reconcile last read the pool metadata (ms since the epoch); 0: not since the start. */
+  private metadataCheckedAt = 0;
 
   constructor(opts: AgentOptions) {
-    this.o = { resyncMs: 60_000, opTimeoutMs: 120_000, ...opts };
+    this.o = { resyncMs: 60_000, opTimeoutMs: 120_000, ...opts, metadataCheckMs: opts.metadataCheckMs ?? opts.resyncMs ?? 60_000 };
     this.locks = opts.locks ?? new KeyedMutex();
     this.queue = new WorkQueue((key) => this.handle(key), {
       retryBaseMs: opts.retryBaseMs ?? 500,
@@ -85,6 +93,7 @@ export class NodeAgent {
     await Promise.all([this.handle(RECONCILE), ...this.watches.map((w) => w.start())]);
     this.serving = true;
     this.queue.resume();
+    this.queue.add(RECONCILE); // the metadata check the start's pass left out, now beside the RPCs
     this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
     this.timer.unref();
   }
@@ -193,7 +202,7 @@ export class NodeAgent {
   /** An operator asked for a retry: reconcile (which retries every Faulty device), then drop the ask. */
   private async retryRequested(cr: DeviceCr): Promise<void> {
     this.o.events.normal(involved(cr), 'RetryRequested', `retry requested through the ${RETRY_ANNOTATION} annotation`);
-    await this.reconcileAll();
+    await this.reconcileAll(true);
     await this.o.api.patchClusterCustomObject({
       group: GROUP, version: VERSION, plural: pluralOf(cr.metadata.name), name: cr.metadata.name,
       body: { metadata: { annotations: { [RETRY_ANNOTATION]: null } } },
@@ -217,9 +226,12 @@ export class NodeAgent {
   }
 
   /** The seed's ensureDeviceStates over the CRs, then ThinPool status, Events, and a resync of every CR. */
-  private async reconcileAll(): Promise<void> {
+  private async reconcileAll(metadataNow = false): Promise<void> {
     const ctx = this.ctx();
-    const report = await reconcile(ctx, this.devices, this.serving ? { exclusive: (id, fn) => this.locks.tryRun(id, fn) } : {});
+    // The start's pass only settles records against the kernel, so that serving begins sooner.
+    const metadata = this.serving && (metadataNow || Date.now() - this.metadataCheckedAt >= this.o.metadataCheckMs);
+    const report = await reconcile(ctx, this.devices, this.serving ? { exclusive: (id, fn) => this.locks.tryRun(id, fn), metadata } : { metadata });
+    if (metadata) this.metadataCheckedAt = Date.now();
     this.lastReport = report;
     const crs = [...await this.store.listCrs(PLURAL.volume), ...await this.store.listCrs(PLURAL.snapshot)];
     const byName = new Map(crs.map((c) => [c.metadata.name, c]));
@@ -277,7 +289,8 @@ export class NodeAgent {
       poolName: pool.name, health: h.condition, reasons: h.reasons,
       dataTotalBytes: h.dataTotalBytes, dataUsedBytes: h.dataUsedBytes,
       metadataTotalBytes: h.metadataTotalBytes, metadataUsedBytes: h.metadataUsedBytes,
-      capacityBytes, devices, orphans: report.orphans.length, lastReconcileTime: now,
+      // Inactive orphans are only seen in passes that read the metadata: others keep that count.
+      capacityBytes, devices, orphans: report.metadata === 'checked' ? report.orphans.length : Math.max(s.orphans ?? 0, report.orphans.length), lastReconcileTime: now,
       conditions: [{
         type: 'Ready', status: h.writable ? 'True' : 'False', reason: h.condition === 'ok' ? 'PoolHealthy' : camel(h.condition),
         message: h.reasons.join('; ') || 'pool accepts new volumes', lastTransitionTime: now,

@@ -22,8 +22,8 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
   });
   readonly reconcileDuration = new Histogram({
-    name: `${P}reconcile_duration_seconds`, help: 'Pool reconcile duration by outcome',
-    labelNames: ['outcome'] as const, buckets: FAST, registers: [this.registry],
+    name: `${P}reconcile_duration_seconds`, help: 'Pool reconcile duration by outcome, and whether the pool metadata was compared',
+    labelNames: ['outcome', 'metadata'] as const, buckets: FAST, registers: [this.registry],
   });
   readonly reconcileRepairs = new Counter({
     name: `${P}reconcile_repairs_total`, help: 'Devices repaired or marked faulty by reconcile, by action',

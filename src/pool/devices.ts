@@ -1,5 +1,5 @@
 import { isDmError, SECTOR, type DmDeviceInfo, type DmErrorKind } from '../devmapper/types.ts';
-import { failedPrecondition, notFound } from '../errors.ts';
+import { aborted, failedPrecondition, notFound } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import { Semaphore } from '../system/lock.ts';
 import type { DeviceKind, DeviceRecord, DeviceState } from '../state/types.ts';
@@ -82,7 +82,7 @@ export class Devices {
       rec = origin ? await this.snapshot(ctx, rec, origin) : await this.createThin(ctx, rec);
     } catch (err) {
       await this.rollbackCreate(ctx, rec, err);
-      throw toStatus(err, `creating ${spec.kind} ${spec.id}`);
+      throw (await this.pool.refusal(ctx, err)) ?? toStatus(err, `creating ${spec.kind} ${spec.id}`);
     }
     return this.store.updateDevice(rec.id, (r) => {
       r.state = 'Created';
@@ -184,6 +184,9 @@ export class Devices {
   async activate(ctx: OpContext, id: string): Promise<string> {
     const rec = await this.get(id);
     if (!USABLE.has(rec.state)) throw failedPrecondition(`device ${id} is ${rec.state}${rec.error ? `: ${rec.error}` : ''}`);
+    // Not recorded active: the name is almost always free, so create first and look only when
+    // the kernel says it is taken (it refuses a duplicate name without changing anything).
+    if (rec.state !== 'Activated' && await this.createTable(ctx, rec)) return this.devicePath(rec);
     const info = await this.dm.info(ctx, rec.dmName);
     if (info?.live) {
       if (info.suspended) await retry(ctx, SUSPEND_RETRY, () => this.dm.resume(ctx, rec.dmName));
@@ -191,13 +194,21 @@ export class Devices {
       return this.devicePath(rec);
     }
     if (info) await this.dm.remove(ctx, rec.dmName); // a name with no live table is debris of a failed create
-    try {
-      await transition(this.store, id, { trying: 'Activating', success: 'Activated' }, () =>
-        this.pool.deps.metrics.time(this.pool.deps.metrics.commandDuration, 'activate', () => this.dm.create(ctx, rec.dmName, this.table(rec))));
-    } catch (err) {
-      throw toStatus(err, `activating ${id}`);
-    }
+    if (!await this.createTable(ctx, rec)) throw aborted(`dm name ${rec.dmName} was taken again while ${id} was being activated; retry`);
     return this.devicePath(rec);
+  }
+
+  /** `dmsetup create` of the device's table; false when the name is taken already. */
+  private async createTable(ctx: OpContext, rec: DeviceRecord): Promise<boolean> {
+    const { metrics } = this.pool.deps;
+    try {
+      await transition(this.store, rec.id, { trying: 'Activating', success: 'Activated' }, () =>
+        metrics.time(metrics.commandDuration, 'activate', () => this.dm.create(ctx, rec.dmName, this.table(rec))));
+      return true;
+    } catch (err) {
+      if (isDmError(err, 'exists')) return false;
+      throw toStatus(err, `activating ${rec.id}`);
+    }
   }
 
   /** Removes the dm device (not the thin device); idempotent; busy → FAILED_PRECONDITION. */
@@ -263,13 +274,15 @@ export class Devices {
 
   /** Reloads a live device whose table is shorter than its record. */
   async applySize(ctx: OpContext, rec: DeviceRecord): Promise<void> {
-    const info = await this.dm.info(ctx, rec.dmName);
-    if (!info?.live) return;
-    const table = await this.dm.thinTable(ctx, rec.dmName);
-    if (table.lengthSectors * SECTOR >= rec.sizeBytes) return;
+    const table = await this.dm.thinTable(ctx, rec.dmName).catch((err: unknown) => {
+      if (isDmError(err, 'not_found')) return undefined; // not active: activation will use the recorded size
+      throw err;
+    });
+    if (!table || table.lengthSectors * SECTOR >= rec.sizeBytes) return;
     try {
       await this.dm.reload(ctx, rec.dmName, this.table(rec));
-      await retry(ctx, SUSPEND_RETRY, () => this.dm.suspend(ctx, rec.dmName));
+      // With a table loaded, resume suspends the device first (flushing, freezing its
+      // filesystem), swaps the table in and resumes: one command where suspend + resume took two.
       await retry(ctx, SUSPEND_RETRY, () => this.dm.resume(ctx, rec.dmName));
     } catch (err) {
       throw toStatus(err, `resizing ${rec.id}`);

@@ -1,10 +1,13 @@
-import type { DmDeviceInfo } from '../devmapper/types.ts';
+import type { DmDeviceInfo, ThinTable } from '../devmapper/types.ts';
 import { isDmError } from '../devmapper/types.ts';
 import { errorMessage } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord, DeviceState } from '../state/types.ts';
 import type { Devices } from './devices.ts';
 import { retry, SUSPEND_RETRY } from './retry.ts';
+
+/** What the pass read of a live dm device before the repairs: its info, and its table when thin. */
+type Seen = DmDeviceInfo & { table?: ThinTable };
 
 export type RepairAction = 'rolled_back' | 'deleted' | 'resumed' | 'reactivated' | 'settled' | 'marked_faulty' | 'resized';
 
@@ -15,6 +18,11 @@ export interface ReconcileReport {
   faulty: Array<{ id: string; error: string }>;
   /** Thin devices in this pool that no record knows; dmName only when the device is live. */
   orphans: Array<{ dmName?: string; deviceId: number }>;
+  /**
+   * Whether the records were compared with the pool's metadata: 'skipped' when not asked for,
+   * 'unavailable' when it could not be read. Without it, only live devices are judged.
+   */
+  metadata: 'checked' | 'skipped' | 'unavailable';
 }
 
 /**
@@ -31,6 +39,14 @@ export interface ReconcileOptions {
    * what was read about them, from the pool and the kernel, may then be stale.
    */
   exclusive?: Exclusive;
+  /**
+   * Also compare the records with the pool's metadata (a metadata snapshot read by thin_ls):
+   * finds devices deleted behind the driver's back and inactive orphans. It costs three
+   * commands and two pool writes, most of a reconcile, and no repair of a crash needs it, so
+   * starts skip it and the first pass after serving begins makes it. Without it, Faulty
+   * devices with no live table are left for that pass. Default true.
+   */
+  metadata?: boolean;
 }
 
 /**
@@ -41,31 +57,43 @@ export interface ReconcileOptions {
 export async function reconcile(ctx: OpContext, devices: Devices, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
   const { pool } = devices;
   const { store, dm, log, metrics } = pool.deps;
-  const end = metrics.reconcileDuration.startTimer();
-  const report: ReconcileReport = { tx: await txVerdict(ctx, devices), repaired: [], faulty: [], orphans: [] };
-  const view = await pool.metadataView(ctx);
-  if ('unavailable' in view) log.warn('pool metadata not compared with the records this time', { pool: pool.name, reason: view.unavailable });
-  const live = new Map((await dm.infoAll(ctx)).map((i) => [i.name, i]));
+  const withMetadata = opts.metadata ?? true;
+  const end = metrics.reconcileDuration.startTimer({ metadata: withMetadata ? 'checked' : 'skipped' });
+  // Independent reads, side by side: a restart waits for the slowest, not for their sum.
+  const [tx, infos, tables, view] = await Promise.all([
+    txVerdict(ctx, devices), dm.infoAll(ctx), dm.thinTableAll(ctx),
+    withMetadata ? pool.metadataView(ctx) : Promise.resolve({ unavailable: 'not asked for' }),
+  ]);
+  const report: ReconcileReport = { tx, repaired: [], faulty: [], orphans: [], metadata: 'skipped' };
+  if (withMetadata) report.metadata = 'ids' in view ? 'checked' : 'unavailable';
+  if ('unavailable' in view && withMetadata) log.warn('pool metadata not compared with the records this time', { pool: pool.name, reason: view.unavailable });
+  const live = new Map(infos.map((i) => [i.name, i]));
+  const seen = (name: string): Seen | undefined => { const i = live.get(name); return i && { ...i, table: tables.get(name) }; };
   const ids = 'ids' in view ? view.ids : undefined;
-  for (const rec of 'records' in view ? view.records : await store.listDevices()) {
+  const records = 'records' in view ? view.records : await store.listDevices();
+  for (const rec of records) {
+    // Retrying a Faulty device with no live table needs to know its thin id is still in the
+    // pool: one that vanished would otherwise be "settled" back to health until the next
+    // metadata check. A live one (left suspended, say) is repaired now.
+    if (!withMetadata && rec.state === 'Faulty' && !live.has(rec.dmName)) continue;
     if (!opts.exclusive) {
-      await reconcileOne(ctx, devices, report, rec, ids, live.get(rec.dmName));
+      await reconcileOne(ctx, devices, report, rec, ids, seen(rec.dmName));
       continue;
     }
     const ran = await opts.exclusive(rec.id, async () => {
       const current = await store.getDevice(rec.id);
-      if (current && JSON.stringify(current) === JSON.stringify(rec)) await reconcileOne(ctx, devices, report, rec, ids, live.get(rec.dmName));
+      if (current && JSON.stringify(current) === JSON.stringify(rec)) await reconcileOne(ctx, devices, report, rec, ids, seen(rec.dmName));
       else log.debug('reconcile skipped a device an RPC changed meanwhile', { volume: rec.id });
     });
     if (!ran) log.debug('reconcile skipped a device an RPC is working on', { volume: rec.id });
   }
-  report.orphans = await findOrphans(ctx, devices, 'ids' in view ? view : undefined);
+  report.orphans = await findOrphans(devices, tables, records, ids);
   for (const o of report.orphans) log.warn('thin device in pool has no record', { pool: pool.name, ...o });
   end({ outcome: report.faulty.length > 0 ? 'faulty' : 'ok' });
   return report;
 }
 
-async function reconcileOne(ctx: OpContext, devices: Devices, report: ReconcileReport, rec: DeviceRecord, ids: Set<number> | undefined, info: DmDeviceInfo | undefined): Promise<void> {
+async function reconcileOne(ctx: OpContext, devices: Devices, report: ReconcileReport, rec: DeviceRecord, ids: Set<number> | undefined, info: Seen | undefined): Promise<void> {
   const { log, metrics } = devices.pool.deps;
   const from = rec.state === 'Faulty' ? (rec.faultyFrom ?? 'Faulty') : rec.state;
   if (ids && MAY_LACK_ID.has(from) === false && !ids.has(rec.deviceId)) {
@@ -98,7 +126,8 @@ const MAY_LACK_ID = new Set<DeviceState>(['Unknown', 'Creating', 'Removing', 'Re
 async function reportVanished(devices: Devices, report: ReconcileReport, rec: DeviceRecord, from: DeviceState): Promise<void> {
   const { pool } = devices;
   const error = `thin device ${rec.deviceId} is not in the metadata of pool ${pool.name}: it was deleted outside this driver, or the pool metadata was replaced; its data is gone`;
-  if (rec.state !== 'Faulty') await devices.markFaulty(rec.id, from, error);
+  // A repair that failed on the missing device left a vaguer reason: this one says what happened.
+  if (rec.state !== 'Faulty' || rec.error !== error) await devices.markFaulty(rec.id, from, error);
   report.faulty.push({ id: rec.id, error });
   pool.deps.log.error('thin device vanished from the pool', { volume: rec.id, device_id: rec.deviceId, pool: pool.name });
 }
@@ -118,7 +147,7 @@ async function txVerdict(ctx: OpContext, devices: Devices): Promise<ReconcileRep
   return { pool: P, store: S, verdict };
 }
 
-async function repairOne(ctx: OpContext, devices: Devices, rec: DeviceRecord, from: DeviceState, info: DmDeviceInfo | undefined): Promise<RepairAction | undefined> {
+async function repairOne(ctx: OpContext, devices: Devices, rec: DeviceRecord, from: DeviceState, info: Seen | undefined): Promise<RepairAction | undefined> {
   const { pool } = devices;
   const { store, dm } = pool.deps;
   switch (from) {
@@ -142,7 +171,7 @@ async function repairOne(ctx: OpContext, devices: Devices, rec: DeviceRecord, fr
 }
 
 /** Table states (activate, suspend, resume, deactivate): the kernel's view decides. */
-async function settleActivation(ctx: OpContext, devices: Devices, rec: DeviceRecord, from: DeviceState, info: DmDeviceInfo | undefined): Promise<RepairAction | undefined> {
+async function settleActivation(ctx: OpContext, devices: Devices, rec: DeviceRecord, from: DeviceState, info: Seen | undefined): Promise<RepairAction | undefined> {
   const { store, dm } = devices.pool.deps;
   const set = (state: DeviceState) => store.updateDevice(rec.id, (r) => {
     r.state = state;
@@ -160,7 +189,7 @@ async function settleActivation(ctx: OpContext, devices: Devices, rec: DeviceRec
     return 'resumed';
   }
   if (info) {
-    const wasShort = (await dm.thinTable(ctx, rec.dmName)).lengthSectors * 512 < rec.sizeBytes;
+    const wasShort = (info.table ?? await dm.thinTable(ctx, rec.dmName)).lengthSectors * 512 < rec.sizeBytes;
     if (wasShort) await devices.applySize(ctx, rec);
     if (rec.state === 'Activated') return wasShort ? 'resized' : undefined;
     await set('Activated');
@@ -178,19 +207,20 @@ async function settleActivation(ctx: OpContext, devices: Devices, rec: DeviceRec
 
 /**
  * Thin devices of this pool that no record knows: live ones from their tables, and, when the
- * metadata could be read, inactive ones too (those have no dm name).
+ * metadata could be read, inactive ones too (those have no dm name). `tables`, `records` and
+ * `ids` were read before the repairs; the records are read again after them.
  */
-async function findOrphans(ctx: OpContext, devices: Devices, view?: { ids: Set<number>; records: DeviceRecord[] }): Promise<ReconcileReport['orphans']> {
+async function findOrphans(devices: Devices, tables: Map<string, ThinTable>, records: DeviceRecord[], ids?: Set<number>): Promise<ReconcileReport['orphans']> {
   const { pool } = devices;
-  // The view's records, read before the repairs, are still right here: a record a repair
-  // dropped (a rolled-back create, a finished delete) took its thin id out of the pool with it.
-  const known = new Set((view?.records ?? await pool.deps.store.listDevices()).map((r) => r.deviceId));
+  // Known: a record from before the repairs (a rolled-back create took its device with it,
+  // but its table was read first) or after them (one an RPC made meanwhile).
+  const known = new Set([...records, ...await pool.deps.store.listDevices()].map((r) => r.deviceId));
   const orphans = new Map<number, ReconcileReport['orphans'][number]>();
-  for (const [dmName, t] of await pool.deps.dm.thinTableAll(ctx)) {
+  for (const [dmName, t] of tables) {
     if (t.poolDev !== pool.devNo && t.poolDev !== pool.deps.dm.devicePath(pool.name)) continue;
     if (!known.has(t.deviceId)) orphans.set(t.deviceId, { dmName, deviceId: t.deviceId });
   }
-  for (const id of view?.ids ?? []) if (!known.has(id) && !orphans.has(id)) orphans.set(id, { deviceId: id });
+  for (const id of ids ?? []) if (!known.has(id) && !orphans.has(id)) orphans.set(id, { deviceId: id });
   for (const id of orphans.keys()) pool.claimId(id);
   return [...orphans.values()].sort((a, b) => a.deviceId - b.deviceId);
 }

@@ -11,6 +11,12 @@ import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, type PoolHealth, type
 /** Thin device ids are 24-bit (kernel-thin-provisioning.rst). */
 export const MAX_DEVICE_ID = (1 << 24) - 1;
 
+/**
+ * How old a status reading the admission checks accept. Usage moves slowly against this, and
+ * the modes that matter (read-only, failed) make the kernel refuse the change itself.
+ */
+export const ADMISSION_READING_MS = 5_000;
+
 export interface PoolDeps {
   dm: DeviceMapper;
   store: StateStore;
@@ -46,6 +52,7 @@ export class ThinPool {
   private readonly usedIds = new Set<number>();
   private nextId = 0;
   private inflightStatus: Promise<ThinPoolStatus> | undefined;
+  private lastStatus: { at: number; status: ThinPoolStatus } | undefined;
   private tx = 0;
   /** Set when the pool's transaction id moved without us: someone else is sending messages. */
   txMismatch: string | undefined;
@@ -81,14 +88,45 @@ export class ThinPool {
   status(ctx: OpContext): Promise<ThinPoolStatus> {
     if (this.inflightStatus) return this.inflightStatus;
     const p = this.deps.dm.poolStatus(ctx, this.name).finally(() => { this.inflightStatus = undefined; });
+    p.then((status) => { this.lastStatus = { at: performance.now(), status }; }, () => undefined);
     this.inflightStatus = p;
     return p;
   }
 
   async health(ctx: OpContext): Promise<PoolHealth> {
-    const h = assessPool(await this.status(ctx), this.dataBlockSectors, this.thresholds);
+    return this.assess(await this.status(ctx));
+  }
+
+  /**
+   * Health for the checks before a create or snapshot: a reading up to ADMISSION_READING_MS old
+   * will do, so a burst of requests (or a restore, which checks room and metadata) pays for one
+   * `dmsetup status`, not one each. The kernel is the last word: a pool that turned read-only
+   * since refuses the message, and `refusal` then explains it from a fresh reading.
+   */
+  private async admissionHealth(ctx: OpContext): Promise<PoolHealth> {
+    const r = this.lastStatus;
+    if (r && performance.now() - r.at <= ADMISSION_READING_MS) {
+      const h = this.assess(r.status);
+      if (h.condition === 'ok' && !this.metadataLow(h)) return h; // anything less is read afresh
+    }
+    return this.health(ctx);
+  }
+
+  private assess(status: ThinPoolStatus): PoolHealth {
+    const h = assessPool(status, this.dataBlockSectors, this.thresholds);
     this.recordHealth(h);
     return h;
+  }
+
+  /**
+   * Why the pool refused a message, as RESOURCE_EXHAUSTED, when a fresh reading shows it cannot
+   * take new devices (read-only, failed, out of metadata); undefined when it can.
+   */
+  async refusal(ctx: OpContext, err: unknown): Promise<Error | undefined> {
+    if (!isDmError(err, 'invalid') && !isDmError(err, 'no_space')) return undefined;
+    const h = await this.health(ctx).catch(() => undefined);
+    if (!h || (h.writable && !this.metadataLow(h))) return undefined;
+    return resourceExhausted(`thin pool ${this.name} refused the change: ${h.reasons.join('; ')}`);
   }
 
   /** Bytes a new volume may still claim (GetCapacity and the CreateVolume check agree by construction). */
@@ -98,7 +136,7 @@ export class ThinPool {
 
   /** Refuses new devices, with the reason, when the pool cannot take them; nothing existing is touched. */
   async ensureRoom(ctx: OpContext, sizeBytes: number): Promise<void> {
-    const h = await this.health(ctx);
+    const h = await this.admissionHealth(ctx);
     if (!h.writable) throw resourceExhausted(`thin pool ${this.name} refuses new volumes: ${h.reasons.join('; ')}`);
     const room = allocatableBytes(h, this.overprovision);
     if (sizeBytes > room) {
@@ -108,12 +146,15 @@ export class ThinPool {
 
   /** Ensures snapshots and deletes are possible: they need metadata space, not data space. */
   async ensureMetadataWritable(ctx: OpContext): Promise<void> {
-    const h = await this.health(ctx);
-    // Running metadata out makes the pool read-only: at the threshold, snapshots stop (deletes do not come here).
-    const metadataLow = h.metadataTotalBytes === 0 || (h.metadataUsedBytes / h.metadataTotalBytes) * 100 >= this.thresholds.lowMetadataPercent;
-    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || metadataLow) {
+    const h = await this.admissionHealth(ctx);
+    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || this.metadataLow(h)) {
       throw resourceExhausted(`thin pool ${this.name} cannot change its metadata: ${h.reasons.join('; ')}`);
     }
+  }
+
+  /** Running metadata out makes the pool read-only: at the threshold, snapshots stop (deletes do not come here). */
+  private metadataLow(h: PoolHealth): boolean {
+    return h.metadataTotalBytes === 0 || (h.metadataUsedBytes / h.metadataTotalBytes) * 100 >= this.thresholds.lowMetadataPercent;
   }
 
   allocateId(): number {

@@ -242,6 +242,7 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     sh('dmsetup', ['message', POOL, '0', `delete ${goneId}`]);
     sh('dmsetup', ['message', POOL, '0', 'create_thin 4242']);
     d = await startDriver(['--metrics-address', METRICS]);
+    await metadataChecked(d.log); // the start settles records only; the metadata check follows it
     const rec = records().find((r) => r.id === gone)!;
     assert.equal(rec.state, 'Faulty');
     assert.match(rec.error ?? '', new RegExp(`thin device ${goneId} is not in the metadata of pool ${POOL}`));
@@ -266,3 +267,13 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     assert.equal(poolTx(), storedPoolTx());
   });
 });
+
+/** Waits for the driver's first reconcile that compared the records with the pool metadata. */
+async function metadataChecked(log: string): Promise<void> {
+  const done = /"metadata":"checked".*"pool reconciled"|"pool reconciled".*"metadata":"checked"/;
+  for (const t0 = Date.now(); Date.now() - t0 < 120_000;) {
+    if (done.test(readFileSync(log, 'utf8'))) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no reconcile with the pool metadata within 120 s');
+}

@@ -82,3 +82,16 @@ test('the bundle the image ships runs', () => {
   const out = execFileSync(process.execPath, [bundle, 'help'], { cwd: '/', encoding: 'utf8' });
   assert.match(out, /Usage: dmthin-csi COMMAND/);
 });
+
+test('the image and npm start run node with the same young-generation cap, one NODE_OPTIONS accepts', () => {
+  const env = instructions.find((l) => l.startsWith('ENV NODE_OPTIONS='));
+  assert.ok(env, 'no NODE_OPTIONS in the runtime image');
+  const flags = env.slice('ENV NODE_OPTIONS='.length);
+  assert.match(flags, /^--max-semi-space-size=\d+$/);
+  const start = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!;
+  assert.ok(start.includes(`node ${flags} dist/dmthin-csi.mjs`), `npm start: ${start}`);
+  // Node refuses, and does not start, with a flag NODE_OPTIONS does not allow.
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write("up")'], { env: { ...process.env, NODE_OPTIONS: flags }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, 'up');
+});

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  DmParseError, parseAs, parseInfoRows, parseMultiDevice, parseTargets, parseThinPoolStatus,
+  DmParseError, parseAs, parseInfoRows, parseLiveTable, parseMultiDevice, parseTargets, parseThinPoolStatus,
   parseThinPoolTable, parseThinStatus, parseThinTable,
 } from '../../../src/devmapper/parse.ts';
 import { DmError } from '../../../src/devmapper/types.ts';
@@ -123,6 +123,11 @@ describe('parseThinPoolTable / parseThinTable', () => {
     assert.equal(parseThinTable('0 2097152 thin 254:0 1 7:3').externalOrigin, '7:3');
     rejects(() => parseThinTable('0 2097152 thin 254:0'), /1 fields/);
     rejects(() => parseThinTable('0 2097152 thin 254:0 one'), /device id is "one"/);
+  });
+  it('reads the empty table of a device with no live table as not_found; a malformed one stays an error', () => {
+    assert.throws(() => parseLiveTable('v', '\n', parseThinTable), (e: unknown) => e instanceof DmError && e.kind === 'not_found' && /v has no live table/.test(e.message));
+    assert.throws(() => parseLiveTable('v', '0 8 linear 7:0 0', parseThinTable), (e: unknown) => e instanceof DmError && e.kind === 'invalid');
+    assert.equal(parseLiveTable('v', '0 2097152 thin 254:0 1\n', parseThinTable).deviceId, 1);
   });
 });
 

@@ -152,6 +152,17 @@ describe('kube mode: failures and recovery', () => {
     await until(() => kn.events.recent.some((e) => e.reason === 'ForcedCleanup' && e.name === id), 'ForcedCleanup event');
   });
 
+  it('finds a device deleted behind its back in the pass right after the start, not a resync later', async () => {
+    let kn = await w.startNode('n1', SLOW);
+    const id = (await w.controller.CreateVolume(deadline(), createReq('gone', { node: 'n1' }))).volume!.volume_id!;
+    const deviceId = (await kn.store.getDevice(id))!.deviceId;
+    await w.stopNode('n1');
+    await w.dms.get('n1')!.message(deadline(), POOL, `delete ${deviceId}`);
+    kn = await w.startNode('n1', SLOW);
+    await until(() => cr(id)?.status?.state === 'Faulty' && kn.agent.lastReport?.metadata === 'checked', 'Faulty without waiting for a resync');
+    assert.match(cr(id)?.status?.message ?? '', new RegExp(`thin device ${deviceId} is not in the metadata`));
+  });
+
   it('reports a device no CR owns, and deletes it only after the operator opts in on the ThinPool', async () => {
     const kn = await w.startNode('n1');
     const dm = w.dms.get('n1')!;

@@ -70,6 +70,29 @@ describe('Devices', () => {
     });
   });
 
+  describe('activate', () => {
+    it('creates the table with one command when the record says inactive', async () => {
+      await devices().create(ctx, spec('v'));
+      fd.dm.ops.length = 0;
+      await devices().activate(ctx, 'v');
+      assert.deepEqual(fd.dm.ops.map((o) => o.op), ['create']);
+      assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
+    });
+    it('adopts a live device its record does not know of, as it is, when the name is taken', async () => {
+      await devices().create(ctx, spec('v'));
+      await devices().activate(ctx, 'v');
+      await fd.dm.suspend(ctx, 'dm-v');
+      await fd.store.updateDevice('v', (r) => { r.state = 'Deactivated'; });
+      fd.dm.ops.length = 0;
+      await devices().activate(ctx, 'v');
+      assert.deepEqual(fd.dm.ops.map((o) => o.op), ['create', 'info', 'resume']);
+      const rec = await fd.store.getDevice('v');
+      assert.equal(rec?.state, 'Activated');
+      assert.equal(rec?.error, undefined, 'the refused create leaves no error behind');
+      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+    });
+  });
+
   describe('snapshot of an active origin', () => {
     beforeEach(async () => {
       await devices().create(ctx, spec('v'));
@@ -183,12 +206,12 @@ describe('Devices', () => {
   });
 
   describe('resize', () => {
-    it('grows a live table with reload, suspend, resume', async () => {
+    it('grows a live table with reload and resume (the resume suspends to swap), reading only its table first', async () => {
       await devices().create(ctx, spec('v'));
       await devices().activate(ctx, 'v');
       fd.dm.ops.length = 0;
       await devices().resize(ctx, 'v', 2 * GiB);
-      assert.deepEqual(fd.dm.ops.filter((o) => ['reload', 'suspend', 'resume'].includes(o.op)).map((o) => o.op), ['reload', 'suspend', 'resume']);
+      assert.deepEqual(fd.dm.ops.map((o) => o.op), ['thinTable', 'reload', 'resume']);
       assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
       assert.equal((await fd.store.getDevice('v'))?.sizeBytes, 2 * GiB);
     });
@@ -206,6 +229,7 @@ describe('Devices', () => {
       const before = await fd.store.listDevices();
       for (const mode of ['out_of_data_space', 'ro'] as const) {
         fd.dm.setPoolMode(POOL, mode);
+        await pool().health(ctx); // a fresh reading (Probe, GetCapacity): the checks now see the mode
         await assert.rejects(pool().ensureRoom(ctx, GiB), { code: 8 });
         assert.deepEqual(await fd.store.listDevices(), before);
       }
@@ -227,6 +251,23 @@ describe('Devices', () => {
       await devices().deactivate(ctx, 'v');
       await devices().remove(ctx, 'v');
       assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
+    });
+    it('a burst of creates reads the pool status once; a pool that turned read-only since is refused by the kernel, and says why', async () => {
+      await devices().create(ctx, spec('v'));
+      const statusReads = () => fd.dm.ops.filter((o) => o.op === 'poolStatus').length;
+      const reads = statusReads();
+      for (const id of ['a', 'b', 'c']) {
+        await pool().ensureRoom(ctx, GiB);
+        await devices().create(ctx, spec(id));
+      }
+      assert.ok(statusReads() - reads <= 1, `${statusReads() - reads} status reads for 3 creates`);
+      const before = await fd.store.listDevices();
+      fd.dm.setPoolMode(POOL, 'ro');
+      await pool().ensureMetadataWritable(ctx); // the healthy reading of a moment ago still stands
+      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })),
+        (e: { code: number; message: string }) => e.code === 8 && /refused the change: .*read-only/.test(e.message));
+      assert.deepEqual(await fd.store.listDevices(), before, 'no record left of the refused snapshot');
+      assert.deepEqual(fd.dm.violations, []);
     });
     it('needs_check refuses snapshots too', async () => {
       await devices().create(ctx, spec('v'));
