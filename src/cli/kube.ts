@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { ControllerService } from '../controller/service.ts';
 import { IdentityService } from '../csi/identity.ts';
+import { loadCsi } from '../csi/proto.ts';
 import { serve } from '../csi/server.ts';
 import { DmsetupDeviceMapper } from '../devmapper/dmsetup.ts';
 import { refreshDeviceGauge } from '../driver.ts';
@@ -83,10 +84,12 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   const metrics = new Metrics({ processMetrics: true });
   const dm = new DmsetupDeviceMapper({ udev: 'auto' });
   await checkKernel(dm);
-  const kn = await startKubeNode(background, {
+  const starting = startKubeNode(background, {
     kc: kubeConfig(), node: cfg.nodeId, dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), log, metrics,
     pool: cfg.pool, overprovisionRatio: cfg.overprovisionRatio, defaultFs: cfg.defaultFs,
   });
+  loadCsi(); // builds the CSI codecs while the start's commands run, not after them
+  const kn = await starting;
   const server = await serve(cfg.endpoint, { identity: kn.identity, node: kn.node }, { log, metrics, locks: kn.agent.locks });
   const gauge = setInterval(() => { void refreshDeviceGauge(kn.devices).catch(() => undefined); }, 15_000);
   gauge.unref();

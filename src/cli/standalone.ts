@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { DmsetupDeviceMapper } from '../devmapper/dmsetup.ts';
 import { isDmError } from '../devmapper/types.ts';
+import { loadCsi } from '../csi/proto.ts';
 import { createDriver, serveDriver } from '../driver.ts';
 import { LosetupLoopDevices } from '../mount/loop.ts';
 import { SystemMounter } from '../mount/system.ts';
@@ -40,7 +41,9 @@ export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<vo
   await checkKernel(dm);
   const store = await FileStore.open(join(cfg.stateDir, 'store'));
   const parts = { dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), store, log, metrics };
-  const driver = await createDriver(background, cfg, parts);
+  const starting = createDriver(background, cfg, parts);
+  loadCsi(); // builds the CSI codecs while the start's commands run, not after them
+  const driver = await starting;
   const running = await serveDriver(cfg, driver, log);
   return async () => {
     await new Promise<void>((resolve) => running.grpc.tryShutdown(() => resolve()));

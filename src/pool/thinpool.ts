@@ -12,10 +12,10 @@ import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, type PoolHealth, type
 export const MAX_DEVICE_ID = (1 << 24) - 1;
 
 /**
- * How old a status reading the admission checks accept. Usage moves slowly against this, and
- * the modes that matter (read-only, failed) make the kernel refuse the change itself.
+ * How old a healthy status reading the admission checks and Probe accept. Usage moves slowly
+ * against this, and the modes that matter (read-only, failed) make the kernel refuse changes.
  */
-export const ADMISSION_READING_MS = 5_000;
+export const RECENT_READING_MS = 5_000;
 
 export interface PoolDeps {
   dm: DeviceMapper;
@@ -98,14 +98,15 @@ export class ThinPool {
   }
 
   /**
-   * Health for the checks before a create or snapshot: a reading up to ADMISSION_READING_MS old
-   * will do, so a burst of requests (or a restore, which checks room and metadata) pays for one
-   * `dmsetup status`, not one each. The kernel is the last word: a pool that turned read-only
-   * since refuses the message, and `refusal` then explains it from a fresh reading.
+   * Health for the checks before a create or snapshot, and for Probe: a healthy reading up to
+   * RECENT_READING_MS old will do, so a burst of requests (or a restore, which checks room and
+   * metadata) pays for one `dmsetup status`, not one each. The kernel is the last word: a pool
+   * that turned read-only since refuses the message, and `refusal` then explains it from a
+   * fresh reading.
    */
-  private async admissionHealth(ctx: OpContext): Promise<PoolHealth> {
+  async recentHealth(ctx: OpContext): Promise<PoolHealth> {
     const r = this.lastStatus;
-    if (r && performance.now() - r.at <= ADMISSION_READING_MS) {
+    if (r && performance.now() - r.at <= RECENT_READING_MS) {
       const h = this.assess(r.status);
       if (h.condition === 'ok' && !this.metadataLow(h)) return h; // anything less is read afresh
     }
@@ -136,7 +137,7 @@ export class ThinPool {
 
   /** Refuses new devices, with the reason, when the pool cannot take them; nothing existing is touched. */
   async ensureRoom(ctx: OpContext, sizeBytes: number): Promise<void> {
-    const h = await this.admissionHealth(ctx);
+    const h = await this.recentHealth(ctx);
     if (!h.writable) throw resourceExhausted(`thin pool ${this.name} refuses new volumes: ${h.reasons.join('; ')}`);
     const room = allocatableBytes(h, this.overprovision);
     if (sizeBytes > room) {
@@ -146,7 +147,7 @@ export class ThinPool {
 
   /** Ensures snapshots and deletes are possible: they need metadata space, not data space. */
   async ensureMetadataWritable(ctx: OpContext): Promise<void> {
-    const h = await this.admissionHealth(ctx);
+    const h = await this.recentHealth(ctx);
     if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || this.metadataLow(h)) {
       throw resourceExhausted(`thin pool ${this.name} cannot change its metadata: ${h.reasons.join('; ')}`);
     }
@@ -266,7 +267,7 @@ export class ThinPool {
 export function poolReadiness(pool: ThinPool) {
   return {
     ready: async (c: OpContext) => {
-      const h = await pool.health(c);
+      const h = await pool.recentHealth(c);
       const broken = h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only';
       return { ready: !broken, reason: h.reasons.join('; ') };
     },

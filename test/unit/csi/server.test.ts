@@ -10,7 +10,7 @@ import { serve, socketPath } from '../../../src/csi/server.ts';
 import { lockKeys } from '../../../src/csi/wrap.ts';
 import { createLogger, redact } from '../../../src/observability/log.ts';
 import { blockCap, codeOf, connectCsi, GiB, mountCap, type CsiClients } from '../../support/csi-client.ts';
-import { fakeDriver, POOL, type FakeDriver } from '../support/fake-driver.ts';
+import { ctx, fakeDriver, POOL, type FakeDriver } from '../support/fake-driver.ts';
 
 describe('CSI over gRPC', () => {
   let fd: FakeDriver;
@@ -47,6 +47,8 @@ describe('CSI over gRPC', () => {
     assert.ok(info.name);
     assert.equal((await csi.identity.call('Probe')).ready.value, true);
     fd.dm.setPoolMode(POOL, 'fail');
+    // Probe answers from a healthy reading of the last few seconds; the next reading has the failure.
+    await fd.driver.pool.health(ctx);
     assert.equal((await csi.identity.call('Probe')).ready.value, false);
   });
 
