@@ -29,7 +29,7 @@ const { values: a } = parseArgs({
   options: {
     quick: { type: 'boolean' }, reps: { type: 'string' }, scale: { type: 'string' }, 'scale-snapshots': { type: 'string' },
     'mkfs-reps': { type: 'string' }, 'list-reps': { type: 'string' }, skip: { type: 'string' }, out: { type: 'string' }, render: { type: 'string' },
-    'node-flags': { type: 'string' },
+    'node-flags': { type: 'string' }, 'driver-log-level': { type: 'string' },
   },
 });
 if (a.render) {
@@ -48,6 +48,8 @@ const skip = new Set((a.skip ?? '').split(',').filter(Boolean));
  * `--node-flags=` (empty) measures Node's defaults, for comparing V8 heap settings.
  */
 const NODE_FLAGS = (a['node-flags'] ?? '--max-semi-space-size=2').split(/\s+/).filter(Boolean);
+/** Profiling aid: `--driver-log-level debug` logs every command the driver runs, with its duration. */
+const DRIVER_LOG = a['driver-log-level'] ?? 'info';
 const OUT = a.out ?? join(ROOT, 'bench/out/results.json');
 
 const ms = (us: number) => us / 1000;
@@ -66,7 +68,7 @@ async function startDriver(): Promise<number> {
   const fd = openSync(logFile, 'w');
   const t0 = now();
   const child = spawn(process.execPath, [...NODE_FLAGS, join(ROOT, 'dist/dmthin-csi.mjs'), 'standalone', '--state-dir', STATE, '--endpoint', ENDPOINT, '--pool-name', POOL,
-    '--loop-data-size', '256Gi', '--loop-metadata-size', '1Gi', '--overprovision-ratio', '100', '--node-id', 'bench', '--metrics-address', METRICS],
+    '--loop-data-size', '256Gi', '--loop-metadata-size', '1Gi', '--overprovision-ratio', '100', '--node-id', 'bench', '--metrics-address', METRICS, '--log-level', DRIVER_LOG],
   { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));

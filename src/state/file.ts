@@ -1,6 +1,7 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { applyMutation, assertStorable, deviceProblem, jsonCopy, poolProblem } from './memory.ts';
+import { applyMutation, assertStorable, deviceProblem, jsonCopy, poolProblem, recordCopy } from './memory.ts';
+import { KeyedMutex } from '../system/lock.ts';
 import { type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
 
 const DEVICES_DIR = 'devices';
@@ -61,27 +62,6 @@ async function writeAtomic(target: string, data: string): Promise<void> {
     throw err;
   }
   await fsyncDir(dir);
-}
-
-/** Serialises async sections per key; later callers wait for earlier ones, failed or not. */
-class KeyedMutex {
-  readonly #tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve();
-    const result = prev.then(fn);
-    const tail = result.then(() => undefined, () => undefined);
-    this.#tails.set(key, tail);
-    try {
-      return await result;
-    } finally {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    }
-  }
-
-  async idle(): Promise<void> {
-    while (this.#tails.size > 0) await Promise.all(this.#tails.values());
-  }
 }
 
 /** Start time of a process in clock ticks since boot (/proc/PID/stat field 22), if readable. */
@@ -229,7 +209,9 @@ export class FileStore implements StateStore {
   async #readRecord(file: string, problemOf: (x: unknown) => string | undefined): Promise<DeviceRecord | PoolRecord | undefined> {
     let text: string;
     try {
-      text = await fsp.readFile(file, 'utf8');
+      // Only open reads records, before anything else runs. Synchronous reads skip fsp.readFile's
+      // four thread-pool round trips per file: 2,000 records took 300 ms that way, 12 ms this way.
+      text = readFileSync(file, 'utf8');
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined;
       throw err;
@@ -259,12 +241,12 @@ export class FileStore implements StateStore {
   async getDevice(id: string): Promise<DeviceRecord | undefined> {
     this.#assertOpen();
     const r = this.#devices.get(id);
-    return r && jsonCopy(r);
+    return r && recordCopy(r);
   }
 
   async listDevices(): Promise<DeviceRecord[]> {
     this.#assertOpen();
-    return [...this.#devices.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((r) => jsonCopy(r));
+    return [...this.#devices.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(recordCopy);
   }
 
   async #persistDevice(next: DeviceRecord): Promise<DeviceRecord> {

@@ -55,6 +55,13 @@ export class KeyedMutex {
     const step = (i: number): Promise<T> => (i === sorted.length ? fn() : this.run(sorted[i]!, () => step(i + 1)));
     return step(0);
   }
+
+  /** Resolves once no key has queued work, including work queued while waiting. */
+  async idle(): Promise<void> {
+    while (this.locks.size > 0) {
+      await Promise.all([...this.locks.keys()].map((k) => this.run(k, async () => undefined)));
+    }
+  }
 }
 
 /** At most `limit` holders at once; the rest wait, first come first served. */

@@ -17,6 +17,23 @@ it('KeyedMutex.tryRun runs when the key is free and refuses, without waiting, wh
   assert.equal(locks.size, 0, 'no entry is kept for keys nobody holds');
 });
 
+it('KeyedMutex.idle waits for queued work, failed or not, and for work queued meanwhile', async () => {
+  const locks = new KeyedMutex();
+  const done: string[] = [];
+  let release!: () => void;
+  const first = locks.run('a', () => new Promise<void>((r) => { release = r; }));
+  const failing = locks.run('a', async () => { done.push('a2'); throw new Error('boom'); });
+  const idle = locks.idle().then(() => done.push('idle'));
+  await new Promise((r) => setImmediate(r));
+  void locks.run('b', async () => { done.push('b'); });
+  release();
+  await first;
+  await assert.rejects(failing, /boom/);
+  await idle;
+  assert.deepEqual(done, ['b', 'a2', 'idle']);
+  assert.equal(locks.size, 0);
+});
+
 it('Semaphore lets at most `limit` run at once and the rest in arrival order', async () => {
   const sem = new Semaphore(2);
   const order: string[] = [];
