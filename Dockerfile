@@ -31,7 +31,10 @@ COPY --from=build /src/dist/ /app/
 ENV NODE_COMPILE_CACHE=/var/cache/dmthin-csi
 # The CSI spec's proto and its Apache-2.0 licence: the bundle carries a descriptor generated from it.
 COPY proto/csi.proto proto/LICENSE /usr/share/dmthin-csi/
-RUN printf '#!/bin/sh\nexec node --enable-source-maps /app/dmthin-csi.mjs "$@"\n' >/usr/local/bin/dmthin-csi \
+# --optimize-for-size (V8 grows the old generation less eagerly; NODE_OPTIONS does not accept
+# it, so every start goes through this wrapper): at 1,000 volumes + 1,000 snapshots the peak
+# RSS was 164 MiB without it and 106 MiB with it, in an 8 GiB guest (bench/results).
+RUN printf '#!/bin/sh\nexec node --enable-source-maps --optimize-for-size /app/dmthin-csi.mjs "$@"\n' >/usr/local/bin/dmthin-csi \
  && chmod 0755 /usr/local/bin/dmthin-csi \
  && dmthin-csi help >/dev/null
 ENV NODE_ENV=production
@@ -41,5 +44,5 @@ ENV NODE_ENV=production
 ENV NODE_OPTIONS=--max-semi-space-size=2
 # Root: the node plugin drives device-mapper and mounts (the DaemonSet runs it privileged).
 USER root
-ENTRYPOINT ["node", "--enable-source-maps", "/app/dmthin-csi.mjs"]
+ENTRYPOINT ["/usr/local/bin/dmthin-csi"]
 CMD ["help"]

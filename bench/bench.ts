@@ -47,7 +47,7 @@ const skip = new Set((a.skip ?? '').split(',').filter(Boolean));
  * The driver's node flags: by default those it runs with (`npm start`, the image's NODE_OPTIONS);
  * `--node-flags=` (empty) measures Node's defaults, for comparing V8 heap settings.
  */
-const NODE_FLAGS = (a['node-flags'] ?? '--max-semi-space-size=2').split(/\s+/).filter(Boolean);
+const NODE_FLAGS = (a['node-flags'] ?? '--max-semi-space-size=2 --optimize-for-size').split(/\s+/).filter(Boolean);
 /** Profiling aid: `--driver-log-level debug` logs every command the driver runs, with its duration. */
 const DRIVER_LOG = a['driver-log-level'] ?? 'info';
 const OUT = a.out ?? join(ROOT, 'bench/out/results.json');
@@ -441,6 +441,8 @@ async function main(): Promise<void> {
   } catch (err) {
     results.errors.push(String((err as Error).stack ?? err));
     if (driver) results.errors.push(`driver log tail:\n${tail(driver.log)}`);
+    // A failed write is most often the guest's tmpfs (which backs all three pools) running out.
+    results.errors.push(`at the failure:\n${await sh('df', ['-k', '/tmp', '/']).catch(String)}${await sh('dmsetup', ['status', POOL, BPOOL]).catch(String)}`);
     console.error(err);
   } finally {
     await stopWriters().catch(() => undefined);

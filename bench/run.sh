@@ -15,7 +15,7 @@ node scripts/bundle.mjs bench/bench.ts
 mkdir -p bench/out
 rm -f bench/out/results.json
 status=0
-test/vm/run-in-vm.sh --mem "${BENCH_VM_MEM:-4096}" --timeout "${BENCH_TIMEOUT:-5400}" -- \
+test/vm/run-in-vm.sh --mem "${BENCH_VM_MEM:-8192}" --timeout "${BENCH_TIMEOUT:-5400}" -- \
   node_modules/.bin/node dist/bench.mjs --out "$PWD/bench/out/results.json" "$@" || status=$?
 if [[ -s bench/out/results.json ]]; then
   echo

@@ -30,7 +30,7 @@ test('multi-stage: Node 24 bookworm build stage, Node 24 bookworm runtime', () =
   assert.ok(instructions.some((l) => l.startsWith('RUN npm run build')));
   assert.ok(instructions.some((l) => l === 'COPY --from=build /src/dist/ /app/'));
   assert.ok(instructions.includes('COPY proto/csi.proto proto/LICENSE /usr/share/dmthin-csi/'));
-  assert.ok(instructions.includes('ENTRYPOINT ["node", "--enable-source-maps", "/app/dmthin-csi.mjs"]'));
+  assert.ok(instructions.includes('ENTRYPOINT ["/usr/local/bin/dmthin-csi"]'));
 });
 
 test('non-interactive apt, no recommends, lists removed, no secrets', () => {
@@ -83,15 +83,31 @@ test('the bundle the image ships runs', () => {
   assert.match(out, /Usage: dmthin-csi COMMAND/);
 });
 
-test('the image and npm start run node with the same young-generation cap, one NODE_OPTIONS accepts', () => {
+/** The node flags the image's wrapper script starts the driver with. */
+function wrapperFlags(): string {
+  const run = instructions.find((l) => l.startsWith('RUN printf') && l.includes('/usr/local/bin/dmthin-csi'));
+  assert.ok(run, 'no wrapper script in the image');
+  const m = /exec node (.*?) \/app\/dmthin-csi\.mjs/.exec(run);
+  assert.ok(m, run);
+  return m[1]!.replace('--enable-source-maps', '').trim();
+}
+
+test('every start of the driver, in the image, the chart and npm start, gets the same V8 sizing flags', () => {
   const env = instructions.find((l) => l.startsWith('ENV NODE_OPTIONS='));
   assert.ok(env, 'no NODE_OPTIONS in the runtime image');
   const flags = env.slice('ENV NODE_OPTIONS='.length);
   assert.match(flags, /^--max-semi-space-size=\d+$/);
+  assert.equal(wrapperFlags(), '--optimize-for-size');
   const start = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!;
-  assert.ok(start.includes(`node ${flags} dist/dmthin-csi.mjs`), `npm start: ${start}`);
+  assert.ok(start.includes(`node ${flags} ${wrapperFlags()} dist/dmthin-csi.mjs`), `npm start: ${start}`);
+  // The node DaemonSet replaces the entrypoint with a shell command: it must exec the wrapper too.
+  const nodeTemplate = readFileSync(path.join(ROOT, 'charts/dmthin-csi/templates/node.yaml'), 'utf8');
+  assert.match(nodeTemplate, /exec dmthin-csi node\b/);
+  assert.doesNotMatch(nodeTemplate, /exec node /);
   // Node refuses, and does not start, with a flag NODE_OPTIONS does not allow.
   const r = spawnSync(process.execPath, ['-e', 'process.stdout.write("up")'], { env: { ...process.env, NODE_OPTIONS: flags }, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, 'up');
+  const w = spawnSync(process.execPath, [...wrapperFlags().split(' '), '-e', 'process.stdout.write("up")'], { encoding: 'utf8' });
+  assert.equal(w.status, 0, w.stderr);
 });

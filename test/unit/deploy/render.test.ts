@@ -80,7 +80,7 @@ test('node: privileged driver, Bidirectional kubelet dir, /dev, state dir, syste
   assert.deepEqual(vol('dev').hostPath, { path: '/dev', type: 'Directory' });
   assert.ok(registrar.args.includes('--kubelet-registration-path=/var/lib/kubelet/plugins/dmthin.csi.io/csi.sock'));
   const script = driver.command[2] as string;
-  assert.match(script, /exec node \/app\/dmthin-csi\.mjs node --endpoint=unix:\/\/\/csi\/csi\.sock --node-id="\$NODE_NAME" --state-dir=\/var\/lib\/dmthin-csi --metrics-address=:8081/);
+  assert.match(script, /exec dmthin-csi node --endpoint=unix:\/\/\/csi\/csi\.sock --node-id="\$NODE_NAME" --state-dir=\/var\/lib\/dmthin-csi --metrics-address=:8081/);
   assert.deepEqual(driver.env, [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]);
 });
 
