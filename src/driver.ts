@@ -90,20 +90,45 @@ export interface Running {
   grpc: grpc.Server;
   http?: Server;
   driver: Driver;
-  /** The pool check that starts once RPCs are served; it never rejects. */
-  poolCheck: Promise<void>;
+  /** Stops the periodic pool checks and waits for one in progress; never rejects. */
+  stopChecks(): Promise<void>;
 }
 
-export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger): Promise<Running> {
+/** How often standalone mode checks its pool, as the node agent's resync does in Kubernetes mode. */
+export const POOL_CHECK_MS = 60_000;
+
+/**
+ * Runs `check` now and then `everyMs` after each run ends, never two at once. A reconcile
+ * that overran its interval is not stacked up behind itself.
+ */
+export function periodically(check: () => Promise<void>, everyMs: number): () => Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let current: Promise<void> = Promise.resolve();
+  const tick = () => {
+    current = check().finally(() => {
+      if (!stopped) timer = setTimeout(tick, everyMs).unref();
+    });
+  };
+  tick();
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    await current;
+  };
+}
+
+export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger, opts: { poolCheckMs?: number } = {}): Promise<Running> {
   const locks = new KeyedMutex();
   const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node }, { log, metrics: driver.metrics, locks });
-  // Off the start's path: a device an RPC holds meanwhile is skipped, as in the agent's passes.
-  const poolCheck = driver.checkPool(background, (id, fn) => locks.tryRun(id, fn))
-    .then(() => undefined, (err: unknown) => { log.error('pool metadata check failed', { pool: driver.pool.name, error: errorMessage(err) }); });
+  // The first right away (the start left the metadata out), all off the RPCs' path: a device an
+  // RPC holds meanwhile is skipped, as in the agent's passes.
+  const stopChecks = periodically(() => driver.checkPool(background, (id, fn) => locks.tryRun(id, fn))
+    .then(() => undefined, (err: unknown) => { log.error('pool check failed', { pool: driver.pool.name, error: errorMessage(err) }); }), opts.poolCheckMs ?? POOL_CHECK_MS);
   const http = cfg.metricsAddress
     ? await serveMetrics(cfg.metricsAddress, driver.metrics, log, async () => (await driver.identity.Probe({})).ready.value)
     : undefined;
   const timer = setInterval(() => { void refreshDeviceGauge(driver.devices).catch(() => undefined); }, 15_000);
   timer.unref();
-  return { grpc: server, http, driver, poolCheck };
+  return { grpc: server, http, driver, stopChecks };
 }

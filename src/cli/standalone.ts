@@ -47,7 +47,7 @@ export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<vo
   const running = await serveDriver(cfg, driver, log);
   return async () => {
     await new Promise<void>((resolve) => running.grpc.tryShutdown(() => resolve()));
-    await running.poolCheck; // bounded by its commands' own timeouts
+    await running.stopChecks(); // a check in progress is bounded by its commands' own timeouts
     running.http?.close();
     await store.close();
     log.info('stopped');
