@@ -53,6 +53,8 @@ export class ThinPool {
   private nextId = 0;
   private inflightStatus: Promise<ThinPoolStatus> | undefined;
   private lastStatus: { at: number; status: ThinPoolStatus } | undefined;
+  /** The reading attach took, until the first status() call after it; see status(). */
+  private attachReading: ThinPoolStatus | undefined;
   private tx = 0;
   /** Set when the pool's transaction id moved without us: someone else is sending messages. */
   txMismatch: string | undefined;
@@ -75,6 +77,8 @@ export class ThinPool {
     pool.metadataDev = table.metadataDev;
     const status = await deps.dm.poolStatus(ctx, settings.name);
     pool.tx = status.transactionId;
+    pool.lastStatus = { at: performance.now(), status };
+    pool.attachReading = status;
     for (const r of await deps.store.listDevices()) pool.usedIds.add(r.deviceId);
     return pool;
   }
@@ -84,8 +88,15 @@ export class ThinPool {
   /**
    * The pool's status line. Concurrent callers share one `dmsetup status` (ListVolumes asks
    * for every volume's condition at once); a call that starts after it finished reads anew.
+   * The first call after attach (the start's reconcile) gets attach's own reading if no message
+   * was sent since and it is under RECENT_READING_MS old: a start reads the status once, not twice.
    */
   status(ctx: OpContext): Promise<ThinPoolStatus> {
+    const fromAttach = this.attachReading;
+    this.attachReading = undefined;
+    if (fromAttach && this.lastStatus?.status === fromAttach && performance.now() - this.lastStatus.at <= RECENT_READING_MS) {
+      return Promise.resolve(fromAttach);
+    }
     if (this.inflightStatus) return this.inflightStatus;
     const p = this.deps.dm.poolStatus(ctx, this.name).finally(() => { this.inflightStatus = undefined; });
     p.then((status) => { this.lastStatus = { at: performance.now(), status }; }, () => undefined);
@@ -244,6 +255,7 @@ export class ThinPool {
   }
 
   send(ctx: OpContext, msg: string): Promise<void> {
+    this.attachReading = undefined; // a message may move the transaction id
     const op = msg.split(' ', 1)[0] ?? 'message';
     return this.deps.metrics.time(this.deps.metrics.commandDuration, op, () => this.deps.dm.message(ctx, this.name, msg));
   }

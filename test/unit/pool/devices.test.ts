@@ -56,6 +56,18 @@ describe('Devices', () => {
       }
       assert.equal(pool().txMismatch, undefined);
     });
+    it('a start reads the pool status once: its reconcile takes the reading attach made; later reads are fresh', async () => {
+      await devices().create(ctx, spec('v'));
+      const statusReads = () => fd.dm.ops.filter((o) => o.op === 'poolStatus').length;
+      const before = statusReads();
+      const d = await fd.restart();
+      assert.equal(statusReads() - before, 1);
+      assert.equal(d.startup.tx.verdict, 'in_sync');
+      await fd.dm.message(ctx, POOL, `set_transaction_id ${await poolTx()} ${(await poolTx()) + 1}`);
+      const reads = statusReads();
+      assert.equal((await d.pool.status(ctx)).transactionId, await poolTx(), 'a read after the start is a new one');
+      assert.equal(statusReads() - reads, 2); // this one, and poolTx()'s own
+    });
     it('a foreign set_transaction_id is detected as a mismatch, at runtime and at restart', async () => {
       await devices().create(ctx, spec('v'));
       const t = await poolTx();
