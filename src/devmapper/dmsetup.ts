@@ -10,6 +10,7 @@ import {
   DmError, type DeviceMapper, type DmDeviceInfo, type RemoveOptions, type ThinPoolStatus,
   type ThinIds, type ThinPoolTable, type ThinStatus, type ThinTable,
 } from './types.ts';
+import { liveInSysfs, nodeDevNo } from './sysfs.ts';
 import { thinIdsFromMetadata } from './thin-ls.ts';
 
 export interface DmsetupOptions {
@@ -25,6 +26,8 @@ export interface DmsetupOptions {
   maxMs?: number;
   /** Where 'auto' looks for udev; default /run/udev/control. */
   udevControlPath?: string;
+  /** Where sysfs is mounted; default /sys. */
+  sysfs?: string;
 }
 
 /** The kernel's DM_NAME_LEN is 128 including the terminating NUL. */
@@ -50,12 +53,14 @@ export class DmsetupDeviceMapper implements DeviceMapper {
   readonly #udev: boolean | 'auto';
   readonly #maxMs: number;
   readonly #udevControl: string;
+  readonly #sysfs: string;
 
   constructor(opts: DmsetupOptions = {}) {
     this.#binary = opts.binary ?? 'dmsetup';
     this.#udev = opts.udev ?? 'auto';
     this.#maxMs = opts.maxMs ?? 30_000;
     this.#udevControl = opts.udevControlPath ?? '/run/udev/control';
+    this.#sysfs = opts.sysfs ?? '/sys';
   }
 
   async #udevPresent(): Promise<boolean> {
@@ -141,6 +146,18 @@ export class DmsetupDeviceMapper implements DeviceMapper {
     }
     const rows = parseAs(name, out, parseInfoRows);
     return rows.find((r) => r.name === name) ?? rows[0];
+  }
+
+  /**
+   * A live device's node leads to sysfs, which says so without a dmsetup run (one spawn less
+   * on a snapshot of a mounted volume). Anything else, absence included, is dmsetup's to say:
+   * a missing node does not prove a missing device.
+   */
+  async isLive(ctx: OpContext, name: string): Promise<boolean> {
+    checkName(name);
+    const dev = await nodeDevNo(this.devicePath(name));
+    if (dev && await liveInSysfs(dev, name, this.#sysfs)) return true;
+    return (await this.info(ctx, name))?.live ?? false;
   }
 
   async infoAll(ctx: OpContext): Promise<DmDeviceInfo[]> {

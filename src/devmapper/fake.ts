@@ -255,6 +255,13 @@ export class FakeDeviceMapper implements DeviceMapper {
     });
   }
 
+  isLive(ctx: OpContext, name: string): Promise<boolean> {
+    return this.#op(ctx, { op: 'isLive', args: [name], ioctl: 'info', name }, () => {
+      const dev = this.#devices.get(name);
+      return dev ? this.#info(dev).live : false;
+    });
+  }
+
   infoAll(ctx: OpContext): Promise<DmDeviceInfo[]> {
     return this.#op(ctx, { op: 'infoAll', args: [], ioctl: 'info' }, () => [...this.#devices.values()].map((d) => this.#info(d)));
   }

@@ -120,6 +120,8 @@ export interface DeviceMapper {
   message(ctx: OpContext, pool: string, msg: string): Promise<void>;
   /** undefined when no such device. */
   info(ctx: OpContext, name: string): Promise<DmDeviceInfo | undefined>;
+  /** Whether NAME has a live table, as `info` tells; may answer from sysfs, with no command run. */
+  isLive(ctx: OpContext, name: string): Promise<boolean>;
   /** Every dm device on the host, one `dmsetup info -c` call. */
   infoAll(ctx: OpContext): Promise<DmDeviceInfo[]>;
   /** Status of every live `thin` device, one `dmsetup status --target thin` call. */

@@ -113,7 +113,7 @@ export class Devices {
   }
 
   private async snapshot(ctx: OpContext, rec: DeviceRecord, origin: DeviceRecord): Promise<DeviceRecord> {
-    const live = (await this.dm.info(ctx, origin.dmName))?.live ?? false;
+    const live = await this.dm.isLive(ctx, origin.dmName);
     let suspended = false;
     let endWindow: (() => number) | undefined;
     for (let attempt = 1; ; attempt++) {

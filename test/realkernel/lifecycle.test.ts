@@ -61,7 +61,7 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
   before(async () => {
     rmSync(STATE, { recursive: true, force: true });
     mkdirSync(KUBELET, { recursive: true });
-    d = await startDriver(['--metrics-address', METRICS]);
+    d = await startDriver(['--metrics-address', METRICS, '--log-level', 'debug']); // debug: every command, for commandsDuring()
   });
 
   after(async () => {
@@ -133,6 +133,10 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     ids.s1 = snap.snapshot.snapshot_id;
     assert.equal((await C().call('CreateSnapshot', { name: 'snap-1', source_volume_id: ids.v1 })).snapshot.snapshot_id, ids.s1);
     assert.ok(liveThins().every((t) => !t.suspended), 'origin resumed');
+    // The mounted origin's liveness came from sysfs: it was suspended, with no `dmsetup info` run for it.
+    const cmds = commandsDuring(d.log, 'CreateSnapshot');
+    assert.ok(cmds.includes(`suspend dmthin-${ids.v1}`), cmds.join('\n'));
+    assert.ok(!cmds.some((c) => c.startsWith('info') && c.endsWith(` dmthin-${ids.v1}`)), cmds.join('\n'));
     const v2 = await createVol('restored-1', 2 * GiB, mountCap(), { snapshot: { snapshot_id: ids.s1 } });
     ids.v2 = v2.volume_id;
     assert.equal(Number(v2.capacity_bytes), 2 * GiB);
@@ -269,6 +273,20 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
 });
 
 /** Waits for the driver's first reconcile that compared the records with the pool metadata. */
+/** The dmsetup arguments the driver ran (debug log) while it served the first call of RPC. */
+function commandsDuring(log: string, rpc: string): string[] {
+  const out: string[] = [];
+  let inside = false;
+  for (const line of readFileSync(log, 'utf8').split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const e = JSON.parse(line) as { message?: string; rpc?: string; command?: string; args?: string };
+    if (e.message === 'rpc request' && e.rpc === rpc) inside = true;
+    else if (inside && e.message === 'rpc' && e.rpc === rpc) return out;
+    else if (inside && e.message === 'command' && e.command === 'dmsetup') out.push(e.args ?? '');
+  }
+  throw new Error(`no complete ${rpc} in ${log}`);
+}
+
 async function metadataChecked(log: string): Promise<void> {
   const done = /"metadata":"checked".*"pool reconciled"|"pool reconciled".*"metadata":"checked"/;
   for (const t0 = Date.now(); Date.now() - t0 < 120_000;) {

@@ -1,0 +1,34 @@
+import { readFile, stat } from 'node:fs/promises';
+
+/** "major:minor" of a device number as the kernel encodes st_rdev (glibc's makedev: 32-bit major and minor, each split in two). */
+export function devNo(rdev: bigint): string {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
+  return `${major}:${minor}`;
+}
+
+/** "major:minor" of the block device behind a node; undefined when there is no such node or it is no block device. */
+export async function nodeDevNo(node: string): Promise<string | undefined> {
+  try {
+    const st = await stat(node, { bigint: true });
+    return st.isBlockDevice() ? devNo(st.rdev) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True when the block device DEV is the dm device NAME and has a live table (a dm device without
+ * one has size 0; a thin table is never empty), read from sysfs with no command to spawn.
+ * Undefined whenever that is not shown, for whatever reason: only ever a positive answer, so a
+ * caller that must not miss a live device asks dmsetup then.
+ */
+export async function liveInSysfs(dev: string, name: string, sysfs = '/sys'): Promise<true | undefined> {
+  const dir = `${sysfs}/dev/block/${dev}`;
+  try {
+    const [dmName, size] = await Promise.all([readFile(`${dir}/dm/name`, 'utf8'), readFile(`${dir}/size`, 'utf8')]);
+    return dmName.trim() === name && Number(size.trim()) > 0 ? true : undefined;
+  } catch {
+    return undefined;
+  }
+}

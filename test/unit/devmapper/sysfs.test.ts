@@ -1,0 +1,63 @@
+// The sysfs shortcut for "is this dm device live": only ever a positive answer.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { DmsetupDeviceMapper } from '../../../src/devmapper/dmsetup.ts';
+import { devNo, liveInSysfs, nodeDevNo } from '../../../src/devmapper/sysfs.ts';
+import { background as ctx } from '../../../src/system/context.ts';
+import { FakeDmsetup } from './fake-dmsetup.ts';
+
+describe('devNo', () => {
+  it('decodes the kernel encoding of st_rdev, large minors included', () => {
+    assert.equal(devNo((253n << 8n) | 5n), '253:5');
+    // minor 0x12345: low 8 bits in bits 0-7, the rest from bit 20 up
+    assert.equal(devNo((253n << 8n) | 0x45n | (0x123n << 20n)), `253:${0x12345}`);
+    // major 0x1fff: low 12 bits in bits 8-19, the rest from bit 44 up
+    assert.equal(devNo((0xfffn << 8n) | (0x1n << 44n)), `${0x1fff}:0`);
+  });
+  it('agrees with the kernel on a real node (/dev/null is 1:3)', () => {
+    assert.equal(devNo(statSync('/dev/null', { bigint: true }).rdev), '1:3');
+  });
+});
+
+describe('nodeDevNo', () => {
+  it('answers only for block devices', async () => {
+    assert.equal(await nodeDevNo('/dev/null'), undefined, 'a character device');
+    assert.equal(await nodeDevNo('/dev/mapper/no-such-device-here'), undefined);
+  });
+});
+
+describe('liveInSysfs', () => {
+  const sys = mkdtempSync(join(tmpdir(), 'dmthin-sysfs-'));
+  after(() => rmSync(sys, { recursive: true, force: true }));
+  const device = (dev: string, name: string, sectors: number) => {
+    mkdirSync(join(sys, 'dev/block', dev, 'dm'), { recursive: true });
+    writeFileSync(join(sys, 'dev/block', dev, 'dm/name'), `${name}\n`);
+    writeFileSync(join(sys, 'dev/block', dev, 'size'), `${sectors}\n`);
+  };
+  it('is true for the named device with a table, and undefined for anything else', async () => {
+    device('253:4', 'vol-a', 2097152);
+    device('253:5', 'vol-b', 0); // created, no live table
+    assert.equal(await liveInSysfs('253:4', 'vol-a', sys), true);
+    assert.equal(await liveInSysfs('253:4', 'vol-other', sys), undefined, 'the node leads to another device');
+    assert.equal(await liveInSysfs('253:5', 'vol-b', sys), undefined, 'no live table');
+    assert.equal(await liveInSysfs('253:9', 'vol-c', sys), undefined, 'no such device');
+  });
+});
+
+describe('DmsetupDeviceMapper.isLive', () => {
+  const fake = new FakeDmsetup();
+  after(() => fake.cleanup());
+  it('asks dmsetup when sysfs cannot show the device live (here: no node)', async () => {
+    const dm = new DmsetupDeviceMapper({ binary: fake.binary, udev: false });
+    fake.respond({ stdout: 'vol-x|253|7|L--w|1|1|0|\n' });
+    assert.equal(await dm.isLive(ctx, 'vol-x'), true);
+    assert.equal(fake.lastArgv()[0], 'info');
+    fake.respond({ stdout: 'vol-y|253|8|---w|0|0|0|\n' });
+    assert.equal(await dm.isLive(ctx, 'vol-y'), false, 'no live table');
+    fake.respond({ code: 1, stderr: 'Device does not exist.\nCommand failed.\n' });
+    assert.equal(await dm.isLive(ctx, 'vol-z'), false, 'no such device');
+  });
+});
