@@ -5,7 +5,7 @@ import { invalidArgument } from '../errors.ts';
 import { parseMultiDevice, parseThinPoolStatus, parseThinPoolTable, parseThinStatus } from '../devmapper/parse.ts';
 import type { ThinPoolStatus } from '../devmapper/types.ts';
 import { deviceProblem, poolProblem } from '../state/memory.ts';
-import type { DeviceRecord, PoolRecord } from '../state/types.ts';
+import { byId, type DeviceRecord, type PoolRecord } from '../state/types.ts';
 import { withTimeout, background } from '../system/context.ts';
 import { run } from '../system/exec.ts';
 import type { RunResult } from '../system/exec.ts';
@@ -71,7 +71,7 @@ export async function readStore(stateDir: string): Promise<StoreView> {
     const rec = await readJson(path.join(dir, 'devices', n), deviceProblem) as DeviceRecord | undefined;
     if (rec) devices.push(rec);
   }
-  devices.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  devices.sort(byId);
   return { ...(pool ? { pool } : {}), devices, problems };
 }
 

@@ -3,7 +3,7 @@ import type { Condition, NewVolume, VolumeBackend } from '../controller/backend.
 import { META } from '../controller/meta.ts';
 import { CsiError, deadlineExceeded, failedPrecondition, notFound, resourceExhausted, unavailable } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
-import type { DeviceRecord } from '../state/types.ts';
+import { byId, type DeviceRecord } from '../state/types.ts';
 import { NODE_META, toRecord } from './map.ts';
 import type { DeviceCr, ThinPoolCr, ThinSnapshot, ThinVolume } from './types.ts';
 import { API_VERSION, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, VERSION } from './types.ts';
@@ -85,7 +85,7 @@ export class KubeBackend implements VolumeBackend {
         throw unavailable(`listing ${plural}: ${apiMessage(err)}`);
       }
     }
-    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return out.sort(byId);
   }
 
   /** Node names in the requested topology, preferred first, without repeats. */

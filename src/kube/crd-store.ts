@@ -1,6 +1,6 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { applyMutation, jsonCopy } from '../state/memory.ts';
-import { type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from '../state/types.ts';
+import { byId, type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from '../state/types.ts';
 import { toRecord, toStatus } from './map.ts';
 import type { DeviceCr, ThinPoolCr } from './types.ts';
 import { API_VERSION, FINALIZER, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, VERSION } from './types.ts';
@@ -86,7 +86,7 @@ export class CrdStore implements StateStore {
 
   async listDevices(): Promise<DeviceRecord[]> {
     const crs = [...await this.listCrs(PLURAL.volume), ...await this.listCrs(PLURAL.snapshot)];
-    return crs.filter((cr) => !isUnclaimed(cr)).map(toRecord).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return crs.filter((cr) => !isUnclaimed(cr)).map(toRecord).sort(byId);
   }
 
   /**

@@ -2,7 +2,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { applyMutation, assertStorable, deviceProblem, jsonCopy, poolProblem, recordCopy } from './memory.ts';
 import { KeyedMutex } from '../system/lock.ts';
-import { type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
+import { byId, type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
 
 const DEVICES_DIR = 'devices';
 const POOL_FILE = 'pool.json';
@@ -246,7 +246,7 @@ export class FileStore implements StateStore {
 
   async listDevices(): Promise<DeviceRecord[]> {
     this.#assertOpen();
-    return [...this.#devices.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(recordCopy);
+    return [...this.#devices.values()].sort(byId).map(recordCopy);
   }
 
   async #persistDevice(next: DeviceRecord): Promise<DeviceRecord> {

@@ -1,4 +1,4 @@
-import { DEVICE_STATES, type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
+import { byId, DEVICE_STATES, type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
 
 /** Retries before updateDevice gives up on a record that keeps changing underneath it. */
 const MAX_ATTEMPTS = 100;
@@ -110,7 +110,7 @@ export class MemoryStore implements StateStore {
 
   async listDevices(): Promise<DeviceRecord[]> {
     this.#open();
-    return [...this.#devices.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(recordCopy);
+    return [...this.#devices.values()].sort(byId).map(recordCopy);
   }
 
   async createDevice(record: DeviceRecord): Promise<DeviceRecord> {

@@ -85,3 +85,8 @@ export interface StateStore {
   updatePool(mutate: (current: PoolRecord | undefined) => PoolRecord): Promise<PoolRecord>;
   close(): Promise<void>;
 }
+
+/** Orders records (or anything with an id) by id, in code-unit order: the stores' listing order and the pagination tokens' order. */
+export function byId(a: { id: string }, b: { id: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
