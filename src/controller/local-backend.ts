@@ -32,8 +32,8 @@ export class LocalBackend implements VolumeBackend {
     if (wanted.length > 0 && !wanted.some((s) => this.reachable(s))) {
       throw resourceExhausted(`node ${this.nodeId} is not in the requested topology; this driver only provisions on ${this.topologyKey}=${this.nodeId}`);
     }
-    if (spec.kind === 'volume') await this.devices.pool.ensureRoom(ctx, spec.origin ? 0 : spec.sizeBytes);
-    return this.devices.create(ctx, { ...spec, dmName: dmNameFor(spec.id) });
+    const roomBytes = spec.kind === 'volume' ? (spec.origin ? 0 : spec.sizeBytes) : undefined;
+    return this.devices.create(ctx, { ...spec, dmName: dmNameFor(spec.id), roomBytes });
   }
 
   remove(ctx: OpContext, id: string) { return this.devices.remove(ctx, id); }

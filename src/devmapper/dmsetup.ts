@@ -10,7 +10,7 @@ import {
   DmError, type DeviceMapper, type DmDeviceInfo, type RemoveOptions, type ThinPoolStatus,
   type ThinIds, type ThinPoolTable, type ThinStatus, type ThinTable,
 } from './types.ts';
-import { liveInSysfs, nodeDevNo } from './sysfs.ts';
+import { liveSectorsInSysfs, nodeDevNo } from './sysfs.ts';
 import { thinIdsFromMetadata } from './thin-ls.ts';
 
 export interface DmsetupOptions {
@@ -155,9 +155,26 @@ export class DmsetupDeviceMapper implements DeviceMapper {
    */
   async isLive(ctx: OpContext, name: string): Promise<boolean> {
     checkName(name);
-    const dev = await nodeDevNo(this.devicePath(name));
-    if (dev && await liveInSysfs(dev, name, this.#sysfs)) return true;
+    if (await this.#sectorsInSysfs(name) !== undefined) return true;
     return (await this.info(ctx, name))?.live ?? false;
+  }
+
+  /** As isLive, for expand: sysfs's size of a live device saves the `dmsetup table` run. */
+  async liveThinSectors(ctx: OpContext, name: string): Promise<number | undefined> {
+    checkName(name);
+    const sectors = await this.#sectorsInSysfs(name);
+    if (sectors !== undefined) return sectors;
+    try {
+      return (await this.thinTable(ctx, name)).lengthSectors;
+    } catch (err) {
+      if (err instanceof DmError && err.kind === 'not_found') return undefined;
+      throw err;
+    }
+  }
+
+  async #sectorsInSysfs(name: string): Promise<number | undefined> {
+    const dev = await nodeDevNo(this.devicePath(name));
+    return dev ? liveSectorsInSysfs(dev, name, this.#sysfs) : undefined;
   }
 
   async infoAll(ctx: OpContext): Promise<DmDeviceInfo[]> {

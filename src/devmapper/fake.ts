@@ -1,4 +1,5 @@
 import type { OpContext } from '../system/context.ts';
+import { type DmCall, type DmFault, FaultPlan } from './fake-faults.ts';
 import { FakePoolMetadata, KernelError, type PoolMode } from './fake-pool.ts';
 import {
   dmsetupFailure, FAKE_DM_MAJOR, type FakeDevice, type FakeTable, ioctlFailure, loadTable, renderStatus, type TableResolver,
@@ -10,22 +11,7 @@ import {
 } from './types.ts';
 
 export type { PoolMode } from './fake-pool.ts';
-
-export type FakeDmOp = Exclude<keyof DeviceMapper, 'devicePath'> | 'write';
-
-/** One recorded call: the method and its string arguments (options rendered as dmsetup flags). */
-export interface DmCall { op: FakeDmOp; args: string[] }
-
-export interface DmFault {
-  op: FakeDmOp;
-  /** Tested against the call's args joined by spaces, e.g. /create_snap/ or /^pool create_thin 7$/. */
-  match?: RegExp;
-  /** 'after': the operation takes effect and then the error is thrown (a crash after the ioctl). */
-  when?: 'before' | 'after';
-  error: Error;
-  /** How many matching calls fail; default 1. */
-  times?: number;
-}
+export type { DmCall, DmFault, FakeDmOp } from './fake-faults.ts';
 
 export interface FakeDeviceMapperOptions {
   /** Metadata blocks of every pool created from now on; default 16384 (a 64 MiB metadata device). */
@@ -49,7 +35,7 @@ export class FakeDeviceMapper implements DeviceMapper {
   readonly violations: string[] = [];
   readonly #devices = new Map<string, FakeDevice>();
   readonly #metadata = new Map<string, FakePoolMetadata>();
-  readonly #faults: Array<DmFault & { left: number }> = [];
+  readonly #faults = new FaultPlan();
   readonly #metadataBlocks: number;
   readonly #targets: string[];
   readonly #resolver: TableResolver;
@@ -70,20 +56,9 @@ export class FakeDeviceMapper implements DeviceMapper {
 
   // ---- fault injection and bookkeeping -------------------------------------------------
 
-  inject(fault: DmFault): void {
-    this.#faults.push({ ...fault, left: fault.times ?? 1 });
-  }
+  inject(fault: DmFault): void { this.#faults.inject(fault); }
 
-  clearFaults(): void { this.#faults.length = 0; }
-
-  #takeFault(op: FakeDmOp, args: string[]): DmFault | undefined {
-    const joined = args.join(' ');
-    const i = this.#faults.findIndex((f) => f.op === op && (f.match === undefined || f.match.test(joined)));
-    if (i < 0) return undefined;
-    const fault = this.#faults[i] as DmFault & { left: number };
-    if (--fault.left <= 0) this.#faults.splice(i, 1);
-    return fault;
-  }
+  clearFaults(): void { this.#faults.clear(); }
 
   /**
    * Runs one call: logs it, yields once so concurrent callers interleave, honours the context,
@@ -95,7 +70,7 @@ export class FakeDeviceMapper implements DeviceMapper {
     await tick();
     if (ctx.signal?.aborted) throw new DmError('timeout', `dmsetup ${op} ${args.join(' ')}: cancelled`);
     if (ctx.deadline !== undefined && Date.now() > ctx.deadline) throw new DmError('timeout', `dmsetup ${op} ${args.join(' ')}: deadline passed`);
-    const fault = this.#takeFault(op, args);
+    const fault = this.#faults.take(op, args);
     if (fault && fault.when !== 'after') throw fault.error;
     let result: T;
     try {
@@ -262,6 +237,13 @@ export class FakeDeviceMapper implements DeviceMapper {
     });
   }
 
+  liveThinSectors(ctx: OpContext, name: string): Promise<number | undefined> {
+    return this.#op(ctx, { op: 'liveThinSectors', args: [name], ioctl: 'table', name }, () => {
+      const dev = this.#devices.get(name);
+      return dev?.live ? parseAs(name, this.tableLine(name), parseThinTable).lengthSectors : undefined;
+    });
+  }
+
   infoAll(ctx: OpContext): Promise<DmDeviceInfo[]> {
     return this.#op(ctx, { op: 'infoAll', args: [], ioctl: 'info' }, () => [...this.#devices.values()].map((d) => this.#info(d)));
   }
@@ -348,7 +330,7 @@ export class FakeDeviceMapper implements DeviceMapper {
    */
   write(name: string, bytes: number, offset = 0): void {
     this.ops.push({ op: 'write', args: [name, String(bytes), String(offset)] });
-    const fault = this.#takeFault('write', [name, String(bytes), String(offset)]);
+    const fault = this.#faults.take('write', [name, String(bytes), String(offset)]);
     if (fault && fault.when !== 'after') throw fault.error;
     const dev = this.#devices.get(name);
     const t = dev?.live;

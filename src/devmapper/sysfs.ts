@@ -18,16 +18,17 @@ export async function nodeDevNo(node: string): Promise<string | undefined> {
 }
 
 /**
- * True when the block device DEV is the dm device NAME and has a live table (a dm device without
- * one has size 0; a thin table is never empty), read from sysfs with no command to spawn.
- * Undefined whenever that is not shown, for whatever reason: only ever a positive answer, so a
- * caller that must not miss a live device asks dmsetup then.
+ * The length in sectors of the live table of the block device DEV when it is the dm device NAME
+ * (a dm device without a table has size 0; a thin table is never empty), read from sysfs with
+ * no command to spawn. Undefined whenever that is not shown, for whatever reason: only ever a
+ * positive answer, so a caller that must not miss a live device asks dmsetup then.
  */
-export async function liveInSysfs(dev: string, name: string, sysfs = '/sys'): Promise<true | undefined> {
+export async function liveSectorsInSysfs(dev: string, name: string, sysfs = '/sys'): Promise<number | undefined> {
   const dir = `${sysfs}/dev/block/${dev}`;
   try {
     const [dmName, size] = await Promise.all([readFile(`${dir}/dm/name`, 'utf8'), readFile(`${dir}/size`, 'utf8')]);
-    return dmName.trim() === name && Number(size.trim()) > 0 ? true : undefined;
+    const sectors = Number(size.trim());
+    return dmName.trim() === name && Number.isSafeInteger(sectors) && sectors > 0 ? sectors : undefined;
   } catch {
     return undefined;
   }

@@ -122,6 +122,8 @@ export interface DeviceMapper {
   info(ctx: OpContext, name: string): Promise<DmDeviceInfo | undefined>;
   /** Whether NAME has a live table, as `info` tells; may answer from sysfs, with no command run. */
   isLive(ctx: OpContext, name: string): Promise<boolean>;
+  /** Length of NAME's live thin table in sectors, undefined when it has none; may answer from sysfs. */
+  liveThinSectors(ctx: OpContext, name: string): Promise<number | undefined>;
   /** Every dm device on the host, one `dmsetup info -c` call. */
   infoAll(ctx: OpContext): Promise<DmDeviceInfo[]>;
   /** Status of every live `thin` device, one `dmsetup status --target thin` call. */

@@ -155,10 +155,9 @@ export class NodeAgent {
         const origin = await this.store.getDevice(rec.origin);
         if (!origin) throw failedPrecondition(`source ${rec.origin} has no device on node ${this.o.node} (yet)`);
         if (cr.kind === KIND.snapshot) sizeBytes = origin.sizeBytes;
-      } else {
-        await this.devices.pool.ensureRoom(ctx, sizeBytes);
       }
-      await this.devices.create(ctx, { id, dmName: dmNameOf(cr.metadata.uid ?? id), kind: rec.kind, sizeBytes, meta: rec.meta, origin: rec.origin });
+      const roomBytes = rec.origin ? undefined : sizeBytes;
+      await this.devices.create(ctx, { id, dmName: dmNameOf(cr.metadata.uid ?? id), kind: rec.kind, sizeBytes, meta: rec.meta, origin: rec.origin, roomBytes });
       this.o.events.normal(involved(cr), 'DeviceCreated', `thin device created in pool ${this.devices.pool.name}`);
     } catch (err) {
       await this.reportFailure(cr, 'CreateFailed', err);

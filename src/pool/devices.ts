@@ -16,11 +16,15 @@ export interface NewDevice {
   meta: Record<string, string>;
   /** Store id of the device to snapshot; omitted for a fresh thin device. */
   origin?: string;
+  /** Data space the new device may claim, checked against the pool first; omitted: no such check (a snapshot). */
+  roomBytes?: number;
 }
 
 /** Failures after which the kernel certainly did not create the device, so no delete is owed. */
 const CERTAINLY_NOT_CREATED: readonly DmErrorKind[] = ['exists', 'no_space', 'invalid', 'no_data', 'unsupported', 'busy'];
 const MAX_ID_COLLISIONS = 8;
+/** States in which the record says no table maps the device (a crash mid-activation is Activating). */
+const RECORDED_INACTIVE: ReadonlySet<DeviceState> = new Set<DeviceState>(['Created', 'Deactivated']);
 
 const now = () => new Date().toISOString();
 
@@ -67,19 +71,25 @@ export class Devices {
     if (origin && !USABLE.has(origin.state)) {
       throw failedPrecondition(`source ${origin.id} is ${origin.state}${origin.error ? ` (${origin.error})` : ''}`);
     }
-    // Before any record exists: a refusal here must leave nothing behind to roll back.
-    if (origin) await this.pool.ensureMetadataWritable(ctx);
+    // Before any record exists: a refusal here must leave nothing behind to roll back. These
+    // are reads, so they run side by side (a restore's source is rarely live: that is a command).
+    const [live] = await Promise.all([
+      origin ? this.dm.isLive(ctx, origin.dmName) : false,
+      spec.roomBytes === undefined ? undefined : this.pool.ensureRoom(ctx, spec.roomBytes),
+      origin ? this.pool.ensureMetadataWritable(ctx) : undefined,
+    ]);
     const deviceId = this.pool.allocateId();
     const t = now();
     let rec: DeviceRecord;
     try {
-      rec = await this.store.createDevice({ ...spec, deviceId, state: 'Creating', createdAt: t, updatedAt: t });
+      const { roomBytes: _, ...fields } = spec;
+      rec = await this.store.createDevice({ ...fields, deviceId, state: 'Creating', createdAt: t, updatedAt: t });
     } catch (err) {
       this.pool.releaseId(deviceId);
       throw err;
     }
     try {
-      rec = origin ? await this.snapshot(ctx, rec, origin) : await this.createThin(ctx, rec);
+      rec = origin ? await this.snapshot(ctx, rec, origin, live) : await this.createThin(ctx, rec);
     } catch (err) {
       await this.rollbackCreate(ctx, rec, err);
       throw (await this.pool.refusal(ctx, err)) ?? toStatus(err, `creating ${spec.kind} ${spec.id}`);
@@ -112,8 +122,8 @@ export class Devices {
     return this.store.updateDevice(rec.id, (r) => { r.deviceId = deviceId; });
   }
 
-  private async snapshot(ctx: OpContext, rec: DeviceRecord, origin: DeviceRecord): Promise<DeviceRecord> {
-    const live = await this.dm.isLive(ctx, origin.dmName);
+  /** `live`: the origin has a table, so it is suspended around the message (the kernel document's rule). */
+  private async snapshot(ctx: OpContext, rec: DeviceRecord, origin: DeviceRecord, live: boolean): Promise<DeviceRecord> {
     let suspended = false;
     let endWindow: (() => number) | undefined;
     for (let attempt = 1; ; attempt++) {
@@ -161,8 +171,7 @@ export class Devices {
       if (!CERTAINLY_NOT_CREATED.some((k) => isDmError(cause, k))) {
         await this.pool.commit(ctx, current, `delete ${current.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
       }
-      await this.store.deleteDevice(rec.id);
-      this.pool.releaseId(current.deviceId);
+      await this.forget(current);
     } catch (err) {
       // Keep the record, and so the id, so nothing else is ever given this half-made device.
       this.log.error('rollback of a half-made device failed; marked Faulty', { volume: rec.id, deviceId: current.deviceId, error: String(err) });
@@ -240,6 +249,7 @@ export class Devices {
   private async removeNow(ctx: OpContext, id: string): Promise<void> {
     const rec = await this.store.getDevice(id);
     if (!rec) return;
+    if (RECORDED_INACTIVE.has(rec.state) && await this.deleteUnlessHeld(ctx, rec)) return;
     const info = await this.dm.info(ctx, rec.dmName);
     if (info && info.openCount > 0) throw failedPrecondition(`${rec.kind} ${id} is in use (device ${rec.dmName} is open ${info.openCount} time(s))`);
     await this.deactivateSeen(ctx, rec, info);
@@ -250,7 +260,33 @@ export class Devices {
       await this.markFaulty(id, 'Removing', String(err));
       throw toStatus(err, `deleting ${rec.kind} ${id}`);
     }
-    await this.store.deleteDevice(id);
+    await this.forget(rec);
+  }
+
+  /**
+   * The delete message straight away, for a device recorded as having no table: the kernel
+   * refuses (EBUSY, changing nothing) to delete a thin device that any table holds open, so
+   * the `dmsetup info` the full path starts with is needed only when it does. False then, with
+   * the record as it was, for the full path to deactivate first or say the device is in use.
+   */
+  private async deleteUnlessHeld(ctx: OpContext, rec: DeviceRecord): Promise<boolean> {
+    try {
+      await this.store.updateDevice(rec.id, (r) => { r.state = 'Removing'; r.updatedAt = now(); });
+      await this.pool.commit(ctx, rec, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
+    } catch (err) {
+      if (isDmError(err, 'busy')) {
+        await this.store.updateDevice(rec.id, (r) => { r.state = rec.state; delete r.pendingTx; });
+        return false;
+      }
+      await this.markFaulty(rec.id, 'Removing', String(err));
+      throw toStatus(err, `deleting ${rec.kind} ${rec.id}`);
+    }
+    await this.forget(rec);
+    return true;
+  }
+
+  private async forget(rec: DeviceRecord): Promise<void> {
+    await this.store.deleteDevice(rec.id);
     this.pool.releaseId(rec.deviceId);
   }
 
@@ -274,11 +310,9 @@ export class Devices {
 
   /** Reloads a live device whose table is shorter than its record. */
   async applySize(ctx: OpContext, rec: DeviceRecord): Promise<void> {
-    const table = await this.dm.thinTable(ctx, rec.dmName).catch((err: unknown) => {
-      if (isDmError(err, 'not_found')) return undefined; // not active: activation will use the recorded size
-      throw err;
-    });
-    if (!table || table.lengthSectors * SECTOR >= rec.sizeBytes) return;
+    const sectors = await this.dm.liveThinSectors(ctx, rec.dmName);
+    // Not active: activation will use the recorded size.
+    if (sectors === undefined || sectors * SECTOR >= rec.sizeBytes) return;
     try {
       await this.dm.reload(ctx, rec.dmName, this.table(rec));
       // With a table loaded, resume suspends the device first (flushing, freezing its

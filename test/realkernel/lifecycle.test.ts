@@ -160,6 +160,9 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     const r = await C().call('ControllerExpandVolume', { volume_id: ids.v1, capacity_range: { required_bytes: 3 * GiB }, volume_capability: mountCap() });
     assert.equal(Number(r.capacity_bytes), 3 * GiB);
     assert.equal(r.node_expansion_required, true);
+    // The live size came from sysfs: reload and resume, with no `dmsetup table` run.
+    const cmds = commandsDuring(d.log, 'ControllerExpandVolume', { volume_id: ids.v1! });
+    assert.deepEqual(cmds.map((c) => c.split(' ')[0]), ['reload', 'resume'], cmds.join('\n'));
     await N().call('NodeExpandVolume', { volume_id: ids.v1, volume_path: target(ids.v1!), staging_target_path: staging(ids.v1!), capacity_range: { required_bytes: 3 * GiB } });
     const fs = statfsSync(target(ids.v1!));
     assert.ok(fs.blocks * fs.bsize > 2.5 * GiB, `filesystem grown (${fs.blocks * fs.bsize})`);
@@ -197,6 +200,11 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
       await C().call('DeleteVolume', { volume_id: id });
     }
     await C().call('DeleteSnapshot', { snapshot_id: s.snapshot.snapshot_id });
+    // Recorded inactive: the delete message went first, with no `dmsetup info` before it.
+    for (const [rpc, id] of [['DeleteVolume', { volume_id: x.volume_id }], ['DeleteSnapshot', { snapshot_id: s.snapshot.snapshot_id }]] as const) {
+      const cmds = commandsDuring(d.log, rpc, id);
+      assert.deepEqual(cmds.map((c) => c.split(' ').slice(0, 4).join(' ').replace(/ \S+ 0 /, ' POOL 0 ')), ['message POOL 0 delete', 'message POOL 0 set_transaction_id'], cmds.join('\n'));
+    }
   });
 
   it('lists volumes and snapshots with pagination', async () => {
@@ -272,21 +280,25 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
   });
 });
 
-/** Waits for the driver's first reconcile that compared the records with the pool metadata. */
-/** The dmsetup arguments the driver ran (debug log) while it served the first call of RPC. */
-function commandsDuring(log: string, rpc: string): string[] {
+/**
+ * The dmsetup arguments the driver ran (debug log) while it served the first call of RPC whose
+ * request has the fields of `request`.
+ */
+function commandsDuring(log: string, rpc: string, request: Record<string, string> = {}): string[] {
   const out: string[] = [];
   let inside = false;
+  const wanted = (req: Record<string, unknown> = {}) => Object.entries(request).every(([k, v]) => req[k] === v);
   for (const line of readFileSync(log, 'utf8').split('\n')) {
     if (!line.startsWith('{')) continue;
-    const e = JSON.parse(line) as { message?: string; rpc?: string; command?: string; args?: string };
-    if (e.message === 'rpc request' && e.rpc === rpc) inside = true;
+    const e = JSON.parse(line) as { message?: string; rpc?: string; command?: string; args?: string; request?: Record<string, unknown> };
+    if (e.message === 'rpc request' && e.rpc === rpc && wanted(e.request)) inside = true;
     else if (inside && e.message === 'rpc' && e.rpc === rpc) return out;
     else if (inside && e.message === 'command' && e.command === 'dmsetup') out.push(e.args ?? '');
   }
   throw new Error(`no complete ${rpc} in ${log}`);
 }
 
+/** Waits for the driver's first reconcile that compared the records with the pool metadata. */
 async function metadataChecked(log: string): Promise<void> {
   const done = /"metadata":"checked".*"pool reconciled"|"pool reconciled".*"metadata":"checked"/;
   for (const t0 = Date.now(); Date.now() - t0 < 120_000;) {

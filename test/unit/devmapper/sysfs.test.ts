@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { DmsetupDeviceMapper } from '../../../src/devmapper/dmsetup.ts';
-import { devNo, liveInSysfs, nodeDevNo } from '../../../src/devmapper/sysfs.ts';
+import { devNo, liveSectorsInSysfs, nodeDevNo } from '../../../src/devmapper/sysfs.ts';
 import { background as ctx } from '../../../src/system/context.ts';
 import { FakeDmsetup } from './fake-dmsetup.ts';
 
@@ -29,7 +29,7 @@ describe('nodeDevNo', () => {
   });
 });
 
-describe('liveInSysfs', () => {
+describe('liveSectorsInSysfs', () => {
   const sys = mkdtempSync(join(tmpdir(), 'dmthin-sysfs-'));
   after(() => rmSync(sys, { recursive: true, force: true }));
   const device = (dev: string, name: string, sectors: number) => {
@@ -37,13 +37,13 @@ describe('liveInSysfs', () => {
     writeFileSync(join(sys, 'dev/block', dev, 'dm/name'), `${name}\n`);
     writeFileSync(join(sys, 'dev/block', dev, 'size'), `${sectors}\n`);
   };
-  it('is true for the named device with a table, and undefined for anything else', async () => {
+  it('is the size of the named device with a table, and undefined for anything else', async () => {
     device('253:4', 'vol-a', 2097152);
     device('253:5', 'vol-b', 0); // created, no live table
-    assert.equal(await liveInSysfs('253:4', 'vol-a', sys), true);
-    assert.equal(await liveInSysfs('253:4', 'vol-other', sys), undefined, 'the node leads to another device');
-    assert.equal(await liveInSysfs('253:5', 'vol-b', sys), undefined, 'no live table');
-    assert.equal(await liveInSysfs('253:9', 'vol-c', sys), undefined, 'no such device');
+    assert.equal(await liveSectorsInSysfs('253:4', 'vol-a', sys), 2097152);
+    assert.equal(await liveSectorsInSysfs('253:4', 'vol-other', sys), undefined, 'the node leads to another device');
+    assert.equal(await liveSectorsInSysfs('253:5', 'vol-b', sys), undefined, 'no live table');
+    assert.equal(await liveSectorsInSysfs('253:9', 'vol-c', sys), undefined, 'no such device');
   });
 });
 
@@ -59,5 +59,20 @@ describe('DmsetupDeviceMapper.isLive', () => {
     assert.equal(await dm.isLive(ctx, 'vol-y'), false, 'no live table');
     fake.respond({ code: 1, stderr: 'Device does not exist.\nCommand failed.\n' });
     assert.equal(await dm.isLive(ctx, 'vol-z'), false, 'no such device');
+  });
+});
+
+describe('DmsetupDeviceMapper.liveThinSectors', () => {
+  const fake = new FakeDmsetup();
+  after(() => fake.cleanup());
+  it('reads the live table when sysfs cannot show the device (here: no node); no table is undefined', async () => {
+    const dm = new DmsetupDeviceMapper({ binary: fake.binary, udev: false });
+    fake.respond({ stdout: '0 4194304 thin 253:0 7\n' });
+    assert.equal(await dm.liveThinSectors(ctx, 'vol-x'), 4194304);
+    assert.deepEqual(fake.lastArgv(), ['table', 'vol-x']);
+    fake.respond({ code: 1, stderr: 'device-mapper: table ioctl on vol-z  failed: No such device or address\nCommand failed.\n' });
+    assert.equal(await dm.liveThinSectors(ctx, 'vol-z'), undefined, 'no such device');
+    fake.respond({ code: 1, stderr: 'device-mapper: table ioctl on vol-w  failed: Input/output error\nCommand failed.\n' });
+    await assert.rejects(dm.liveThinSectors(ctx, 'vol-w'), (e: { kind?: string }) => e.kind !== 'not_found', 'any other failure is the caller\'s to see');
   });
 });

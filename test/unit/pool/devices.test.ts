@@ -105,6 +105,38 @@ describe('Devices', () => {
     });
   });
 
+  describe('delete', () => {
+    it('a device recorded inactive gets the delete message with no info read first', async () => {
+      await devices().create(ctx, spec('v'));
+      fd.dm.ops.length = 0;
+      await devices().remove(ctx, 'v');
+      assert.deepEqual(fd.dm.ops.map((o) => `${o.op} ${o.args[1] ?? ''}`.replace(/ \d+/g, '')), ['message delete', 'message set_transaction_id']);
+      assert.equal(await fd.store.getDevice('v'), undefined);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
+    });
+    it('a table the record does not know of makes the kernel refuse; the full path then removes it and deletes', async () => {
+      const rec = await devices().create(ctx, spec('v'));
+      await fd.dm.create(ctx, 'dm-v', devices().table(rec));
+      const t0 = await poolTx();
+      await devices().remove(ctx, 'v');
+      assert.equal(await fd.dm.info(ctx, 'dm-v'), undefined);
+      assert.equal(await fd.store.getDevice('v'), undefined);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
+      assert.equal(await poolTx(), t0 + 1, 'the refused message moved no transaction id');
+      assert.equal((await fd.store.getPool())?.transactionId, t0 + 1);
+    });
+    it('...and when that device is open, FAILED_PRECONDITION with the record as it was', async () => {
+      const rec = await devices().create(ctx, spec('v'));
+      await fd.dm.create(ctx, 'dm-v', devices().table(rec));
+      fd.dm.adjustOpen('/dev/mapper/dm-v', 1);
+      await assert.rejects(devices().remove(ctx, 'v'), (e: { code: number; message: string }) => e.code === 9 && /in use/.test(e.message));
+      const after = await fd.store.getDevice('v');
+      assert.equal(after?.state, 'Created');
+      assert.equal(after?.pendingTx, undefined);
+      assert.deepEqual(fd.dm.metadataThinIds(POOL), [rec.deviceId]);
+    });
+  });
+
   describe('snapshot of an active origin', () => {
     beforeEach(async () => {
       await devices().create(ctx, spec('v'));
@@ -149,6 +181,8 @@ describe('Devices', () => {
       assert.equal(v?.state, 'Faulty');
       assert.equal(v?.faultyFrom, 'Resuming');
       assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, true);
+      assert.equal(await fd.store.getDevice('s'), undefined, 'the snapshot is rolled back');
+      assert.equal((await fd.store.getPool())?.transactionId, await poolTx(), 'the stamp beside the failed resume is recorded');
       fd.dm.clearFaults();
       await fd.restart();
       assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
@@ -223,7 +257,7 @@ describe('Devices', () => {
       await devices().activate(ctx, 'v');
       fd.dm.ops.length = 0;
       await devices().resize(ctx, 'v', 2 * GiB);
-      assert.deepEqual(fd.dm.ops.map((o) => o.op), ['thinTable', 'reload', 'resume']);
+      assert.deepEqual(fd.dm.ops.map((o) => o.op), ['liveThinSectors', 'reload', 'resume']);
       assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
       assert.equal((await fd.store.getDevice('v'))?.sizeBytes, 2 * GiB);
     });
@@ -268,10 +302,7 @@ describe('Devices', () => {
       await devices().create(ctx, spec('v'));
       const statusReads = () => fd.dm.ops.filter((o) => o.op === 'poolStatus').length;
       const reads = statusReads();
-      for (const id of ['a', 'b', 'c']) {
-        await pool().ensureRoom(ctx, GiB);
-        await devices().create(ctx, spec(id));
-      }
+      for (const id of ['a', 'b', 'c']) await devices().create(ctx, spec(id, { roomBytes: GiB }));
       assert.ok(statusReads() - reads <= 1, `${statusReads() - reads} status reads for 3 creates`);
       const before = await fd.store.listDevices();
       fd.dm.setPoolMode(POOL, 'ro');

@@ -1,0 +1,37 @@
+import type { DeviceMapper } from './types.ts';
+
+export type FakeDmOp = Exclude<keyof DeviceMapper, 'devicePath'> | 'write';
+
+/** One recorded call: the method and its string arguments (options rendered as dmsetup flags). */
+export interface DmCall { op: FakeDmOp; args: string[] }
+
+export interface DmFault {
+  op: FakeDmOp;
+  /** Tested against the call's args joined by spaces, e.g. /create_snap/ or /^pool create_thin 7$/. */
+  match?: RegExp;
+  /** 'after': the operation takes effect and then the error is thrown (a crash after the ioctl). */
+  when?: 'before' | 'after';
+  error: Error;
+  /** How many matching calls fail; default 1. */
+  times?: number;
+}
+
+/** Failures a test has asked for, each taken by the next matching call(s). */
+export class FaultPlan {
+  readonly #faults: Array<DmFault & { left: number }> = [];
+
+  inject(fault: DmFault): void {
+    this.#faults.push({ ...fault, left: fault.times ?? 1 });
+  }
+
+  clear(): void { this.#faults.length = 0; }
+
+  take(op: FakeDmOp, args: string[]): DmFault | undefined {
+    const joined = args.join(' ');
+    const i = this.#faults.findIndex((f) => f.op === op && (f.match === undefined || f.match.test(joined)));
+    if (i < 0) return undefined;
+    const fault = this.#faults[i] as DmFault & { left: number };
+    if (--fault.left <= 0) this.#faults.splice(i, 1);
+    return fault;
+  }
+}
