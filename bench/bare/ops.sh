@@ -5,7 +5,7 @@
 # command, measured with $EPOCHREALTIME, so bash's own start-up is not counted).
 #   ops.sh setup DIR POOL DATA_BYTES META_BYTES     build a loop-file pool like the driver's
 #   ops.sh create POOL ID                            create_thin + set_transaction_id
-#   ops.sh snap-active POOL NEWID ORIGID ORIGNAME    suspend, create_snap, then resume beside set_transaction_id
+#   ops.sh snap-active POOL NEWID ORIGID ORIGNAME    suspend, create_snap, resume, set_transaction_id
 #                                                    (also prints window_us=: suspend..resume)
 #   ops.sh restore POOL NEWID SNAPID                 create_snap of an inactive snapshot + set_transaction_id
 #   ops.sh activate POOL NAME ID BYTES               dmsetup create (untimed helper)
@@ -50,12 +50,9 @@ case "$op" in
     dmsetup suspend "$oname"
     w0=${EPOCHREALTIME/./}
     dmsetup message "$pool" 0 "create_snap $id $orig"
-    # as the driver does: the resume and the transaction stamp side by side
-    dmsetup resume "$oname" & resumed=$!
-    settx "$pool" "$t" & stamped=$!
-    wait "$resumed"
+    dmsetup resume "$oname"
     w1=${EPOCHREALTIME/./}
-    wait "$stamped"
+    settx "$pool" "$t"
     stop
     echo "window_us=$((w1 - t0))"
     echo "msg_us=$((w1 - w0))"

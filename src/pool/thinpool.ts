@@ -191,9 +191,8 @@ export class ThinPool {
    * record pendingTx (intent) → message → set_transaction_id → pool record (confirmation).
    * `during` runs inside the serialised section right before the message (snapshots
    * suspend their origin there, so no other message can lengthen the freeze), and
-   * `after` right after it (the resume), whatever happened. Once the message is in, `after`
-   * and the transaction stamp run side by side: they touch different devices, and the stamp
-   * was a whole command's wait on the snapshot's path.
+   * `after` right after it (the resume). The stamp waits for the resume: sent beside it, it
+   * made the freeze longer (bench: the bare window 215 → 272 ms) and the RPC no shorter.
    */
   async commit(ctx: OpContext, rec: DeviceRecord, msg: string, hooks: { during?: () => Promise<void>; after?: () => Promise<void>; accept?: (e: unknown) => boolean } = {}): Promise<TxOutcome> {
     return this.messages.run(async () => {
@@ -202,14 +201,10 @@ export class ThinPool {
       try {
         await hooks.during?.();
         await this.send(ctx, msg).catch((e: unknown) => { if (!hooks.accept?.(e)) throw e; });
-      } catch (err) {
+      } finally {
         await hooks.after?.();
-        throw err;
       }
-      const [after, stamp] = await Promise.allSettled([hooks.after?.(), this.bumpTx(ctx, next)]);
-      if (after.status === 'rejected') throw after.reason;
-      if (stamp.status === 'rejected') throw stamp.reason;
-      return stamp.value;
+      return this.bumpTx(ctx, next);
     });
   }
 

@@ -182,7 +182,7 @@ describe('Devices', () => {
       assert.equal(v?.faultyFrom, 'Resuming');
       assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, true);
       assert.equal(await fd.store.getDevice('s'), undefined, 'the snapshot is rolled back');
-      assert.equal((await fd.store.getPool())?.transactionId, await poolTx(), 'the stamp beside the failed resume is recorded');
+      assert.equal((await fd.store.getPool())?.transactionId, await poolTx(), 'the pool record follows the pool after the rollback');
       fd.dm.clearFaults();
       await fd.restart();
       assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
