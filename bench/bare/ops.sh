@@ -108,7 +108,7 @@ case "$op" in
     start
     case "$fs:$how" in
       ext4:default) mkfs.ext4 -F -q "$dev" ;;
-      ext4:driver) mkfs.ext4 -F -q -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 "$dev" ;;
+      ext4:driver) mkfs.ext4 -F -q -E nodiscard,assume_storage_prezeroed=1 "$dev" ;;
       xfs:default) mkfs.xfs -f -q "$dev" ;;
       xfs:driver) mkfs.xfs -f -q -K "$dev" ;;
       *) echo "mkfs: bad $fs:$how" >&2; exit 2 ;;

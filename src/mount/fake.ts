@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { OpContext } from '../system/context.ts';
-import { type FsStats, type FsType, type MountEntry, type Mounter, MountError, SUPPORTED_FS } from './types.ts';
+import { type FsStats, type FsType, type MkfsOptions, type MountEntry, type Mounter, MountError, SUPPORTED_FS } from './types.ts';
 
 
 /** One recorded call on a fake: the method name and its string arguments in call order. */
@@ -299,8 +299,9 @@ export class FakeMounter implements Mounter {
     return fs && { fsType: fs.fsType, sizeBytes: fs.sizeBytes };
   }
 
-  async mkfs(_ctx: OpContext, device: string, fsType: FsType, extraArgs: readonly string[] = []): Promise<void> {
-    this.#faults.enter('mkfs', device, fsType, ...extraArgs);
+  /** Logged as `mkfs DEVICE TYPE [zeroed] [extra args...]`. */
+  async mkfs(_ctx: OpContext, device: string, fsType: FsType, opts: MkfsOptions = {}): Promise<void> {
+    this.#faults.enter('mkfs', device, fsType, ...(opts.zeroed ? ['zeroed'] : []), ...(opts.extraArgs ?? []));
     const type = this.#supported(fsType, 'mkfs');
     const size = this.#deviceSize(device);
     if ((this.#sbRefs.get(device) ?? 0) > 0) throw fail('EBUSY', `mkfs ${device}: device is mounted; will not make a filesystem here`, 1);

@@ -4,7 +4,7 @@ import type { OpContext } from '../system/context.ts';
 import { CommandError, run } from '../system/exec.ts';
 import { parseMountinfo, toMountEntry } from './mountinfo.ts';
 import { readSuperblock } from './superblock.ts';
-import { type FsStats, type FsType, type MountEntry, type Mounter, MountError } from './types.ts';
+import { type FsStats, type FsType, type MkfsOptions, type MountEntry, type Mounter, MountError } from './types.ts';
 
 export interface SystemMounterOptions {
   /** Defaults to /proc/self/mountinfo. */
@@ -33,6 +33,14 @@ export function majorMinorOf(rdev: bigint): string {
   return `${major}:${minor}`;
 }
 
+/** Whether `mke2fs -V` output (it prints to stderr) names e2fsprogs MAJOR.MINOR or later. */
+export function e2fsprogsAtLeast(out: { stdout: string; stderr: string }, major: number, minor: number): boolean {
+  const m = /\bmke2fs (\d+)\.(\d+)/.exec(`${out.stderr}\n${out.stdout}`);
+  if (!m) return false;
+  const [have, haveMinor] = [Number(m[1]), Number(m[2])];
+  return have > major || (have === major && haveMinor >= minor);
+}
+
 /** Resolves symlinks where the path exists so it compares equal to the kernel's view. */
 async function canonical(p: string): Promise<string> {
   const abs = path.resolve(p);
@@ -48,6 +56,7 @@ export class SystemMounter implements Mounter {
   readonly #mountinfoPath: string;
   readonly #maxMs: number;
   readonly #binDir: string | undefined;
+  #prezeroed: Promise<boolean> | undefined;
 
   constructor(opts: SystemMounterOptions = {}) {
     this.#mountinfoPath = opts.mountinfoPath ?? '/proc/self/mountinfo';
@@ -56,9 +65,13 @@ export class SystemMounter implements Mounter {
   }
 
   async #run(ctx: OpContext, tool: string, args: readonly string[]): Promise<string> {
+    return (await this.#runBoth(ctx, tool, args)).stdout;
+  }
+
+  async #runBoth(ctx: OpContext, tool: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
     const cmd = this.#binDir === undefined ? tool : path.join(this.#binDir, tool);
     try {
-      return (await run(ctx, cmd, args, { maxMs: this.#maxMs })).stdout;
+      return await run(ctx, cmd, args, { maxMs: this.#maxMs });
     } catch (err) {
       throw toMountError(err, tool);
     }
@@ -155,18 +168,34 @@ export class SystemMounter implements Mounter {
     }
   }
 
-  async mkfs(ctx: OpContext, device: string, fsType: FsType, extraArgs: readonly string[] = []): Promise<void> {
+  async mkfs(ctx: OpContext, device: string, fsType: FsType, opts: MkfsOptions = {}): Promise<void> {
+    const extraArgs = opts.extraArgs ?? [];
     // Options must precede the device: mkfs.ext4 reads a trailing argument as the fs size.
     switch (fsType) {
-      case 'ext4':
-        await this.#run(ctx, 'mkfs.ext4', ['-F', '-q', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1', ...extraArgs, device]);
+      case 'ext4': {
+        const zeroed = opts.zeroed === true && await this.#ext4KnowsPrezeroed(ctx);
+        const ext = zeroed ? 'nodiscard,assume_storage_prezeroed=1' : 'nodiscard,lazy_itable_init=1,lazy_journal_init=1';
+        await this.#run(ctx, 'mkfs.ext4', ['-F', '-q', '-E', ext, ...extraArgs, device]);
         return;
+      }
       case 'xfs':
         await this.#run(ctx, 'mkfs.xfs', ['-f', '-q', '-K', ...extraArgs, device]);
         return;
       default:
         throw new MountError(`mkfs: unsupported filesystem type ${JSON.stringify(fsType)} (supported: ext4, xfs)`, { errno: 'EINVAL' });
     }
+  }
+
+  /**
+   * Whether mke2fs takes `assume_storage_prezeroed` (e2fsprogs 1.47.0 and later; an older one
+   * refuses the whole -E list). Asked once; a failed asking is not remembered.
+   */
+  #ext4KnowsPrezeroed(ctx: OpContext): Promise<boolean> {
+    this.#prezeroed ??= this.#runBoth(ctx, 'mkfs.ext4', ['-V']).then((out) => e2fsprogsAtLeast(out, 1, 47), () => {
+      this.#prezeroed = undefined;
+      return false;
+    });
+    return this.#prezeroed;
   }
 
   async growFs(ctx: OpContext, device: string, mountPoint: string, fsType: string): Promise<void> {

@@ -45,6 +45,18 @@ export class MountError extends Error {
  * runs util-linux / e2fsprogs / xfsprogs; the fake keeps a mount table in memory.
  * Failures are MountError.
  */
+export interface MkfsOptions {
+  /**
+   * The device reads zeros everywhere (a thin device with no block provisioned yet). ext4 then
+   * marks its inode tables as zeroed. Otherwise the kernel zeroes them after the first mount
+   * (lazy init), which on a thin device writes real zeros and provisions pool space for them:
+   * ~160 MiB for a 10 GiB volume.
+   */
+  zeroed?: boolean;
+  /** More arguments for the mkfs tool, placed before the device. */
+  extraArgs?: readonly string[];
+}
+
 export interface Mounter {
   /** Mount a filesystem. `options` are passed as one -o list; none means defaults. */
   mount(ctx: OpContext, source: string, target: string, fsType: string, options: readonly string[]): Promise<void>;
@@ -63,8 +75,8 @@ export interface Mounter {
    * found. Cheaper than detectFs, which callers use only when this finds nothing.
    */
   probe(ctx: OpContext, device: string): Promise<{ fsType: FsType; sizeBytes: number } | undefined>;
-  /** mkfs without discard (thin devices are already zero) and with lazy init where the fs allows. */
-  mkfs(ctx: OpContext, device: string, fsType: FsType, extraArgs?: readonly string[]): Promise<void>;
+  /** mkfs without discard (thin devices are already zero); ext4 with lazy init, or with its tables marked zeroed when `zeroed`. */
+  mkfs(ctx: OpContext, device: string, fsType: FsType, opts?: MkfsOptions): Promise<void>;
   /** Grow the filesystem on `device` mounted at `mountPoint` to fill the device. */
   growFs(ctx: OpContext, device: string, mountPoint: string, fsType: string): Promise<void>;
   /** Check a filesystem before its first mount after a crash (fsck -p / xfs_repair -n style); resolves when clean or repaired. */

@@ -31,7 +31,9 @@ async function ensureFilesystem(ctx: OpContext, d: StageDeps, device: string, wa
   const other = await d.mounter.detectFs(ctx, device);
   if (other) throw failedPrecondition(`volume ${rec.id} holds a ${other} filesystem, which this driver does not mount`);
   const fsType = (wanted || (rec.meta[META.fsType] as FsType | undefined) || d.defaultFs) as FsType;
-  await d.mounter.mkfs(ctx, device, fsType);
+  // Only ext4 has tables to zero; asked of the kernel, since a restore or clone may hold data but no filesystem.
+  const zeroed = fsType === 'ext4' && await d.devices.unwritten(ctx, rec);
+  await d.mounter.mkfs(ctx, device, fsType, { zeroed });
   return { fsType, sizeBytes: rec.sizeBytes };
 }
 

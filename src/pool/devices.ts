@@ -323,6 +323,18 @@ export class Devices {
     }
   }
 
+  /**
+   * True when the live device has no block provisioned, so it reads zeros everywhere: a thin
+   * device never written, or a copy of one. False when that is not known (the status failed).
+   */
+  async unwritten(ctx: OpContext, rec: DeviceRecord): Promise<boolean> {
+    try {
+      return (await this.dm.thinStatus(ctx, rec.dmName)).mappedSectors === 0;
+    } catch {
+      return false; // a missed saving, nothing worse: mkfs then assumes nothing of the device
+    }
+  }
+
   /** Bytes the device has allocated in the pool, when it is active (the kernel reports it only then). */
   async mappedBytes(ctx: OpContext, rec: DeviceRecord): Promise<number | undefined> {
     const info = await this.dm.info(ctx, rec.dmName);

@@ -204,11 +204,11 @@ describe('FakeMounter fault injection and ops log', () => {
     m.inject({ op: 'mkfs', error: 'EIO' });
     assert.equal(await errnoOf(m.mkfs(ctx, '/dev/mapper/v', 'ext4')), 'EIO');
     assert.equal(await m.detectFs(ctx, '/dev/mapper/v'), undefined, 'the failed mkfs wrote nothing');
-    await m.mkfs(ctx, '/dev/mapper/v', 'ext4', ['-L', 'x']);
+    await m.mkfs(ctx, '/dev/mapper/v', 'ext4', { zeroed: true, extraArgs: ['-L', 'x'] });
     assert.deepEqual(m.ops, [
       { op: 'mkfs', args: ['/dev/mapper/v', 'ext4'] },
       { op: 'detectFs', args: ['/dev/mapper/v'] },
-      { op: 'mkfs', args: ['/dev/mapper/v', 'ext4', '-L', 'x'] },
+      { op: 'mkfs', args: ['/dev/mapper/v', 'ext4', 'zeroed', '-L', 'x'] },
     ]);
   });
 

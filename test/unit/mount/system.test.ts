@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { background } from '../../../src/system/context.ts';
 import { LosetupLoopDevices } from '../../../src/mount/loop.ts';
-import { majorMinorOf, SystemMounter } from '../../../src/mount/system.ts';
+import { e2fsprogsAtLeast, majorMinorOf, SystemMounter } from '../../../src/mount/system.ts';
 import { MountError } from '../../../src/mount/types.ts';
 
 const TOOLS = ['mount', 'umount', 'blkid', 'mkfs.ext4', 'mkfs.xfs', 'resize2fs', 'xfs_growfs', 'fsck.ext4', 'blockdev', 'losetup'];
@@ -171,8 +171,31 @@ describe('SystemMounter probe', () => {
 
 describe('SystemMounter mkfs/growFs/checkFs', () => {
   it('mkfs.ext4 without discard, lazy init, extra args before the device', async () => {
-    await m.mkfs(background, '/dev/mapper/v', 'ext4', ['-L', 'data']);
+    await m.mkfs(background, '/dev/mapper/v', 'ext4', { extraArgs: ['-L', 'data'] });
     assert.deepEqual(bin.calls(), [['mkfs.ext4', '-F', '-q', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1', '-L', 'data', '/dev/mapper/v']]);
+  });
+
+  it('mkfs.ext4 of a zeroed device marks the inode tables zeroed when e2fsprogs is 1.47 or later (asked once)', async () => {
+    bin.answer('mkfs.ext4', { stderr: 'mke2fs 1.47.0 (5-Feb-2023)\n\tUsing EXT2FS Library version 1.47.0\n' });
+    await m.mkfs(background, '/dev/mapper/v', 'ext4', { zeroed: true });
+    await m.mkfs(background, '/dev/mapper/w', 'ext4', { zeroed: true });
+    await m.mkfs(background, '/dev/mapper/x', 'ext4');
+    assert.deepEqual(bin.calls(), [
+      ['mkfs.ext4', '-V'],
+      ['mkfs.ext4', '-F', '-q', '-E', 'nodiscard,assume_storage_prezeroed=1', '/dev/mapper/v'],
+      ['mkfs.ext4', '-F', '-q', '-E', 'nodiscard,assume_storage_prezeroed=1', '/dev/mapper/w'],
+      ['mkfs.ext4', '-F', '-q', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1', '/dev/mapper/x'],
+    ]);
+  });
+
+  it('an older mke2fs, or one that cannot say, gets the lazy-init options even for a zeroed device', async () => {
+    bin.answer('mkfs.ext4', { stderr: 'mke2fs 1.46.5 (30-Dec-2021)\n' });
+    await m.mkfs(background, '/dev/mapper/v', 'ext4', { zeroed: true });
+    assert.deepEqual(bin.calls().at(-1), ['mkfs.ext4', '-F', '-q', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1', '/dev/mapper/v']);
+    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 2.0 (1-Jan-2030)' }, 1, 47), true);
+    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 1.47.2 (1-Jan-2025)' }, 1, 47), true);
+    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 1.9.0' }, 1, 47), false);
+    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: '' }, 1, 47), false);
   });
 
   it('mkfs.xfs with -K (no discard)', async () => {

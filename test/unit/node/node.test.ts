@@ -49,6 +49,22 @@ describe('Node service', () => {
       assert.equal(ops('mkfs'), 1, 'an existing filesystem is never reformatted');
       assert.equal(fd.mounter.mounts().filter((m) => m.target === staging).length, 1);
     });
+    it('ext4 on a device never written gets inode tables marked zeroed; one holding data, or xfs, does not', async () => {
+      const mkfsArgs = () => fd.mounter.ops.filter((o) => o.op === 'mkfs').map((o) => o.args.slice(1).join(' '));
+      const fresh = await createVol('fresh');
+      await stage(fresh);
+      await unstage(fresh);
+      const written = await createVol('written');
+      await fd.driver.devices.activate(ctx, written);
+      fd.dm.write(`dmthin-${written}`, 4096, 64 * 1024 * 1024); // data, but no filesystem
+      await stage(written);
+      await unstage(written);
+      const x = await createVol('x', mountCap('xfs'));
+      fd.dm.ops.length = 0;
+      await stage(x, { volume_capability: mountCap('xfs') });
+      assert.deepEqual(mkfsArgs(), ['ext4 zeroed', 'ext4', 'xfs']);
+      assert.ok(!fd.dm.ops.some((o) => o.op === 'thinStatus'), 'xfs has no tables to zero: no status read for it');
+    });
     it('staged already but with an incompatible capability is ALREADY_EXISTS', async () => {
       const id = await createVol('v');
       await stage(id);
