@@ -40,11 +40,6 @@ export class MountError extends Error {
   }
 }
 
-/**
- * Filesystem and mount operations on block devices and paths. The real implementation
- * runs util-linux / e2fsprogs / xfsprogs; the fake keeps a mount table in memory.
- * Failures are MountError.
- */
 export interface MkfsOptions {
   /**
    * The device reads zeros everywhere (a thin device with no block provisioned yet). ext4 then
@@ -57,6 +52,11 @@ export interface MkfsOptions {
   extraArgs?: readonly string[];
 }
 
+/**
+ * Filesystem and mount operations on block devices and paths. The real implementation
+ * runs util-linux / e2fsprogs / xfsprogs; the fake keeps a mount table in memory.
+ * Failures are MountError.
+ */
 export interface Mounter {
   /** Mount a filesystem. `options` are passed as one -o list; none means defaults. */
   mount(ctx: OpContext, source: string, target: string, fsType: string, options: readonly string[]): Promise<void>;
