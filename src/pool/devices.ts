@@ -310,10 +310,10 @@ export class Devices {
 
   /** Reloads a live device whose table is shorter than its record. */
   async applySize(ctx: OpContext, rec: DeviceRecord): Promise<void> {
-    const sectors = await this.dm.liveThinSectors(ctx, rec.dmName);
-    // Not active: activation will use the recorded size.
-    if (sectors === undefined || sectors * SECTOR >= rec.sizeBytes) return;
     try {
+      const sectors = await this.dm.liveThinSectors(ctx, rec.dmName);
+      // Not active: activation will use the recorded size.
+      if (sectors === undefined || sectors * SECTOR >= rec.sizeBytes) return;
       await this.dm.reload(ctx, rec.dmName, this.table(rec));
       // With a table loaded, resume suspends the device first (flushing, freezing its
       // filesystem), swaps the table in and resumes: one command where suspend + resume took two.

@@ -261,6 +261,13 @@ describe('Devices', () => {
       assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
       assert.equal((await fd.store.getDevice('v'))?.sizeBytes, 2 * GiB);
     });
+    it('a failed size read is a gRPC error with its code (a timeout is DEADLINE_EXCEEDED), and records nothing', async () => {
+      await devices().create(ctx, spec('v'));
+      await devices().activate(ctx, 'v');
+      fd.dm.inject({ op: 'liveThinSectors', error: new DmError('timeout', 'dmsetup table dm-v: timed out') });
+      await assert.rejects(devices().resize(ctx, 'v', 2 * GiB), (e: { code?: number; message: string }) => e.code === 4 && /resizing v/.test(e.message));
+      assert.equal((await fd.store.getDevice('v'))?.sizeBytes, GiB);
+    });
     it('an inactive device only records the size; activation uses it', async () => {
       await devices().create(ctx, spec('v'));
       await devices().resize(ctx, 'v', 3 * GiB);
