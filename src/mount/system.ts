@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { OpContext } from '../system/context.ts';
 import { CommandError, run } from '../system/exec.ts';
+import { versionBelow } from '../system/version.ts';
 import { parseMountinfo, toMountEntry } from './mountinfo.ts';
 import { readSuperblock } from './superblock.ts';
 import { type FsStats, type FsType, type MkfsOptions, type MountEntry, type Mounter, MountError } from './types.ts';
@@ -33,12 +34,13 @@ export function majorMinorOf(rdev: bigint): string {
   return `${major}:${minor}`;
 }
 
-/** Whether `mke2fs -V` output (it prints to stderr) names e2fsprogs MAJOR.MINOR or later. */
-export function e2fsprogsAtLeast(out: { stdout: string; stderr: string }, major: number, minor: number): boolean {
-  const m = /\bmke2fs (\d+)\.(\d+)/.exec(`${out.stderr}\n${out.stdout}`);
-  if (!m) return false;
-  const [have, haveMinor] = [Number(m[1]), Number(m[2])];
-  return have > major || (have === major && haveMinor >= minor);
+/** The first e2fsprogs whose mke2fs takes `-E assume_storage_prezeroed`. */
+export const E2FSPROGS_PREZEROED = '1.47';
+
+/** Whether `mke2fs -V` output (it prints to stderr) names e2fsprogs `want` or later. */
+export function e2fsprogsAtLeast(out: { stdout: string; stderr: string }, want: string): boolean {
+  const have = /\bmke2fs (\d+\.\d+(?:\.\d+)?)/.exec(`${out.stderr}\n${out.stdout}`)?.[1];
+  return have !== undefined && !versionBelow(have, want);
 }
 
 /** Resolves symlinks where the path exists so it compares equal to the kernel's view. */
@@ -191,7 +193,7 @@ export class SystemMounter implements Mounter {
    * refuses the whole -E list). Asked once; a failed asking is not remembered.
    */
   #ext4KnowsPrezeroed(ctx: OpContext): Promise<boolean> {
-    this.#prezeroed ??= this.#runBoth(ctx, 'mkfs.ext4', ['-V']).then((out) => e2fsprogsAtLeast(out, 1, 47), () => {
+    this.#prezeroed ??= this.#runBoth(ctx, 'mkfs.ext4', ['-V']).then((out) => e2fsprogsAtLeast(out, E2FSPROGS_PREZEROED), () => {
       this.#prezeroed = undefined;
       return false;
     });

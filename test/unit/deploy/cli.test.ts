@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { checkKernel, checkPool, checkTool, formatChecks, runChecks, TOOLS, versionIn } from '../../../src/cli/doctor.ts';
+import { versionBelow } from '../../../src/system/version.ts';
 import { collectStatus, formatBytes, formatStatus, type Runner } from '../../../src/cli/status.ts';
 import { FileStore } from '../../../src/state/file.ts';
 import type { DeviceRecord } from '../../../src/state/types.ts';
@@ -143,6 +144,16 @@ test('doctor: says what to fix for a node without dm-thin or tools', async () =>
   const text = formatChecks([...kernel, missing]);
   assert.match(text, /\[FAIL\] thin_check +not found \(needed for checking pool metadata\)\n {7}fix: install the thin-provisioning-tools package/);
   assert.match(text, /3 check\(s\) failed\.\n$/);
+});
+
+test('doctor: an mke2fs older than 1.47 is a warning that says what it costs', async () => {
+  const ext4 = TOOLS.find((x) => x.command === 'mkfs.ext4')!;
+  const old = await checkTool(fakeRunner({ 'mkfs.ext4 -V': 'mke2fs 1.46.5 (30-Dec-2021)' }), ext4);
+  assert.equal(old.level, 'warn');
+  assert.match(old.detail, /^version 1\.46\.5: .*assume_storage_prezeroed/);
+  assert.equal(old.fix, 'install e2fsprogs 1.47 or later');
+  assert.equal((await checkTool(fakeRunner({ 'mkfs.ext4 -V': 'mke2fs 1.47.0 (5-Feb-2023)' }), ext4)).level, 'ok');
+  assert.deepEqual(['1.46.5', '1.47', '1.47.0', '1.48', '2.0', '1.9'].map((v) => versionBelow(v, '1.47')), [true, false, false, false, false, true]);
 });
 
 test('doctor: pool states', async () => {

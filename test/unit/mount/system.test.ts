@@ -192,10 +192,10 @@ describe('SystemMounter mkfs/growFs/checkFs', () => {
     bin.answer('mkfs.ext4', { stderr: 'mke2fs 1.46.5 (30-Dec-2021)\n' });
     await m.mkfs(background, '/dev/mapper/v', 'ext4', { zeroed: true });
     assert.deepEqual(bin.calls().at(-1), ['mkfs.ext4', '-F', '-q', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1', '/dev/mapper/v']);
-    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 2.0 (1-Jan-2030)' }, 1, 47), true);
-    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 1.47.2 (1-Jan-2025)' }, 1, 47), true);
-    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 1.9.0' }, 1, 47), false);
-    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: '' }, 1, 47), false);
+    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 2.0 (1-Jan-2030)' }, '1.47'), true);
+    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 1.47.2 (1-Jan-2025)' }, '1.47'), true);
+    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: 'mke2fs 1.9.0' }, '1.47'), false);
+    assert.equal(e2fsprogsAtLeast({ stdout: '', stderr: '' }, '1.47'), false);
   });
 
   it('mkfs.xfs with -K (no discard)', async () => {
