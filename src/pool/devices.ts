@@ -82,8 +82,12 @@ export class Devices {
     const t = now();
     let rec: DeviceRecord;
     try {
-      const { roomBytes: _, ...fields } = spec;
-      rec = await this.store.createDevice({ ...fields, deviceId, state: 'Creating', createdAt: t, updatedAt: t });
+      // Named fields only: a caller's spec may carry more (the controller's topology), which
+      // has no place in the record (and recordCopy relies on meta being its only nested field).
+      const { id, dmName, kind, sizeBytes, meta, origin } = spec;
+      rec = await this.store.createDevice({
+        id, dmName, kind, sizeBytes, meta, ...(origin === undefined ? {} : { origin }), deviceId, state: 'Creating', createdAt: t, updatedAt: t,
+      });
     } catch (err) {
       this.pool.releaseId(deviceId);
       throw err;

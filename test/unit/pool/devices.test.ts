@@ -105,6 +105,18 @@ describe('Devices', () => {
     });
   });
 
+  describe('records', () => {
+    it('hold the record fields only, whatever else the caller\'s spec carries', async () => {
+      const extra = { roomBytes: GiB, requisite: [{ zone: 'a' }] } as Partial<NewDevice>;
+      await devices().create(ctx, spec('v', extra));
+      await devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v', ...extra }));
+      for (const id of ['v', 's']) {
+        const keys = Object.keys((await fd.store.getDevice(id))!).sort();
+        assert.deepEqual(keys, ['createdAt', 'deviceId', 'dmName', 'id', 'kind', 'meta', ...(id === 's' ? ['origin'] : []), 'revision', 'sizeBytes', 'state', 'updatedAt']);
+      }
+    });
+  });
+
   describe('delete', () => {
     it('a device recorded inactive gets the delete message with no info read first', async () => {
       await devices().create(ctx, spec('v'));
