@@ -2,6 +2,7 @@ import { CsiError } from '../errors.ts';
 import { buildConfig, parseFlags, USAGE } from './config.ts';
 import { FatalError, runStandalone } from './standalone.ts';
 import { runDoctor } from './doctor.ts';
+import { untilSignalled } from './signals.ts';
 import { runStatus } from './status.ts';
 
 const COMMANDS = `Usage: dmthin-csi COMMAND [flags]
@@ -27,10 +28,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   // Listen before starting, so a signal that arrives mid-start still shuts down cleanly.
-  const signalled = new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
+  const signalled = untilSignalled();
   // Kubernetes modes load the Kubernetes client on demand: a standalone start never parses it.
   const stop = command === 'standalone' ? await runStandalone(buildConfig(parseFlags(rest)))
     : await (await import('./kube.ts'))[command === 'controller' ? 'runController' : 'runNode'](rest);

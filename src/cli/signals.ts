@@ -1,0 +1,26 @@
+import { constants } from 'node:os';
+
+/**
+ * Resolves on the first SIGTERM or SIGINT, for a clean stop; a second one exits at once.
+ *
+ * The listeners stay installed (`on`, not `once`): execa's subprocess cleanup (signal-exit)
+ * re-raises a signal when it finds no listener besides its own, and a `once` listener has
+ * already removed itself by then. So a SIGTERM that came while any command ran killed the
+ * driver on the spot (the bench's restarts found the metadata snapshot a pool check had
+ * reserved still marked held).
+ */
+export function untilSignalled(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let seen = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (seen) {
+        process.stderr.write(`dmthin-csi: ${sig} again while stopping: exiting now\n`);
+        process.exit(128 + (constants.signals[sig] ?? 0));
+      }
+      seen = true;
+      resolve(sig);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
