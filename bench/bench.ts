@@ -4,11 +4,12 @@
 //                       [--list-reps N] [--skip ops,scale,mkfs] [--out FILE]
 //   node dist/bench.mjs --render FILE      prints the table of a results file
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect, histDelta, histQuantile, parseHistogram, render, script, sh, stats, type Csi, type Histogram } from './lib.ts';
+import { DriverProcess, tail } from './driver.ts';
+import { histDelta, histQuantile, parseHistogram, render, script, sh, stats, type Histogram } from './lib.ts';
 
 const ROOT = process.cwd();
 const BARE = join(ROOT, 'bench/bare/ops.sh');
@@ -58,57 +59,13 @@ const log = (...x: unknown[]) => console.log(`[${new Date().toISOString().slice(
 const results: any = { meta: {}, ops: {}, errors: [] as string[] };
 
 // ---------------------------------------------------------------- the driver process
-let driver: { child: ChildProcess; csi: Csi; log: string; exited: Promise<void> } | undefined;
-let runs = 0;
-/** When the last start's socket appeared (ms after spawn): the reconcile runs before the server listens. */
-let lastSocketMs = NaN;
-
-async function startDriver(): Promise<number> {
-  const logFile = join(WORK, `driver-${++runs}.log`);
-  const fd = openSync(logFile, 'w');
-  const t0 = now();
-  const child = spawn(process.execPath, [...NODE_FLAGS, join(ROOT, 'dist/dmthin-csi.mjs'), 'standalone', '--state-dir', STATE, '--endpoint', ENDPOINT, '--pool-name', POOL,
-    '--loop-data-size', '256Gi', '--loop-metadata-size', '1Gi', '--overprovision-ratio', '100', '--node-id', 'bench', '--metrics-address', METRICS, '--log-level', DRIVER_LOG],
-  { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const csi = connect(ENDPOINT);
-  let sockMs = NaN;
-  for (;;) {
-    if (Number.isNaN(sockMs) && existsSync(ENDPOINT.slice('unix://'.length))) sockMs = now() - t0;
-    if (child.exitCode !== null) throw new Error(`driver exited with ${child.exitCode}:\n${tail(logFile)}`);
-    try {
-      const r = await csi.identity.call<{ ready?: { value: boolean } }>('Probe', {}, 2000);
-      if (r.ready?.value) break;
-    } catch { /* not up yet */ }
-    if (now() - t0 > 600_000) throw new Error(`driver not ready after 600 s:\n${tail(logFile)}`);
-    await sleep(20);
-  }
-  const took = now() - t0;
-  lastSocketMs = sockMs;
-  driver = { child, csi, log: logFile, exited };
-  return took;
-}
-
-async function stopDriver(): Promise<void> {
-  if (!driver) return;
-  driver.csi.close();
-  driver.child.kill('SIGTERM');
-  await driver.exited;
-  driver = undefined;
-}
-
-function tail(file: string, n = 30): string {
-  try { return readFileSync(file, 'utf8').trim().split('\n').slice(-n).join('\n'); } catch { return '(no log)'; }
-}
+const drv = new DriverProcess({ root: ROOT, work: WORK, state: STATE, endpoint: ENDPOINT, pool: POOL, metrics: METRICS, nodeFlags: NODE_FLAGS, logLevel: DRIVER_LOG });
+const startDriver = () => drv.start();
+const stopDriver = () => drv.stop();
+const scrape = () => drv.scrape();
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
-const ctl = () => driver!.csi.controller;
-const node = () => driver!.csi.node;
-
-async function scrape(): Promise<string> {
-  const r = await fetch(`http://${METRICS}/metrics`);
-  return r.text();
-}
+const ctl = () => drv.running.csi.controller;
+const node = () => drv.running.csi.node;
 function vmHWM(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -152,12 +109,19 @@ type Who = 'driver' | 'bare' | 'lvm';
 type Runner = Record<Who, (i: number) => Promise<number>>;
 const ORDER: Who[] = ['driver', 'bare', 'lvm'];
 
-async function measure(op: string, reps: number, run: Runner): Promise<void> {
+/**
+ * `stamps`: the driver's op sends a pool message, whose transaction stamp follows the reply; it
+ * is waited for, untimed, before the next contender starts (the bare script runs its own stamp
+ * after its clock stops too), so no contender is timed beside another's leftover work.
+ */
+async function measure(op: string, reps: number, run: Runner, { stamps = false } = {}): Promise<void> {
   const samples: Record<Who, number[]> = { driver: [], bare: [], lvm: [] };
   for (let i = 0; i < reps; i++) {
     for (let k = 0; k < 3; k++) {
       const who = ORDER[(i + k) % 3]!;
+      const tx = stamps && who === 'driver' ? drv.storedTx() : undefined;
       samples[who].push(await run[who](i));
+      if (tx !== undefined && !await drv.stamped(tx)) results.errors.push(`${op}: no transaction stamp within 10 s of the driver's reply`);
     }
   }
   const d = stats(samples.driver);
@@ -189,7 +153,7 @@ async function opsPhase(): Promise<void> {
       await script(LVM, ['deactivate', VG, `c${i}`]); // lvcreate activates; the others do not: delete inactive everywhere
       return ms(r.us);
     },
-  });
+  }, { stamps: true });
 
   // snapshot of an active, mounted volume under write
   const dOrigin = await createVol('origin');
@@ -226,7 +190,7 @@ async function opsPhase(): Promise<void> {
       return ms(r.us);
     },
     lvm: async (i) => ms((await script(LVM, ['snapshot', VG, `s${i}`, 'origin'])).us),
-  });
+  }, { stamps: true });
   const h1 = parseHistogram(await scrape(), 'dmthin_csi_snapshot_suspend_seconds');
   await stopWriters();
   const hd: Histogram = histDelta(h0, h1);
@@ -249,7 +213,7 @@ async function opsPhase(): Promise<void> {
     driver: async (i) => (await timed(() => createVol(`r-${i}`, VOL, 'ext4', { snapshot_id: dSnaps[0]! })))[0],
     bare: async () => ms((await script(BARE, ['restore', BPOOL, bareId++, bSnaps[0]!])).us),
     lvm: async (i) => ms((await script(LVM, ['snapshot', VG, `r${i}`, 's0'])).us),
-  });
+  }, { stamps: true });
 
   // stage without mkfs: activate + mount of an existing filesystem (unstage untimed)
   const dSv = await createVol('stagevol');
@@ -276,7 +240,7 @@ async function opsPhase(): Promise<void> {
     driver: async (i) => (await timed(() => ctl().call('DeleteVolume', { volume_id: dVols[i]!.id })))[0],
     bare: async (i) => ms((await script(BARE, ['delete', BPOOL, bIds[i]!])).us),
     lvm: async (i) => ms((await script(LVM, ['delete', VG, lNames[i]!])).us),
-  });
+  }, { stamps: true });
   await unstage(dOrigin, dMnt);
   results.driverMetrics = labelledMeans(await scrape());
 }
@@ -330,7 +294,7 @@ async function scalePhase(restartEmptyMs: number): Promise<void> {
     snapshotThroughput = { concurrency: 32, count: n, seconds, perSecond: n / seconds };
     log(`scale: ${n} snapshots at concurrency 32: ${(n / seconds).toFixed(2)}/s`);
   }
-  const peakRssBeforeListMiB = vmHWM(driver!.child.pid!);
+  const peakRssBeforeListMiB = vmHWM(drv.running.child.pid!);
   const listAll: number[] = [];
   const listPaged: number[] = [];
   let listed = 0;
@@ -354,17 +318,17 @@ async function scalePhase(restartEmptyMs: number): Promise<void> {
     token = p.next_token;
   } while (token);
   if (listed < SCALE) results.errors.push(`ListVolumes returned ${listed} entries, expected >= ${SCALE}`);
-  const peakRssMiB = vmHWM(driver!.child.pid!);
+  const peakRssMiB = vmHWM(drv.running.child.pid!);
   await stopDriver();
   const walk: number[] = [];
   for (let i = 0; i < 5; i++) walk.push(ms((await script(BARE, ['walk'])).us));
   const restartMs = await startDriver();
-  const restartSocketMs = lastSocketMs;
+  const restartSocketMs = drv.lastSocketMs;
   const rec = parseHistogram(await scrape(), 'dmthin_csi_reconcile_duration_seconds', 'metadata="skipped"');
   const reconcileMs = rec.count > 0 ? (rec.sum / rec.count) * 1000 : NaN;
   const fullReconcileMs = await metadataPassMs();
   await ctl().call('ListVolumes', {});
-  const peakRssAfterRestartMiB = vmHWM(driver!.child.pid!);
+  const peakRssAfterRestartMiB = vmHWM(drv.running.child.pid!);
   const bareWalk = stats(walk);
   results.scale = {
     volumes: SCALE, snapshots: snapshotThroughput?.count ?? 0, throughput, snapshotThroughput,
@@ -431,7 +395,7 @@ async function main(): Promise<void> {
   await startDriver();
   await stopDriver();
   const restartEmptyMs = await startDriver(); // pool exists now: a restart with no devices
-  log(`driver ready; empty restart ${restartEmptyMs.toFixed(0)} ms (socket after ${lastSocketMs.toFixed(0)} ms)`);
+  log(`driver ready; empty restart ${restartEmptyMs.toFixed(0)} ms (socket after ${drv.lastSocketMs.toFixed(0)} ms)`);
   await script(BARE, ['setup', join(WORK, 'bare'), BPOOL, 256 * GiB, GiB]);
   await script(LVM, ['setup', join(WORK, 'lvm'), VG, 64 * GiB]);
   try {
@@ -440,13 +404,13 @@ async function main(): Promise<void> {
     if (!skip.has('scale')) await scalePhase(restartEmptyMs);
   } catch (err) {
     results.errors.push(String((err as Error).stack ?? err));
-    if (driver) results.errors.push(`driver log tail:\n${tail(driver.log)}`);
+    if (drv.current) results.errors.push(`driver log tail:\n${tail(drv.current.log)}`);
     // A failed write is most often the guest's tmpfs (which backs all three pools) running out.
     results.errors.push(`at the failure:\n${await sh('df', ['-k', '/tmp', '/']).catch(String)}${await sh('dmsetup', ['status', POOL, BPOOL]).catch(String)}`);
     console.error(err);
   } finally {
     await stopWriters().catch(() => undefined);
-    if (driver) writeFileSync(join(ROOT, 'bench/out/driver-last.log'), readFileSync(driver.log));
+    if (drv.current) writeFileSync(join(ROOT, 'bench/out/driver-last.log'), readFileSync(drv.current.log));
     await stopDriver().catch(() => undefined);
   }
   results.meta.seconds = (now() - t0) / 1000;

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The bare command sequence the driver runs for each operation (src/pool/devices.ts),
 # on a pool of its own: the limit of this design. Runs in the test VM as root.
-# Each timed op prints one line `us=N` (N = microseconds between the first and last
-# command, measured with $EPOCHREALTIME, so bash's own start-up is not counted).
+# Each timed op prints one line `us=N` (N = microseconds from the first command to the point
+# where the driver replies, measured with $EPOCHREALTIME, so bash's own start-up is not
+# counted). The driver stamps the pool's transaction id after it replies, so the stamp
+# (`set_transaction_id`) runs here too, after the clock stops.
 #   ops.sh setup DIR POOL DATA_BYTES META_BYTES     build a loop-file pool like the driver's
-#   ops.sh create POOL ID                            create_thin + set_transaction_id
-#   ops.sh snap-active POOL NEWID ORIGID ORIGNAME    suspend, create_snap, resume, set_transaction_id
+#   ops.sh create POOL ID                            create_thin (+ set_transaction_id, untimed)
+#   ops.sh snap-active POOL NEWID ORIGID ORIGNAME    suspend, create_snap, resume (+ set_transaction_id, untimed)
 #                                                    (also prints window_us=: suspend..resume)
-#   ops.sh restore POOL NEWID SNAPID                 create_snap of an inactive snapshot + set_transaction_id
+#   ops.sh restore POOL NEWID SNAPID                 create_snap of an inactive snapshot (+ set_transaction_id)
 #   ops.sh activate POOL NAME ID BYTES               dmsetup create (untimed helper)
 #   ops.sh stage POOL NAME ID BYTES MNT FSTYPE       dmsetup create + mount of an existing fs
 #   ops.sh unstage NAME MNT                          umount + dmsetup remove (untimed helper)
 #   ops.sh expand POOL NAME ID BYTES                 reload + resume (resume suspends to swap the table)
-#   ops.sh delete POOL ID [NAME]                     (remove) + delete + set_transaction_id
+#   ops.sh delete POOL ID [NAME]                     (remove) + delete (+ set_transaction_id, untimed)
 #   ops.sh walk                                      dmsetup status + info + table of everything
 #   ops.sh mkfs DEV FSTYPE default|driver            mkfs with defaults (discard) or the driver's options
 #   ops.sh teardown POOL DIR
@@ -41,8 +43,8 @@ case "$op" in
     pool=$1 id=$2; t=$(tx "$pool")
     start
     dmsetup message "$pool" 0 "create_thin $id"
-    settx "$pool" "$t"
     stop
+    settx "$pool" "$t"
     ;;
   snap-active)
     pool=$1 id=$2 orig=$3 oname=$4; t=$(tx "$pool")
@@ -52,8 +54,8 @@ case "$op" in
     dmsetup message "$pool" 0 "create_snap $id $orig"
     dmsetup resume "$oname"
     w1=${EPOCHREALTIME/./}
-    settx "$pool" "$t"
     stop
+    settx "$pool" "$t"
     echo "window_us=$((w1 - t0))"
     echo "msg_us=$((w1 - w0))"
     ;;
@@ -61,8 +63,8 @@ case "$op" in
     pool=$1 id=$2 snap=$3; t=$(tx "$pool")
     start
     dmsetup message "$pool" 0 "create_snap $id $snap"
-    settx "$pool" "$t"
     stop
+    settx "$pool" "$t"
     ;;
   activate)
     pool=$1 name=$2 id=$3 bytes=$4; dn=$(devno "$pool")
@@ -93,8 +95,8 @@ case "$op" in
     start
     if [[ -n $name ]] && dmsetup info "$name" >/dev/null 2>&1; then dmsetup remove "$name"; fi
     dmsetup message "$pool" 0 "delete $id"
-    settx "$pool" "$t"
     stop
+    settx "$pool" "$t"
     ;;
   walk)
     start

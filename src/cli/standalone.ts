@@ -48,6 +48,7 @@ export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<vo
   return async () => {
     await new Promise<void>((resolve) => running.grpc.tryShutdown(() => resolve()));
     await running.stopChecks(); // a check in progress is bounded by its commands' own timeouts
+    await running.driver.pool.settled(); // the last changes' transaction stamp, so a start finds the ids equal
     running.http?.close();
     await store.close();
     log.info('stopped');

@@ -61,6 +61,6 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
     agent, store, devices, metrics, events,
     identity: new IdentityService(readiness, false),
     node: new NodeService({ devices, mounter: p.mounter, defaultFs: p.defaultFs }, { nodeId: p.node, topologyKey: TOPOLOGY_KEY }),
-    stop: () => agent.stop(),
+    stop: async () => { await agent.stop(); await pool.settled(); },
   };
 }

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
-import { KUBELET, liveThins, poolThinIds, poolTx, records, repairsAtStart, startDriver, STATE, stopDriver, storedPoolTx, type DriverProcess } from './harness.ts';
+import { KUBELET, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
 
 const TRANSITIONAL = new Set(['Unknown', 'Creating', 'Activating', 'Suspending', 'Suspended', 'Resuming', 'Deactivating', 'Removing', 'Removed']);
 const DELAYS_MS = [150, 400, 700, 1000, 1500, 2200];
@@ -66,7 +66,7 @@ function assertConverged(context: string) {
   assert.deepEqual(stuck.map((r) => `${r.id}:${r.state}:${r.error ?? ''}`), [], `${context}: no record stuck or Faulty`);
   assert.deepEqual(liveThins().filter((t) => t.suspended), [], `${context}: nothing left suspended`);
   assert.deepEqual(poolThinIds().sort((a, b) => a - b), recs.map((r) => r.deviceId).sort((a, b) => a - b), `${context}: pool thin ids == recorded ids`);
-  assert.equal(poolTx(), storedPoolTx(), `${context}: pool transaction id == stored one`);
+  assertTxSettled(context);
 }
 
 describe('SIGKILL mid-operation, then restart', { timeout: 1_800_000 }, () => {

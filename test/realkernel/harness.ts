@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readdirSync, readFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,6 +76,18 @@ export function storedPoolTx(): number {
 export function poolTx(): number {
   const line = sh('dmsetup', ['status', POOL]).trim().split(/\s+/);
   return Number(line[3]);
+}
+
+/**
+ * Asserts the stored transaction id catches up with the pool's: the driver stamps the pool after
+ * replying, so right after an RPC (or a start that rolled something back) the stamp may still be
+ * on its way. It must land within 15 s.
+ */
+export function assertTxSettled(context = 'tx'): void {
+  for (const t0 = Date.now(); poolTx() !== storedPoolTx();) {
+    if (Date.now() - t0 > 15_000) assert.equal(poolTx(), storedPoolTx(), `${context}: pool transaction id == stored one`);
+    execFileSync('sleep', ['0.1']);
+  }
 }
 
 /** Thin device ids that exist in the pool's metadata, read from a metadata snapshot with thin_dump. */

@@ -61,7 +61,9 @@ async function everyBoundary(kind: string, op: CrashOp): Promise<number> {
     appendDurable();
     const outcome = op.run(n).then(() => 'done' as const, (err: unknown) => err);
     const first = await Promise.race([outcome, w.nodeProc!.exited.then(() => 'killed' as const)]);
-    if (first === 'done') await pause(1000); // a kill after the last step can lose the race to the answer
+    // A kill after the last step can lose the race to the answer, and the pool's transaction
+    // stamp (its own steps) follows the answer by design (STAMP_DELAY_MS, then a command).
+    if (first === 'done') await pause(2000);
     if (first === 'done' && alive()) {
       w.assertConverged(`${kind}: finished without a kill at step ${n}`);
       return n - 1;

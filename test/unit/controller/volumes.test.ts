@@ -139,6 +139,7 @@ describe('Controller volumes', () => {
       assert.equal(await code(del(v.volume_id!)), 'OK');
       assert.equal(await fd.store.getDevice(v.volume_id!), undefined);
       assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
+      await fd.driver.pool.settled();
       assert.equal((await fd.store.getPool())?.transactionId, (await fd.dm.poolStatus(ctx, POOL)).transactionId);
     });
     it('a snapshot id is not deleted by DeleteVolume', async () => {

@@ -40,7 +40,7 @@ describe('Devices', () => {
   });
 
   describe('transaction ids', () => {
-    it('every create, snapshot and delete bumps the pool tx by one and the pool record follows', async () => {
+    it('every create, snapshot and delete is stamped with the next tx once settled, and the pool record follows', async () => {
       const t0 = await poolTx();
       const steps: Array<() => Promise<unknown>> = [
         () => devices().create(ctx, spec('v')),
@@ -50,11 +50,28 @@ describe('Devices', () => {
       ];
       for (const [i, step] of steps.entries()) {
         await step();
+        await pool().settled();
         assert.equal(await poolTx(), t0 + i + 1);
         assert.equal((await fd.store.getPool())?.transactionId, t0 + i + 1);
         assert.equal(pool().transactionId, t0 + i + 1);
       }
       assert.equal(pool().txMismatch, undefined);
+    });
+    it('a failed stamp fails no change: the id stays, and the next change stamps once for both', async () => {
+      await pool().settled();
+      const t0 = await poolTx();
+      fd.dm.inject({ op: 'message', match: /set_transaction_id/, error: new DmError('unknown', 'stamp broke') });
+      assert.equal((await devices().create(ctx, spec('v'))).state, 'Created');
+      await pool().settled();
+      assert.equal(await poolTx(), t0);
+      assert.equal((await fd.store.getPool())?.transactionId, t0);
+      await devices().create(ctx, spec('w'));
+      await pool().settled();
+      assert.equal(await poolTx(), t0 + 1);
+      assert.equal((await fd.store.getPool())?.transactionId, t0 + 1);
+      assert.equal(pool().txMismatch, undefined);
+      const d = await fd.restart();
+      assert.equal(d.startup.tx.verdict, 'in_sync');
     });
     it('a start reads the pool status once: its reconcile takes the reading attach made; later reads are fresh', async () => {
       await devices().create(ctx, spec('v'));
@@ -70,9 +87,11 @@ describe('Devices', () => {
     });
     it('a foreign set_transaction_id is detected as a mismatch, at runtime and at restart', async () => {
       await devices().create(ctx, spec('v'));
+      await pool().settled();
       const t = await poolTx();
       await fd.dm.message(ctx, POOL, `set_transaction_id ${t} ${t + 10}`);
       await devices().create(ctx, spec('w'));
+      await pool().settled();
       assert.match(pool().txMismatch ?? '', /another tool/);
       assert.equal((await fd.store.getDevice('w'))?.state, 'Created');
       await fd.dm.message(ctx, POOL, `set_transaction_id ${await poolTx()} ${(await poolTx()) + 7}`);
@@ -122,6 +141,7 @@ describe('Devices', () => {
       await devices().create(ctx, spec('v'));
       fd.dm.ops.length = 0;
       await devices().remove(ctx, 'v');
+      await pool().settled();
       assert.deepEqual(fd.dm.ops.map((o) => `${o.op} ${o.args[1] ?? ''}`.replace(/ \d+/g, '')), ['message delete', 'message set_transaction_id']);
       assert.equal(await fd.store.getDevice('v'), undefined);
       assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
@@ -129,8 +149,10 @@ describe('Devices', () => {
     it('a table the record does not know of makes the kernel refuse; the full path then removes it and deletes', async () => {
       const rec = await devices().create(ctx, spec('v'));
       await fd.dm.create(ctx, 'dm-v', devices().table(rec));
+      await pool().settled();
       const t0 = await poolTx();
       await devices().remove(ctx, 'v');
+      await pool().settled();
       assert.equal(await fd.dm.info(ctx, 'dm-v'), undefined);
       assert.equal(await fd.store.getDevice('v'), undefined);
       assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
@@ -194,6 +216,7 @@ describe('Devices', () => {
       assert.equal(v?.faultyFrom, 'Resuming');
       assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, true);
       assert.equal(await fd.store.getDevice('s'), undefined, 'the snapshot is rolled back');
+      await pool().settled();
       assert.equal((await fd.store.getPool())?.transactionId, await poolTx(), 'the pool record follows the pool after the rollback');
       fd.dm.clearFaults();
       await fd.restart();
@@ -217,6 +240,7 @@ describe('Devices', () => {
       assert.equal(await fd.store.getDevice('a'), undefined);
       assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
       assert.ok(msgs(fd).some((m) => m.startsWith('delete')));
+      await pool().settled();
       assert.equal((await fd.store.getPool())?.transactionId, await poolTx());
     });
     it('a failed rollback marks the record Faulty and keeps its id', async () => {
@@ -233,18 +257,23 @@ describe('Devices', () => {
   });
 
   describe('concurrency', () => {
-    it('concurrent creates, snapshots and deletes on different devices keep ids distinct and the tx exact', async () => {
+    it('concurrent creates, snapshots and deletes on different devices keep ids distinct and share stamps', async () => {
       for (const id of ['a', 'b', 'c']) await devices().create(ctx, spec(id));
       await devices().activate(ctx, 'a');
+      await pool().settled();
       const t0 = await poolTx();
+      const stampsBefore = msgs(fd).filter((m) => m.includes('set_transaction_id')).length;
       await Promise.all([
         ...['d', 'e', 'f', 'g'].map((id) => devices().create(ctx, spec(id))),
         devices().create(ctx, spec('sa', { kind: 'snapshot', origin: 'a' })),
         devices().create(ctx, spec('sb', { kind: 'snapshot', origin: 'b' })),
         devices().remove(ctx, 'c'),
       ]);
-      assert.equal(await poolTx(), t0 + 7);
-      assert.equal((await fd.store.getPool())?.transactionId, t0 + 7);
+      await pool().settled();
+      const stamps = msgs(fd).filter((m) => m.includes('set_transaction_id')).length - stampsBefore;
+      assert.ok(stamps >= 1 && stamps < 7, `7 changes queued together took ${stamps} stamps`);
+      assert.equal(await poolTx(), t0 + stamps);
+      assert.equal((await fd.store.getPool())?.transactionId, t0 + stamps);
       const recs = await fd.store.listDevices();
       assert.equal(new Set(recs.map((r) => r.deviceId)).size, recs.length);
       assert.deepEqual(fd.dm.metadataThinIds(POOL), recs.map((r) => r.deviceId).sort((x, y) => x - y));
@@ -291,6 +320,7 @@ describe('Devices', () => {
   describe('a full or read-only pool', () => {
     it('refuses new volumes with RESOURCE_EXHAUSTED without touching existing records', async () => {
       await devices().create(ctx, spec('v'));
+      await pool().settled(); // the stamp is a commit, and a commit would take the pool out of out_of_data_space
       const before = await fd.store.listDevices();
       for (const mode of ['out_of_data_space', 'ro'] as const) {
         fd.dm.setPoolMode(POOL, mode);

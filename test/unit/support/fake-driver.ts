@@ -34,7 +34,7 @@ export interface FakeDriver {
   cfg: DriverConfig;
   /** A temp dir for staging/target paths (real fs calls create them). */
   dir: string;
-  /** A process restart: a new driver over the same fake kernel and store (reconcile runs). */
+  /** A process restart: a new driver over the same fake kernel and store (reconcile runs), after the old one settled. */
   restart(): Promise<Driver>;
   /** A node reboot: every dm device goes, the pool is re-created over the same metadata, then a restart. */
   reboot(): Promise<Driver>;
@@ -66,6 +66,7 @@ export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriv
   const fd: FakeDriver = {
     driver: await build(), dm, mounter, loops, store, cfg, dir,
     async restart() {
+      await fd.driver.pool.settled(); // the stop a restart stands for lets the last stamp land
       fd.driver = await build();
       return fd.driver;
     },
