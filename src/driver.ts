@@ -29,6 +29,8 @@ export interface DriverParts {
   store: StateStore;
   log: Logger;
   metrics?: Metrics;
+  /** Milliseconds, for the pool's reading ages; default performance.now (tests turn it by hand). */
+  clock?: () => number;
 }
 
 export interface Driver {
@@ -51,7 +53,7 @@ export interface Driver {
 export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: DriverParts): Promise<Driver> {
   const metrics = parts.metrics ?? new Metrics();
   const adopted = await ensurePool(ctx, { dm: parts.dm, loops: parts.loops, mounter: parts.mounter, log: parts.log }, cfg.pool);
-  const deps = { dm: parts.dm, store: parts.store, log: parts.log, metrics };
+  const deps = { dm: parts.dm, store: parts.store, log: parts.log, metrics, ...(parts.clock ? { clock: parts.clock } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: cfg.pool.name, overprovisionRatio: cfg.overprovisionRatio }, adopted);
   const devices = new Devices(pool);
   const startup = await reconcile(ctx, devices, { metadata: false });

@@ -101,6 +101,39 @@ describe('Devices', () => {
     });
   });
 
+  describe('status readings for admission', () => {
+    it('a healthy reading up to 30 s old admits a change with no read first; the change reads the status after its message', async () => {
+      let t = 0;
+      await fd.cleanup();
+      fd = await fakeDriver({ clock: () => t });
+      const ops = () => fd.dm.ops.map((o) => (o.op === 'message' ? o.args[1]!.split(' ')[0]! : o.op)).filter((o) => ['poolStatus', 'create_thin'].includes(o));
+      const after = async (id: string, at: number) => {
+        t = at;
+        fd.dm.ops.length = 0;
+        await devices().create(ctx, spec(id, { roomBytes: GiB }));
+        await pool().settled();
+        return ops();
+      };
+      assert.deepEqual(await after('a', 1_000), ['create_thin'], 'a recent reading is used as it is');
+      assert.deepEqual(await after('b', 20_000), ['create_thin', 'poolStatus'], 'an older one admits, and is read again after the change');
+      assert.deepEqual(await after('c', 21_000), ['create_thin'], 'that reading is recent');
+      assert.deepEqual(await after('d', 60_000), ['poolStatus', 'create_thin'], 'one over 30 s old is read before admitting');
+    });
+    it('an older reading that is not healthy is read again before admitting', async () => {
+      let t = 0;
+      await fd.cleanup();
+      fd = await fakeDriver({ clock: () => t, metadataBlocks: 200 });
+      await devices().create(ctx, spec('v', { sizeBytes: 4 * GiB }));
+      await devices().activate(ctx, 'v');
+      fd.dm.write('dm-v', 2.5 * GiB);
+      await pool().health(ctx); // metadata above its threshold
+      t = 10_000;
+      fd.dm.ops.length = 0;
+      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
+      assert.equal(fd.dm.ops.filter((o) => o.op === 'poolStatus').length, 1);
+    });
+  });
+
   describe('activate', () => {
     it('creates the table with one command when the record says inactive', async () => {
       await devices().create(ctx, spec('v'));

@@ -23,6 +23,8 @@ export interface FakeDriverOptions {
   metadataBlocks?: number;
   nodeId?: string;
   overprovisionRatio?: number;
+  /** The pool's clock for reading ages (ms); default performance.now. */
+  clock?: () => number;
 }
 
 export interface FakeDriver {
@@ -62,7 +64,7 @@ export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriv
     logLevel: 'error',
   };
   const log = silentLogger();
-  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, log });
+  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, log, ...(opts.clock ? { clock: opts.clock } : {}) });
   const fd: FakeDriver = {
     driver: await build(), dm, mounter, loops, store, cfg, dir,
     async restart() {
