@@ -285,7 +285,12 @@ describe('a periodic reconcile beside RPCs (exclusive per device)', () => {
       const { devices } = fd.driver;
       await devices.create(ctx, spec('v'));
       await devices.activate(ctx, 'v');
+      await fd.dm.suspend(ctx, 'dm-v'); // left suspended: the pass would resume it
       await devices.create(ctx, spec('w'));
+      await fd.store.updateDevice('w', (r) => { r.state = 'Activating'; }); // a crash mid-activation
+      await devices.create(ctx, spec('x')); // settled: nothing to do
+      await devices.create(ctx, spec('y'));
+      await devices.activate(ctx, 'y'); // settled too
       const held: string[] = [];
       // An unstage of v gets the lock first: it deactivates v between the reconcile's reads and its turn.
       const report = await reconcile(ctx, devices, {
@@ -296,8 +301,9 @@ describe('a periodic reconcile beside RPCs (exclusive per device)', () => {
           return true;
         },
       });
-      assert.deepEqual(held, ['v', 'w'], 'every device is reconciled holding its lock');
+      assert.deepEqual(held, ['v', 'w'], 'every device with something to repair is reconciled holding its lock, and only those');
       assert.deepEqual(report.faulty, []);
+      assert.deepEqual(report.repaired.map((r) => `${r.id}:${r.action}`), ['w:settled']);
       assert.equal((await fd.store.getDevice('v'))?.state, 'Deactivated');
       assert.equal(await fd.dm.info(ctx, 'dm-v'), undefined);
     } finally {
