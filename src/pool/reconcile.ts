@@ -119,8 +119,8 @@ async function reconcileOne(ctx: OpContext, devices: Devices, report: ReconcileR
 /**
  * A record whose state the kernel already shows (inactive with no table, or active with a live,
  * running table of its size): repairOne would do nothing, so it is passed over without a lock or
- * an await. On a quiet node that is nearly all of them, and the per-record async calls were most
- * of a start's JavaScript.
+ * an await. On a quiet node that is nearly all of them, and the periodic pass took a lock, a
+ * store read and two JSON.stringify for each (host, 2,000 records: 6.4-10 ms a pass, now 0.7-2.8).
  */
 function untouched(rec: DeviceRecord, info: Seen | undefined, ids: Set<number> | undefined): boolean {
   if (ids && !ids.has(rec.deviceId)) return false;

@@ -132,11 +132,12 @@ export class ThinPool {
    * ~200), and the readings stay fresh while changes come. The admission is advisory either way
    * (a thin pool's space moves with every write): the kernel is the last word, a pool that
    * turned read-only since refuses the message, and `refusal` explains it from a fresh reading.
+   * Probe passes RECENT_READING_MS: it must see a pool that went bad, and no change follows it.
    */
-  async recentHealth(ctx: OpContext): Promise<PoolHealth> {
+  async recentHealth(ctx: OpContext, maxAgeMs = USABLE_READING_MS): Promise<PoolHealth> {
     const r = this.lastStatus;
     const age = r ? this.now() - r.at : Infinity;
-    if (r && age <= USABLE_READING_MS) {
+    if (r && age <= maxAgeMs) {
       const h = this.assess(r.status);
       if (h.condition === 'ok' && !this.metadataLow(h)) { // anything less is read afresh
         this.rereadAfterChange ||= age > RECENT_READING_MS;
@@ -342,7 +343,7 @@ export class ThinPool {
 export function poolReadiness(pool: ThinPool) {
   return {
     ready: async (c: OpContext) => {
-      const h = await pool.recentHealth(c);
+      const h = await pool.recentHealth(c, RECENT_READING_MS);
       const broken = h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only';
       return { ready: !broken, reason: h.reasons.join('; ') };
     },

@@ -119,6 +119,20 @@ describe('Devices', () => {
       assert.deepEqual(await after('c', 21_000), ['create_thin'], 'that reading is recent');
       assert.deepEqual(await after('d', 60_000), ['poolStatus', 'create_thin'], 'one over 30 s old is read before admitting');
     });
+    it('Probe takes a reading up to 5 s old only: it must see a pool that went bad', async () => {
+      let t = 0;
+      await fd.cleanup();
+      fd = await fakeDriver({ clock: () => t });
+      const probe = async (at: number) => {
+        t = at;
+        fd.dm.ops.length = 0;
+        const r = await fd.driver.identity.Probe({});
+        return { ready: r.ready.value, reads: fd.dm.ops.filter((o) => o.op === 'poolStatus').length };
+      };
+      assert.deepEqual(await probe(4_000), { ready: true, reads: 0 });
+      fd.dm.setPoolMode(POOL, 'ro');
+      assert.deepEqual(await probe(10_000), { ready: false, reads: 1 });
+    });
     it('an older reading that is not healthy is read again before admitting', async () => {
       let t = 0;
       await fd.cleanup();
