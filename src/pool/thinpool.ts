@@ -240,8 +240,8 @@ export class ThinPool {
    * Queues one stamp behind the messages, STAMP_DELAY_MS from now, unless one is waiting and not
    * started yet. The delay lets the reply go out before the spawn takes the CPU (a debug bench
    * run with the stamp spawned at once: a create's reply came 40 ms after its message, for one
-   * record write). A
-   * change admitted on an older reading has the status read again first (recentHealth).
+   * record write). A change admitted on an older reading has the status read again first
+   * (recentHealth).
    */
   private stampSoon(): void {
     if (this.stampQueued) return;
