@@ -125,7 +125,7 @@ export class CrdStore implements StateStore {
         const cr = await this.readDevice(id);
         if (!cr || isUnclaimed(cr)) return undefined;
         // Back to unclaimed: no device, so no device size either (a CO retry compares the spec's).
-        const { deviceId: _d, faultyFrom: _f, pendingTx: _p, readyToUse: _r, sizeBytes: _s, ...rest } = (cr.status ?? {}) as Record<string, unknown>;
+        const { deviceId: _d, faultyFrom: _f, readyToUse: _r, sizeBytes: _s, ...rest } = (cr.status ?? {}) as Record<string, unknown>;
         return this.putStatus(plural, cr, { ...rest, state: 'Pending', updatedAt: new Date().toISOString() });
       });
       await this.retryWrite(`removing the finalizer of ${id}`, async () => {

@@ -47,7 +47,6 @@ export function toRecord(cr: DeviceCr): DeviceRecord {
   const origin = originOf(cr);
   if (origin) rec.origin = origin;
   if (st.faultyFrom) rec.faultyFrom = st.faultyFrom;
-  if (st.pendingTx !== undefined) rec.pendingTx = st.pendingTx;
   if (st.state === 'Faulty' && st.message) rec.error = st.message;
   return rec;
 }
@@ -65,9 +64,8 @@ export function toStatus(cr: DeviceCr, rec: DeviceRecord): DeviceStatus & { read
     updatedAt: rec.updatedAt,
     observedGeneration: cr.metadata.generation,
   };
-  for (const k of ['faultyFrom', 'pendingTx', 'code', 'message'] as const) delete next[k];
+  for (const k of ['faultyFrom', 'code', 'message'] as const) delete next[k];
   if (rec.faultyFrom) next.faultyFrom = rec.faultyFrom;
-  if (rec.pendingTx !== undefined) next.pendingTx = rec.pendingTx;
   if (rec.state === 'Faulty') {
     next.code = prev.code ?? 'INTERNAL';
     next.message = rec.error ?? prev.message ?? '';

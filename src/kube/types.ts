@@ -55,8 +55,6 @@ export interface DeviceStatus {
   message?: string;
   /** For Faulty: the state it failed in, so a repair knows what to finish. */
   faultyFrom?: DeviceState;
-  /** Pool transaction id whose stamp will cover the in-flight metadata message. */
-  pendingTx?: number;
   updatedAt?: string;
   observedGeneration?: number;
   conditions?: Condition[];

@@ -100,7 +100,6 @@ export class Devices {
     }
     return this.store.updateDevice(rec.id, (r) => {
       r.state = 'Created';
-      delete r.pendingTx;
       delete r.error;
       r.updatedAt = now();
     });
@@ -109,7 +108,7 @@ export class Devices {
   private async createThin(ctx: OpContext, rec: DeviceRecord): Promise<DeviceRecord> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.pool.commit(ctx, rec, `create_thin ${rec.deviceId}`);
+        await this.pool.commit(ctx, `create_thin ${rec.deviceId}`);
         return rec;
       } catch (err) {
         if (!isDmError(err, 'exists') || attempt >= MAX_ID_COLLISIONS) throw err;
@@ -132,7 +131,7 @@ export class Devices {
     let endWindow: (() => number) | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.pool.commit(ctx, rec, `create_snap ${rec.deviceId} ${origin.deviceId}`, live ? {
+        await this.pool.commit(ctx, `create_snap ${rec.deviceId} ${origin.deviceId}`, live ? {
           during: async () => {
             await this.store.updateDevice(origin.id, (r) => { r.state = 'Suspending'; r.updatedAt = now(); });
             endWindow = this.pool.deps.metrics.suspendWindow.startTimer();
@@ -173,7 +172,7 @@ export class Devices {
     const current = (await this.store.getDevice(rec.id)) ?? rec;
     try {
       if (!CERTAINLY_NOT_CREATED.some((k) => isDmError(cause, k))) {
-        await this.pool.commit(ctx, current, `delete ${current.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
+        await this.pool.commit(ctx, `delete ${current.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
       }
       await this.forget(current);
     } catch (err) {
@@ -259,7 +258,7 @@ export class Devices {
     await this.deactivateSeen(ctx, rec, info);
     try {
       await this.store.updateDevice(id, (r) => { r.state = 'Removing'; r.updatedAt = now(); });
-      await retry(ctx, BUSY_RETRY, () => this.pool.commit(ctx, rec, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') }));
+      await retry(ctx, BUSY_RETRY, () => this.pool.commit(ctx, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') }));
     } catch (err) {
       await this.markFaulty(id, 'Removing', String(err));
       throw toStatus(err, `deleting ${rec.kind} ${id}`);
@@ -276,10 +275,10 @@ export class Devices {
   private async deleteUnlessHeld(ctx: OpContext, rec: DeviceRecord): Promise<boolean> {
     try {
       await this.store.updateDevice(rec.id, (r) => { r.state = 'Removing'; r.updatedAt = now(); });
-      await this.pool.commit(ctx, rec, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
+      await this.pool.commit(ctx, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
     } catch (err) {
       if (isDmError(err, 'busy')) {
-        await this.store.updateDevice(rec.id, (r) => { r.state = rec.state; delete r.pendingTx; });
+        await this.store.updateDevice(rec.id, (r) => { r.state = rec.state; });
         return false;
       }
       await this.markFaulty(rec.id, 'Removing', String(err));

@@ -169,7 +169,7 @@ async function repairOne(ctx: OpContext, devices: Devices, rec: DeviceRecord, fr
     case 'Creating':
       // The CO has not been told of success yet, so undoing is always allowed; it will retry.
       if (info) await dm.remove(ctx, rec.dmName, { retry: true });
-      await pool.commit(ctx, rec, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
+      await pool.commit(ctx, `delete ${rec.deviceId}`, { accept: (e) => isDmError(e, 'no_data') });
       await store.deleteDevice(rec.id);
       pool.releaseId(rec.deviceId);
       return 'rolled_back';
@@ -191,7 +191,6 @@ async function settleActivation(ctx: OpContext, devices: Devices, rec: DeviceRec
     r.state = state;
     delete r.error;
     delete r.faultyFrom;
-    delete r.pendingTx;
   });
   if (info && !info.live) {
     await dm.remove(ctx, rec.dmName, { retry: true });

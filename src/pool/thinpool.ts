@@ -210,7 +210,8 @@ export class ThinPool {
   isIdUsed(id: number): boolean { return this.usedIds.has(id); }
 
   /**
-   * Sends one metadata message: record pendingTx (intent) → message → (reply) → stamp.
+   * Sends one metadata message: message → (reply) → stamp. The caller has recorded its intent
+   * (the record's trying state) before.
    * `during` runs inside the serialised section right before the message (snapshots suspend
    * their origin there, so no other message can lengthen the freeze), and `after` right after
    * it (the resume).
@@ -223,9 +224,8 @@ export class ThinPool {
    * create), and messages that queue up meanwhile share one stamp. A crash before the stamp
    * leaves the ids equal, which a start reads as in sync, as it is.
    */
-  async commit(ctx: OpContext, rec: DeviceRecord, msg: string, hooks: { during?: () => Promise<void>; after?: () => Promise<void>; accept?: (e: unknown) => boolean } = {}): Promise<void> {
+  async commit(ctx: OpContext, msg: string, hooks: { during?: () => Promise<void>; after?: () => Promise<void>; accept?: (e: unknown) => boolean } = {}): Promise<void> {
     await this.messages.run(async () => {
-      await this.deps.store.updateDevice(rec.id, (r) => { r.pendingTx = this.tx + 1; });
       try {
         await hooks.during?.();
         await this.send(ctx, msg).catch((e: unknown) => { if (!hooks.accept?.(e)) throw e; });

@@ -37,7 +37,6 @@ export async function transition<T>(store: StateStore, id: string, spec: Transit
     r.state = spec.success;
     delete r.error;
     delete r.faultyFrom;
-    delete r.pendingTx;
     r.updatedAt = new Date().toISOString();
     spec.onSuccess?.(r);
   });

@@ -38,7 +38,6 @@ export function deviceProblem(x: unknown): string | undefined {
   if (!(DEVICE_STATES as readonly unknown[]).includes(r.state)) return `state ${JSON.stringify(r.state)} is not a device state`;
   if (r.origin !== undefined && !isStr(r.origin)) return 'origin must be a string';
   if (r.error !== undefined && !isStr(r.error)) return 'error must be a string';
-  if (r.pendingTx !== undefined && !isInt(r.pendingTx)) return 'pendingTx must be a non-negative integer';
   if (typeof r.meta !== 'object' || r.meta === null || Array.isArray(r.meta)
     || !Object.values(r.meta).every(isStr)) return 'meta must map strings to strings';
   if (!isStr(r.createdAt) || !isStr(r.updatedAt)) return 'createdAt and updatedAt must be strings';

@@ -27,12 +27,6 @@ export interface DeviceRecord {
   error?: string;
   /** For a Faulty device: the state it was in when it failed, so a repair knows what to finish. */
   faultyFrom?: DeviceState;
-  /**
-   * The pool transaction id whose stamp will cover the in-flight create/snapshot/delete (the
-   * stamp follows the message, unawaited); cleared on confirmation. For operators: a restart
-   * judges the record by its state and the kernel, not by this.
-   */
-  pendingTx?: number;
   /** Owned by the CSI layer (name, access type, fs type, source...); opaque to the pool layer. */
   meta: Record<string, string>;
   createdAt: string;

@@ -66,7 +66,7 @@ describe('kube mode: failures and recovery', () => {
     await w.startNode('n1');
     const id = (await w.controller.CreateVolume(deadline(), createReq('m1', { node: 'n1' }))).volume!.volume_id!;
     await w.stopNode('n1');
-    w.d.mutate(TV, id, (o) => { Object.assign(o.status as object, { state: 'Creating', pendingTx: 99 }); });
+    w.d.mutate(TV, id, (o) => { Object.assign(o.status as object, { state: 'Creating' }); });
     const kn = await w.startNode('n1');
     await until(() => cr(id)?.status?.state === 'Created', 'recreated');
     assert.ok(kn.events.recent.some((e) => e.reason === 'Repaired' && e.name === id && /rolled back/.test(e.message)));

@@ -213,7 +213,7 @@ describe('Devices', () => {
       await assert.rejects(devices().remove(ctx, 'v'), (e: { code: number; message: string }) => e.code === 9 && /in use/.test(e.message));
       const after = await fd.store.getDevice('v');
       assert.equal(after?.state, 'Created');
-      assert.equal(after?.pendingTx, undefined);
+      assert.equal(after?.error, undefined);
       assert.deepEqual(fd.dm.metadataThinIds(POOL), [rec.deviceId]);
     });
   });

@@ -39,9 +39,9 @@ export function storeContract(name: string, factory: () => Promise<StoreHandle>)
     afterEach(async () => h.cleanup());
 
     it('creates, gets and lists records with a store-set revision', async () => {
-      const created = await s.createDevice(device('vol-a', { origin: 'snap-x', pendingTx: 3 }));
+      const created = await s.createDevice(device('vol-a', { origin: 'snap-x', faultyFrom: 'Creating' }));
       assert.equal(typeof created.revision, 'string');
-      assert.deepEqual(withoutRevision(created), device('vol-a', { origin: 'snap-x', pendingTx: 3 }));
+      assert.deepEqual(withoutRevision(created), device('vol-a', { origin: 'snap-x', faultyFrom: 'Creating' }));
       assert.deepEqual(await s.getDevice('vol-a'), created);
       await s.createDevice(device('vol-b', { kind: 'snapshot' }));
       const list = await s.listDevices();
@@ -66,7 +66,7 @@ export function storeContract(name: string, factory: () => Promise<StoreHandle>)
 
     it('updates in place or by returning a new record, changing the revision each time', async () => {
       const c = await s.createDevice(device('vol-a'));
-      const u1 = await s.updateDevice('vol-a', (r) => { r.state = 'Created'; r.pendingTx = undefined; });
+      const u1 = await s.updateDevice('vol-a', (r) => { r.state = 'Created'; r.faultyFrom = undefined; });
       assert.equal(u1.state, 'Created');
       assert.notEqual(u1.revision, c.revision);
       const u2 = await s.updateDevice('vol-a', (r) => ({ ...r, meta: { ...r.meta, fsType: 'xfs' } }));
@@ -76,10 +76,10 @@ export function storeContract(name: string, factory: () => Promise<StoreHandle>)
     });
 
     it('clears optional fields set to undefined', async () => {
-      await s.createDevice(device('vol-a', { error: 'boom', pendingTx: 7 }));
-      const u = await s.updateDevice('vol-a', (r) => { r.error = undefined; delete r.pendingTx; });
+      await s.createDevice(device('vol-a', { error: 'boom', faultyFrom: 'Removing' }));
+      const u = await s.updateDevice('vol-a', (r) => { r.error = undefined; delete r.faultyFrom; });
       assert.equal('error' in u && u.error !== undefined, false);
-      assert.equal(u.pendingTx, undefined);
+      assert.equal(u.faultyFrom, undefined);
       assert.equal((await s.getDevice('vol-a'))?.error, undefined);
     });
 
