@@ -47,7 +47,8 @@ export function wrap(method: string, handler: Handler, deps: WrapDeps): grpc.han
     const req = (call.request ?? {}) as Record<string, unknown>;
     const { ctx, done } = contextOf(call);
     const keys = lockKeys(method, req);
-    deps.log.debug('rpc request', { rpc: method, request: redact(req) });
+    // The copy redact() makes is the request's size again: only when it will be written.
+    if (deps.log.isDebugEnabled()) deps.log.debug('rpc request', { rpc: method, request: redact(req) });
     deps.locks.runAll(keys, async () => handler(ctx, req))
       .then((res) => finish(undefined, res))
       .catch((err: unknown) => finish(err, undefined));
