@@ -10,7 +10,7 @@ import {
   DmError, type DeviceMapper, type DmDeviceInfo, type RemoveOptions, type ThinPoolStatus,
   type ThinIds, type ThinPoolTable, type ThinStatus, type ThinTable,
 } from './types.ts';
-import { liveSectorsInSysfs, nodeDevNo } from './sysfs.ts';
+import { dmNamesInSysfs, liveSectorsInSysfs, nodeDevNo } from './sysfs.ts';
 import { thinIdsFromMetadata } from './thin-ls.ts';
 
 export interface DmsetupOptions {
@@ -149,13 +149,16 @@ export class DmsetupDeviceMapper implements DeviceMapper {
   }
 
   /**
-   * A live device's node leads to sysfs, which says so without a dmsetup run (one spawn less
-   * on a snapshot of a mounted volume). Anything else, absence included, is dmsetup's to say:
-   * a missing node does not prove a missing device.
+   * Sysfs answers both ways without a dmsetup run: a live device's node leads to its disk (a
+   * snapshot of a mounted volume), and a name no dm disk carries has no live table (a restore
+   * from a snapshot, which never has one). A missing node alone proves nothing, and a listing
+   * sysfs cannot give leaves the question to dmsetup.
    */
   async isLive(ctx: OpContext, name: string): Promise<boolean> {
     checkName(name);
     if (await this.#sectorsInSysfs(name) !== undefined) return true;
+    const disks = await dmNamesInSysfs(this.#sysfs);
+    if (disks && !disks.has(name)) return false;
     return (await this.info(ctx, name))?.live ?? false;
   }
 

@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 
 /** "major:minor" of a device number as the kernel encodes st_rdev (glibc's makedev: 32-bit major and minor, each split in two). */
 export function devNo(rdev: bigint): string {
@@ -29,6 +29,35 @@ export async function liveSectorsInSysfs(dev: string, name: string, sysfs = '/sy
     const [dmName, size] = await Promise.all([readFile(`${dir}/dm/name`, 'utf8'), readFile(`${dir}/size`, 'utf8')]);
     const sectors = Number(size.trim());
     return dmName.trim() === name && Number.isSafeInteger(sectors) && sectors > 0 ? sectors : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Past this many dm disks a scan costs more than the one `dmsetup info` it would save. */
+export const MAX_DM_SCAN = 64;
+
+/**
+ * The names of the dm devices the kernel shows as disks (`SYSFS/block/dm-N/dm/name`), undefined
+ * when the listing cannot be had or trusted: unreadable, more than MAX_DM_SCAN disks, or none at
+ * all (a caller with a running pool always has one). A device with a live table always is a disk
+ * here (the kernel adds the disk before a table can go live), so a name missing from a trusted
+ * listing has no live table, whether or not it has a /dev/mapper node.
+ */
+export async function dmNamesInSysfs(sysfs = '/sys'): Promise<Set<string> | undefined> {
+  let disks: string[];
+  try {
+    disks = (await readdir(`${sysfs}/block`)).filter((d) => d.startsWith('dm-'));
+  } catch {
+    return undefined;
+  }
+  if (disks.length === 0 || disks.length > MAX_DM_SCAN) return undefined;
+  try {
+    const names = await Promise.all(disks.map((d) => readFile(`${sysfs}/block/${d}/dm/name`, 'utf8').catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed since the listing: no longer live
+      throw err;
+    })));
+    return new Set(names.filter((n): n is string => n !== undefined).map((n) => n.trim()));
   } catch {
     return undefined;
   }

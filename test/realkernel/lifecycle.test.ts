@@ -143,6 +143,10 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     assert.ok(!cmds.some((c) => c.startsWith('info') && c.endsWith(` dmthin-${ids.v1}`)), cmds.join('\n'));
     const v2 = await createVol('restored-1', 2 * GiB, mountCap(), { snapshot: { snapshot_id: ids.s1 } });
     ids.v2 = v2.volume_id;
+    // The snapshot has no table, which the list of dm disks in sysfs showed: one message, no `dmsetup info`.
+    const restoreCmds = commandsDuring(d.log, 'CreateVolume', { name: 'restored-1' });
+    assert.ok(restoreCmds.some((c) => c.startsWith(`message ${POOL} 0 create_snap `)), restoreCmds.join('\n'));
+    assert.ok(!restoreCmds.some((c) => c.includes(`dmthin-${ids.s1}`)), restoreCmds.join('\n'));
     assert.equal(Number(v2.capacity_bytes), 2 * GiB);
     await stageAndPublish(ids.v2!);
     const restored = lines(`${target(ids.v2!)}/log.txt`);
@@ -152,8 +156,18 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     assert.ok(fs.blocks * fs.bsize > 1.5 * GiB, `restored filesystem grown to the larger size (${fs.blocks * fs.bsize})`);
   });
 
-  it('clones a volume', async () => {
-    const v3 = await createVol('clone-1', GiB, mountCap(), { volume: { volume_id: ids.v1 } });
+  it('clones a volume, suspending it even when its /dev/mapper node is gone', async () => {
+    // Without the node, sysfs's list of dm disks still names the live source, so dmsetup is asked.
+    rmSync(`/dev/mapper/dmthin-${ids.v1}`);
+    let v3;
+    try {
+      v3 = await createVol('clone-1', GiB, mountCap(), { volume: { volume_id: ids.v1 } });
+    } finally {
+      sh('dmsetup', ['mknodes', `dmthin-${ids.v1}`]);
+    }
+    const cmds = commandsDuring(d.log, 'CreateVolume', { name: 'clone-1' });
+    assert.ok(cmds.some((c) => c.startsWith('info') && c.endsWith(` dmthin-${ids.v1}`)), cmds.join('\n'));
+    assert.ok(cmds.includes(`suspend dmthin-${ids.v1}`), cmds.join('\n'));
     ids.v3 = v3.volume_id;
     assert.equal(v3.content_source?.volume?.volume_id, ids.v1);
     await stageAndPublish(ids.v3!);
