@@ -3,11 +3,11 @@ import { constants } from 'node:os';
 /**
  * Resolves on the first SIGTERM or SIGINT, for a clean stop; a second one exits at once.
  *
- * The listeners stay installed (`on`, not `once`): execa's subprocess cleanup (signal-exit)
- * re-raises a signal when it finds no listener besides its own, and a `once` listener has
- * already removed itself by then. So a SIGTERM that came while any command ran killed the
- * driver on the spot (the bench's restarts found the metadata snapshot a pool check had
- * reserved still marked held).
+ * The listeners stay installed (`on`, not `once`): a library's exit handler (execa's
+ * subprocess cleanup did, before run() turned it off) may re-raise a signal when it finds no
+ * listener besides its own, and a `once` listener has already removed itself by then. That
+ * killed the driver on the spot when a SIGTERM came while a command ran (the bench's restarts
+ * found the metadata snapshot a pool check had reserved still marked held).
  */
 export function untilSignalled(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {

@@ -82,6 +82,11 @@ export async function run(ctx: OpContext, command: string, args: readonly string
     env: { LC_ALL: 'C', LANG: 'C', ...opts.env },
     extendEnv: true,
     stripFinalNewline: true,
+    // A command outlives an abrupt exit of the driver: a dmsetup killed between its create and
+    // its table load leaves a half-made device, while one left to finish leaves a whole step
+    // for the next start to judge, as after a SIGKILL. The deadline and the RPC's cancel still
+    // kill it. (It also spares every spawn execa's install and removal of exit handlers.)
+    cleanup: false,
   });
   observer?.({ command, args, durationMs: Math.round(performance.now() - started), exitCode: result.exitCode, failed: result.failed });
   // A kill right after a query leaves the world as a kill before it does: no new boundary.

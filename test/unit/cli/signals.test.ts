@@ -1,7 +1,11 @@
-// SIGTERM while a system command runs must still stop the process cleanly: execa's subprocess
-// cleanup (signal-exit) re-raises a signal it thinks nobody else listens for.
+// The driver's process and its system commands at a stop: a SIGTERM while a command runs must
+// still stop the process cleanly (an exit handler that re-raises a signal it thinks nobody else
+// listens for once killed it), and a command is never cut short by the process's exit.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { it } from 'node:test';
 
 const SIGNALS = new URL('../../../src/cli/signals.ts', import.meta.url).href;
@@ -10,7 +14,7 @@ const SCRIPT = `
 const { untilSignalled } = await import(${JSON.stringify(SIGNALS)});
 const { run } = await import(${JSON.stringify(EXEC)});
 const signalled = untilSignalled();
-const cmd = run({}, 'sleep', ['30']).then(() => 'finished', () => 'ended');
+const cmd = run({}, 'sleep', ['3']).then(() => 'finished', () => 'ended');
 setTimeout(() => console.log('ready'), 100);
 const sig = await signalled;
 console.log('stopping cleanly after ' + sig);
@@ -35,4 +39,24 @@ it('a SIGTERM that arrives while a command runs is handed to the stop, not fatal
   assert.equal(r.signal, null, `killed by ${r.signal}: the signal was re-raised`);
   assert.equal(r.code, 0);
   assert.match(r.out, /stopping cleanly after SIGTERM/);
+});
+
+it('a command outlives an abrupt exit of the process: a storage step is finished, never cut in half', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmthin-exit-'));
+  const mark = join(dir, 'finished');
+  try {
+    // The command marks its end 0.5 s after the process that ran it has exited.
+    const script = `
+const { run } = await import(${JSON.stringify(EXEC)});
+run({}, 'sh', ['-c', 'sleep 0.5; touch "$0"', ${JSON.stringify(mark)}]);
+setTimeout(() => process.exit(0), 100);
+`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { stdio: 'inherit' });
+    assert.equal(r.status, 0);
+    assert.equal(existsSync(mark), false, 'the process exited before its command ended');
+    for (let waited = 0; !existsSync(mark) && waited < 5000; waited += 50) await new Promise((res) => setTimeout(res, 50));
+    assert.ok(existsSync(mark), 'the command was killed when the process exited');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
