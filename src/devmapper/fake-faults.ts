@@ -1,3 +1,4 @@
+import { ArmedFaults } from '../system/armed.ts';
 import type { DeviceMapper } from './types.ts';
 
 export type FakeDmOp = Exclude<keyof DeviceMapper, 'devicePath'> | 'write';
@@ -18,20 +19,14 @@ export interface DmFault {
 
 /** Failures a test has asked for, each taken by the next matching call(s). */
 export class FaultPlan {
-  readonly #faults: Array<DmFault & { left: number }> = [];
+  readonly #armed = new ArmedFaults<DmFault>();
 
-  inject(fault: DmFault): void {
-    this.#faults.push({ ...fault, left: fault.times ?? 1 });
-  }
+  inject(fault: DmFault): void { this.#armed.arm(fault); }
 
-  clear(): void { this.#faults.length = 0; }
+  clear(): void { this.#armed.clear(); }
 
   take(op: FakeDmOp, args: string[]): DmFault | undefined {
     const joined = args.join(' ');
-    const i = this.#faults.findIndex((f) => f.op === op && (f.match === undefined || f.match.test(joined)));
-    if (i < 0) return undefined;
-    const fault = this.#faults[i] as DmFault & { left: number };
-    if (--fault.left <= 0) this.#faults.splice(i, 1);
-    return fault;
+    return this.#armed.take((f) => f.op === op && (f.match === undefined || f.match.test(joined)));
   }
 }

@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import { ArmedFaults } from '../system/armed.ts';
 import type { OpContext } from '../system/context.ts';
 import { type FsStats, type FsType, type MkfsOptions, type MountEntry, type Mounter, MountError, SUPPORTED_FS } from './types.ts';
 
@@ -31,28 +32,23 @@ function matches<Op extends string>(fault: Fault<Op>, call: FakeCall<Op>): boole
 /** Shared by the fakes: records every call and fails the ones a test armed a fault for. */
 export class FaultInjector<Op extends string> {
   readonly ops: FakeCall<Op>[] = [];
-  readonly #faults: Array<Fault<Op> & { left: number }> = [];
+  readonly #armed = new ArmedFaults<Fault<Op>>();
 
-  inject(fault: Fault<Op>): void {
-    this.#faults.push({ ...fault, left: fault.times ?? 1 });
-  }
+  inject(fault: Fault<Op>): void { this.#armed.arm(fault); }
 
   /** Logs the call, then throws if an armed fault matches it. */
   enter(op: Op, ...args: string[]): void {
     const call: FakeCall<Op> = { op, args };
     this.ops.push(call);
-    const i = this.#faults.findIndex((f) => matches(f, call));
-    if (i < 0) return;
-    const fault = this.#faults[i] as Fault<Op> & { left: number };
-    fault.left -= 1;
-    if (fault.left <= 0) this.#faults.splice(i, 1);
+    const fault = this.#armed.take((f) => matches(f, call));
+    if (!fault) return;
     if (typeof fault.error !== 'string') throw fault.error;
     throw new MountError(`${op} ${args.join(' ')}: injected ${fault.error}`, { errno: fault.error });
   }
 
   clear(): void {
     this.ops.length = 0;
-    this.#faults.length = 0;
+    this.#armed.clear();
   }
 }
 
