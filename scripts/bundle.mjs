@@ -1,5 +1,6 @@
 // Bundles the driver (and the real-kernel test programs) into single files: in the
 // emulated test VM, loading one file is ~60x faster than resolving node_modules.
+import { cpSync, existsSync, readdirSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const entries = {
@@ -25,3 +26,14 @@ await build({
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: 'warning',
 });
+
+// koffi's native part (a prebuilt .node per platform, installed as an optional package) cannot be
+// bundled: the bundle requires it at run time by its package name, which Node resolves from the
+// chunk's folder upward, so it goes to dist/node_modules and travels with dist/ (the VM runs the
+// bundle in place, the image copies dist/ to /app).
+const native = 'node_modules/@koromix';
+if (existsSync(native)) {
+  for (const pkg of readdirSync(native).filter((d) => d.startsWith('koffi-'))) {
+    cpSync(`${native}/${pkg}`, `dist/node_modules/@koromix/${pkg}`, { recursive: true });
+  }
+}

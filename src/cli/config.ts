@@ -16,7 +16,11 @@ export interface DriverConfig {
   overprovisionRatio: number;
   metricsAddress: string | undefined;
   logLevel: string;
+  /** How device-mapper is reached: ioctls in process (default) or one dmsetup run per step. */
+  dmInterface?: DmInterface;
 }
+
+export type DmInterface = 'ioctl' | 'dmsetup';
 
 export const FLAG_SPEC = {
   endpoint: { type: 'string' },
@@ -35,6 +39,7 @@ export const FLAG_SPEC = {
   'overprovision-ratio': { type: 'string' },
   'metrics-address': { type: 'string' },
   'log-level': { type: 'string' },
+  'dm-interface': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -55,7 +60,8 @@ export const USAGE = `Flags (environment variable in brackets):
   --default-fs ext4|xfs        filesystem when neither the request nor the class names one (default ext4)
   --overprovision-ratio N      capacity = free pool space x N (default 1)
   --metrics-address HOST:PORT  serve Prometheus /metrics there [METRICS_ADDRESS]
-  --log-level LEVEL            error, warn, info, debug [LOG_LEVEL] (default info)`;
+  --log-level LEVEL            error, warn, info, debug [LOG_LEVEL] (default info)
+  --dm-interface ioctl|dmsetup device-mapper in process, or one dmsetup run per step [DMTHIN_DM_INTERFACE] (default ioctl)`;
 
 type Values = { [K in keyof typeof FLAG_SPEC]?: (typeof FLAG_SPEC)[K]['type'] extends 'boolean' ? boolean : string };
 
@@ -89,6 +95,8 @@ function poolSource(v: Values, stateDir: string): PoolSource {
 export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): DriverConfig {
   const stateDir = v['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
   const defaultFs = v['default-fs'] ?? 'ext4';
+  const dmInterface = v['dm-interface'] ?? env.DMTHIN_DM_INTERFACE ?? 'ioctl';
+  if (dmInterface !== 'ioctl' && dmInterface !== 'dmsetup') throw invalidArgument(`--dm-interface "${dmInterface}" is not ioctl or dmsetup`);
   if (!(SUPPORTED_FS as readonly string[]).includes(defaultFs)) throw invalidArgument(`--default-fs "${defaultFs}" is not supported (use ext4 or xfs)`);
   return {
     endpoint: v.endpoint ?? env.CSI_ENDPOINT ?? 'unix:///run/dmthin-csi/csi.sock',
@@ -99,5 +107,6 @@ export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): Dr
     overprovisionRatio: parseRatio(v['overprovision-ratio'] ?? '1', '--overprovision-ratio'),
     metricsAddress: v['metrics-address'] ?? env.METRICS_ADDRESS,
     logLevel: v['log-level'] ?? env.LOG_LEVEL ?? 'info',
+    dmInterface,
   };
 }

@@ -5,7 +5,7 @@ import { ControllerService } from '../controller/service.ts';
 import { IdentityService } from '../csi/identity.ts';
 import { loadCsi } from '../csi/proto.ts';
 import { serve } from '../csi/server.ts';
-import { DmsetupDeviceMapper } from '../devmapper/dmsetup.ts';
+import { realDeviceMapper } from '../devmapper/choose.ts';
 import { refreshDeviceGauge } from '../driver.ts';
 import { invalidArgument } from '../errors.ts';
 import { KubeBackend } from '../kube/backend.ts';
@@ -82,7 +82,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   const log = createLogger({ level: cfg.logLevel });
   logCommands(log);
   const metrics = new Metrics({ processMetrics: true });
-  const dm = new DmsetupDeviceMapper({ udev: 'auto' });
+  const dm = realDeviceMapper(cfg.dmInterface);
   await checkKernel(dm);
   const starting = startKubeNode(background, {
     kc: kubeConfig(), node: cfg.nodeId, dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), log, metrics,

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { DmsetupDeviceMapper } from '../devmapper/dmsetup.ts';
-import { isDmError } from '../devmapper/types.ts';
+import { realDeviceMapper } from '../devmapper/choose.ts';
+import { type DeviceMapper, isDmError } from '../devmapper/types.ts';
 import { loadCsi } from '../csi/proto.ts';
 import { createDriver, serveDriver } from '../driver.ts';
 import { LosetupLoopDevices } from '../mount/loop.ts';
@@ -20,9 +20,9 @@ const NO_DM_HELP = `device-mapper with the thin-pool target is not available on 
       test/vm/run-in-vm.sh -- npm start`;
 
 /** Fails early, and says how to fix it, when the kernel cannot run the driver. */
-export async function checkKernel(dm: DmsetupDeviceMapper): Promise<void> {
+export async function checkKernel(dm: DeviceMapper): Promise<void> {
   try {
-    // One dmsetup run: it fails as 'unsupported' when the kernel has no device-mapper at all.
+    // One call: it fails as 'unsupported' when the kernel has no device-mapper at all.
     const targets = await dm.targets(background);
     if (!targets.includes('thin-pool')) throw new FatalError(`the dm-thin-pool target is not loaded.\n${NO_DM_HELP}`);
   } catch (err) {
@@ -37,7 +37,7 @@ export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<vo
   const log = createLogger({ level: cfg.logLevel });
   logCommands(log);
   const metrics = new Metrics({ processMetrics: true });
-  const dm = new DmsetupDeviceMapper({ udev: 'auto' });
+  const dm = realDeviceMapper(cfg.dmInterface);
   await checkKernel(dm);
   const store = await FileStore.open(join(cfg.stateDir, 'store'));
   const parts = { dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), store, log, metrics };

@@ -1,0 +1,109 @@
+import { type OpContext, timeLeft } from './context.ts';
+
+/**
+ * The one place koffi is loaded: the libc calls the driver makes in process (ioctl, mknod),
+ * each failure a SysError with the errno's name. Calls that can block (a dm suspend that
+ * flushes, a remove, a pool message) run as koffi asynchronous calls on libuv's worker threads,
+ * bounded by the caller's deadline: past it the caller gets ETIMEDOUT while the call itself
+ * finishes in the background (a syscall cannot be taken back).
+ */
+
+export class SysError extends Error {
+  /** errno name, e.g. 'EBUSY'; 'ETIMEDOUT' when the deadline passed first, 'ECANCELED' on a cancel. */
+  readonly errno: string;
+  readonly code: number;
+  constructor(call: string, errno: string, code: number, detail = '') {
+    super(`${call}: ${errno}${detail ? ` (${detail})` : ''}`);
+    this.name = 'SysError';
+    this.errno = errno;
+    this.code = code;
+  }
+}
+
+interface KoffiFn {
+  (...args: unknown[]): number;
+  async(...args: unknown[]): void;
+}
+
+interface Libc {
+  ioctl: KoffiFn;
+  mknod: KoffiFn;
+  errno: () => number;
+  names: Map<number, string>;
+}
+
+let libc: Promise<Libc> | undefined;
+
+async function loadLibc(): Promise<Libc> {
+  const koffi = (await import('koffi')).default;
+  const lib = koffi.load('libc.so.6');
+  const names = new Map<number, string>();
+  for (const [name, code] of Object.entries(koffi.os.errno as Record<string, number>)) if (!names.has(code)) names.set(code, name);
+  return {
+    // ioctl(2) is variadic in glibc; declared with its one pointer argument, as the kernel reads it
+    // (koffi cannot call variadic functions asynchronously).
+    ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)') as unknown as KoffiFn,
+    mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as unknown as KoffiFn,
+    errno: () => koffi.errno() as number,
+    names,
+  };
+}
+
+/** Loads koffi and libc once; rejects with the loader's error where the FFI cannot run. */
+export function ffi(): Promise<Libc> {
+  libc ??= loadLibc();
+  return libc;
+}
+
+function failure(c: Libc, call: string): SysError {
+  const code = c.errno();
+  return new SysError(call, c.names.get(code) ?? `errno ${code}`, code);
+}
+
+/** ioctl(2) on the calling thread: for requests the kernel answers without waiting on I/O. */
+export async function ioctlSync(fd: number, request: number, buf: Buffer, what: string): Promise<void> {
+  const c = await ffi();
+  if (c.ioctl(fd, request, buf) < 0) throw failure(c, what);
+}
+
+/**
+ * ioctl(2) on a worker thread, answered within the caller's deadline (`maxMs` caps it). The
+ * buffer stays referenced by the pending call, so a late answer writes into live memory.
+ */
+export async function ioctlAsync(ctx: OpContext, fd: number, request: number, buf: Buffer, what: string, maxMs: number): Promise<void> {
+  const c = await ffi();
+  const ms = timeLeft(ctx, maxMs);
+  await new Promise<void>((resolve, reject) => {
+    let done = false;
+    const finish = (err?: Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      ctx.signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err); else resolve();
+    };
+    const onAbort = (): void => finish(new SysError(what, 'ECANCELED', 125, 'the request was cancelled'));
+    const timer = setTimeout(() => finish(new SysError(what, 'ETIMEDOUT', 110, `no answer within ${ms} ms`)), ms);
+    ctx.signal?.addEventListener('abort', onAbort, { once: true });
+    // koffi sets errno for the callback from the worker thread's own errno.
+    c.ioctl.async(fd, request, buf, (err: Error | null, res: number) => {
+      if (err) finish(err);
+      else if (res < 0) finish(failure(c, what));
+      else finish();
+    });
+  });
+}
+
+/** mknod(2) of a block device node. */
+export async function mknodBlock(path: string, mode: number, major: number, minor: number): Promise<void> {
+  const c = await ffi();
+  const S_IFBLK = 0o060000;
+  if (c.mknod(path, S_IFBLK | mode, makedev(major, minor)) < 0) throw failure(c, `mknod ${path}`);
+}
+
+/** glibc's makedev: 32-bit major and minor, each split in two. */
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn);
+}
