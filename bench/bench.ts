@@ -9,6 +9,7 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DriverProcess, tail } from './driver.ts';
+import { floor } from './floor.ts';
 import { histDelta, histQuantile, parseHistogram, render, script, sh, stats, type Histogram } from './lib.ts';
 
 const ROOT = process.cwd();
@@ -114,7 +115,7 @@ const ORDER: Who[] = ['driver', 'bare', 'lvm'];
  * is waited for, untimed, before the next contender starts (the bare script runs its own stamp
  * after its clock stops too), so no contender is timed beside another's leftover work.
  */
-async function measure(op: string, reps: number, run: Runner, { stamps = false } = {}): Promise<void> {
+async function measure(op: string, reps: number, run: Runner, { stamps = false, floorRun }: { stamps?: boolean; floorRun?: (i: number) => Promise<number> } = {}): Promise<void> {
   const samples: Record<Who, number[]> = { driver: [], bare: [], lvm: [] };
   for (let i = 0; i < reps; i++) {
     for (let k = 0; k < 3; k++) {
@@ -127,8 +128,15 @@ async function measure(op: string, reps: number, run: Runner, { stamps = false }
   const d = stats(samples.driver);
   const b = stats(samples.bare);
   const l = stats(samples.lvm);
-  results.ops[op] = { driver: d, bare: b, lvm: l, driverOverBare: d.median / b.median, lvmOverDriver: l.median / d.median, samples };
-  log(`${op}: driver ${d.median.toFixed(1)} ms, bare ${b.median.toFixed(1)} ms, lvm ${l.median.toFixed(1)} ms (medians of ${reps})`);
+  // The ioctl floor after the three, in a tight loop of its own (no contender between its runs).
+  const floorSamples: number[] = [];
+  if (floorRun) for (let i = 0; i < reps; i++) floorSamples.push(await floorRun(i));
+  const fl = floorRun ? stats(floorSamples) : undefined;
+  results.ops[op] = {
+    driver: d, bare: b, lvm: l, driverOverBare: d.median / b.median, lvmOverDriver: l.median / d.median, samples,
+    ...(fl ? { floor: fl, driverOverFloor: d.median / fl.median, floorSamples } : {}),
+  };
+  log(`${op}: driver ${d.median.toFixed(1)} ms, bare ${b.median.toFixed(1)} ms, lvm ${l.median.toFixed(1)} ms${fl ? `, ioctl floor ${fl.median.toFixed(2)} ms` : ''} (medians of ${reps})`);
 }
 
 let bareId = 1;
@@ -144,6 +152,7 @@ async function opsPhase(): Promise<void> {
   const dVols: Array<{ id: string; ctx: Record<string, string> }> = [];
   const bIds: number[] = [];
   const lNames: string[] = [];
+  const fIds: number[] = [];
   await measure('create', R, {
     driver: async (i) => { const [t, v] = await timed(() => createVol(`c-${i}`)); dVols.push(v); return t; },
     bare: async () => { const id = bareId++; bIds.push(id); return ms((await script(BARE, ['create', BPOOL, id])).us); },
@@ -153,7 +162,7 @@ async function opsPhase(): Promise<void> {
       await script(LVM, ['deactivate', VG, `c${i}`]); // lvcreate activates; the others do not: delete inactive everywhere
       return ms(r.us);
     },
-  }, { stamps: true });
+  }, { stamps: true, floorRun: () => { const id = bareId++; fIds.push(id); return floor.create(BPOOL, id); } });
 
   // snapshot of an active, mounted volume under write
   const dOrigin = await createVol('origin');
@@ -190,7 +199,7 @@ async function opsPhase(): Promise<void> {
       return ms(r.us);
     },
     lvm: async (i) => ms((await script(LVM, ['snapshot', VG, `s${i}`, 'origin'])).us),
-  }, { stamps: true });
+  }, { stamps: true, floorRun: () => floor.snapshot(BPOOL, bareId++, bOrigin, 'bare-origin') });
   const h1 = parseHistogram(await scrape(), 'dmthin_csi_snapshot_suspend_seconds');
   await stopWriters();
   const hd: Histogram = histDelta(h0, h1);
@@ -206,14 +215,14 @@ async function opsPhase(): Promise<void> {
     driver: async (i) => (await timed(() => ctl().call('ControllerExpandVolume', { volume_id: dOrigin.id, capacity_range: { required_bytes: VOL + (i + 1) * 16 * MiB } })))[0],
     bare: async (i) => ms((await script(BARE, ['expand', BPOOL, 'bare-origin', bOrigin, VOL + (i + 1) * 16 * MiB])).us),
     lvm: async (i) => ms((await script(LVM, ['expand', VG, 'origin', `${256 + (i + 1) * 16}M`])).us),
-  });
+  }, { floorRun: (i) => floor.expand(BPOOL, 'bare-origin', bOrigin, VOL + (R + i + 1) * 16 * MiB) });
 
   // restore: a new volume from the first snapshot (inactive source: no suspend)
   await measure('restore from snapshot', R, {
     driver: async (i) => (await timed(() => createVol(`r-${i}`, VOL, 'ext4', { snapshot_id: dSnaps[0]! })))[0],
     bare: async () => ms((await script(BARE, ['restore', BPOOL, bareId++, bSnaps[0]!])).us),
     lvm: async (i) => ms((await script(LVM, ['snapshot', VG, `r${i}`, 's0'])).us),
-  }, { stamps: true });
+  }, { stamps: true, floorRun: () => floor.restore(BPOOL, bareId++, bSnaps[0]!) });
 
   // stage without mkfs: activate + mount of an existing filesystem (unstage untimed)
   const dSv = await createVol('stagevol');
@@ -233,14 +242,14 @@ async function opsPhase(): Promise<void> {
     driver: async () => { const [t] = await timed(() => stage(dSv, dSMnt)); await unstage(dSv, dSMnt); return t; },
     bare: async () => { const r = await script(BARE, ['stage', BPOOL, 'bare-stage', bSv, VOL, bSMnt, 'ext4']); await script(BARE, ['unstage', 'bare-stage', bSMnt]); return ms(r.us); },
     lvm: async () => { const r = await script(LVM, ['stage', VG, 'stagev', lSMnt, 'ext4']); await script(LVM, ['unstage', VG, 'stagev', lSMnt]); return ms(r.us); },
-  });
+  }, { floorRun: () => floor.stage(BPOOL, 'floor-stage', bSv, VOL, join(WORK, 'mnt/floor-stage')) });
 
   // delete the (inactive) volumes of the create phase
   await measure('delete', R, {
     driver: async (i) => (await timed(() => ctl().call('DeleteVolume', { volume_id: dVols[i]!.id })))[0],
     bare: async (i) => ms((await script(BARE, ['delete', BPOOL, bIds[i]!])).us),
     lvm: async (i) => ms((await script(LVM, ['delete', VG, lNames[i]!])).us),
-  }, { stamps: true });
+  }, { stamps: true, floorRun: (i) => floor.delete(BPOOL, fIds[i]!) });
   await unstage(dOrigin, dMnt);
   results.driverMetrics = labelledMeans(await scrape());
 }

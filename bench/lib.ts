@@ -111,9 +111,10 @@ export function render(r: any): string {
   const out: string[] = [];
   out.push(`dmthin-csi benchmark  ${r.meta.date}  kernel ${r.meta.kernel}  ${r.meta.cpus} vCPU  ${r.meta.memMiB} MiB  (${r.meta.mode})`);
   out.push(`operations: ${r.meta.reps} repetitions per contender, contenders alternated (rotated order) each repetition; times in ms`);
-  const rows = [['operation', 'driver med', 'p95', 'bare med', 'p95', 'lvm med', 'p95', 'drv/bare', 'lvm/drv']];
+  const rows = [['operation', 'driver med', 'p95', 'bare med', 'p95', 'lvm med', 'p95', 'ioctl floor med', 'drv/bare', 'lvm/drv', 'drv/floor']];
   for (const [op, o] of Object.entries<any>(r.ops ?? {})) {
-    rows.push([op, f(o.driver.median), f(o.driver.p95), f(o.bare.median), f(o.bare.p95), f(o.lvm.median), f(o.lvm.p95), f(o.driverOverBare, 2), f(o.lvmOverDriver, 2)]);
+    rows.push([op, f(o.driver.median), f(o.driver.p95), f(o.bare.median), f(o.bare.p95), f(o.lvm.median), f(o.lvm.p95), f(o.floor?.median, 2),
+      f(o.driverOverBare, 2), f(o.lvmOverDriver, 2), f(o.driverOverFloor, 1)]);
   }
   out.push(pad(rows));
   if (r.suspend) {
