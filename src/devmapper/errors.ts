@@ -2,7 +2,7 @@ import { CommandError } from '../system/exec.ts';
 import { DmError, type DmErrorKind } from './types.ts';
 
 /** errno → kind, for errors the kernel returned about a named device or pool message. */
-const KIND_BY_ERRNO: Readonly<Record<string, DmErrorKind>> = {
+export const KIND_BY_ERRNO: Readonly<Record<string, DmErrorKind>> = {
   EEXIST: 'exists',
   EBUSY: 'busy',
   ENODATA: 'no_data',

@@ -2,24 +2,12 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { OpContext } from '../../system/context.ts';
 import { step } from '../../system/crashpoint.ts';
 import { ioctlAsync, ioctlSync, SysError } from '../../system/ffi.ts';
+import { KIND_BY_ERRNO } from '../errors.ts';
 import { DmError, type DmErrorKind } from '../types.ts';
 import { Cmd, type CmdName, decodeHeader, encodeRequest, Flag, type Header, type HeaderIn, HEADER_SIZE, ioctlRequest } from './abi.ts';
 
-/** errno → kind, straight from the kernel's answer. */
-const KIND_BY_ERRNO: Readonly<Record<string, DmErrorKind>> = {
-  EEXIST: 'exists',
-  EBUSY: 'busy',
-  ENODATA: 'no_data',
-  EINVAL: 'invalid',
-  // dm-thin answers every message with EOPNOTSUPP while the pool is read-only or failed.
-  EOPNOTSUPP: 'invalid',
-  ENOSPC: 'no_space',
-  ENXIO: 'not_found',
-  ENODEV: 'not_found',
-  ENOENT: 'not_found',
-  ETIMEDOUT: 'timeout',
-  ECANCELED: 'timeout',
-};
+/** errno → kind, straight from the kernel's answer (the same table dmsetup's errno is read with). */
+const KIND: Readonly<Record<string, DmErrorKind>> = { ...KIND_BY_ERRNO, ETIMEDOUT: 'timeout', ECANCELED: 'timeout' };
 
 /** Requests that change something: each one is a step for crash injection. */
 const ACTS = new Set<CmdName>(['DEV_CREATE', 'DEV_REMOVE', 'DEV_SUSPEND', 'TABLE_LOAD', 'TARGET_MSG']);
@@ -51,20 +39,30 @@ export function classifyIoctlError(err: unknown, cmd: CmdName, what: string): Dm
   if (!(err instanceof SysError)) {
     return new DmError('unknown', `${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
-  let kind = KIND_BY_ERRNO[err.errno] ?? 'unknown';
+  let kind = KIND[err.errno] ?? 'unknown';
   if (cmd === 'DEV_CREATE' && err.errno === 'EBUSY') kind = 'exists';
   return new DmError(kind, err.message, { errno: err.errno, cause: err });
 }
+
+/** How a request reaches the kernel; unit tests put a kernel double here. */
+export interface Transport {
+  sync(fd: number, request: number, buf: Buffer, what: string): Promise<void>;
+  async(ctx: OpContext, fd: number, request: number, buf: Buffer, what: string, maxMs: number): Promise<void>;
+}
+
+const FFI: Transport = { sync: ioctlSync, async: ioctlAsync };
 
 /** The open /dev/mapper/control and the one way requests reach it. */
 export class Control {
   readonly #path: string;
   readonly #maxMs: number;
+  readonly #transport: Transport;
   #fd: Promise<FileHandle> | undefined;
 
-  constructor(path: string, maxMs: number) {
+  constructor(path: string, maxMs: number, transport: Transport = FFI) {
     this.#path = path;
     this.#maxMs = maxMs;
+    this.#transport = transport;
   }
 
   async #handle(): Promise<FileHandle> {
@@ -85,8 +83,8 @@ export class Control {
     for (let size = Math.max(req.size ?? HEADER_SIZE, HEADER_SIZE); ; size *= 2) {
       const buf = encodeRequest(size, req, req.payload);
       try {
-        if (QUICK.has(cmd)) await ioctlSync(fd, ioctlRequest(Cmd[cmd]), buf, what);
-        else await ioctlAsync(ctx, fd, ioctlRequest(Cmd[cmd]), buf, what, this.#maxMs);
+        if (QUICK.has(cmd)) await this.#transport.sync(fd, ioctlRequest(Cmd[cmd]), buf, what);
+        else await this.#transport.async(ctx, fd, ioctlRequest(Cmd[cmd]), buf, what, this.#maxMs);
       } catch (err) {
         throw classifyIoctlError(err, cmd, what);
       } finally {
