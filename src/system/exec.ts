@@ -69,6 +69,11 @@ export function observeCommands(fn: ((e: CommandEvent) => void) | undefined): vo
   observer = fn;
 }
 
+/** Reports a system call made in process (a dm ioctl) to the same observer as the commands. */
+export function reportCall(e: CommandEvent): void {
+  observer?.(e);
+}
+
 /** Runs a system command: argument array only, C locale, bounded by the caller's deadline. */
 export async function run(ctx: OpContext, command: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const timeout = timeLeft(ctx, opts.maxMs ?? 60_000);

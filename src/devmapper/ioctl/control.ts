@@ -1,6 +1,7 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
 import type { OpContext } from '../../system/context.ts';
 import { step } from '../../system/crashpoint.ts';
+import { reportCall } from '../../system/exec.ts';
 import { ioctlAsync, ioctlSync, SysError } from '../../system/ffi.ts';
 import { KIND_BY_ERRNO } from '../errors.ts';
 import { DmError, type DmErrorKind } from '../types.ts';
@@ -34,6 +35,27 @@ export function describe(cmd: CmdName, name: string | undefined): string {
   return `DM_${cmd}${name ? ` ${name}` : ''}`;
 }
 
+/**
+ * A request in dmsetup's words ("suspend NAME", "message POOL 0 MSG", "table NAME"), for the
+ * debug log of what the driver asked the kernel: the same lines the dmsetup path logs.
+ */
+export function dmsetupWords(cmd: CmdName, req: Request): string[] {
+  const name = req.name === undefined ? [] : [req.name];
+  const flags = req.flags ?? 0;
+  switch (cmd) {
+    case 'DEV_SUSPEND': return [flags & Flag.SUSPEND ? 'suspend' : 'resume', ...(flags & Flag.NOFLUSH ? ['--noflush'] : []), ...name];
+    case 'TARGET_MSG': return ['message', ...name, '0', req.payload ? req.payload.toString('utf8', 8, req.payload.indexOf(0, 8)) : ''];
+    case 'TABLE_STATUS': return [flags & Flag.STATUS_TABLE ? 'table' : 'status', ...name];
+    case 'TABLE_LOAD': return ['load', ...name];
+    case 'DEV_STATUS': return ['info', ...name];
+    case 'DEV_CREATE': return ['create', ...name];
+    case 'DEV_REMOVE': return ['remove', ...(flags & Flag.DEFERRED_REMOVE ? ['--deferred'] : []), ...name];
+    case 'LIST_DEVICES': return ['ls'];
+    case 'LIST_VERSIONS': return ['targets'];
+    case 'VERSION': return ['version'];
+  }
+}
+
 /** Turns an ioctl failure into a DmError; EBUSY at DEV_CREATE is the kernel's word for a taken name. */
 export function classifyIoctlError(err: unknown, cmd: CmdName, what: string): DmError {
   if (!(err instanceof SysError)) {
@@ -57,7 +79,8 @@ export class Control {
   readonly #path: string;
   readonly #maxMs: number;
   readonly #transport: Transport;
-  #fd: Promise<FileHandle> | undefined;
+  /** A plain descriptor, not a FileHandle: nothing may close it behind a call in flight. */
+  #fd: number | undefined;
 
   constructor(path: string, maxMs: number, transport: Transport = FFI) {
     this.#path = path;
@@ -65,11 +88,14 @@ export class Control {
     this.#transport = transport;
   }
 
-  async #handle(): Promise<FileHandle> {
-    this.#fd ??= open(this.#path, 'r+').catch((err: NodeJS.ErrnoException) => {
-      this.#fd = undefined;
-      throw new DmError('unsupported', `cannot open ${this.#path} (${err.code}): kernel has no device-mapper (or no permission to use it)`, { errno: err.code, cause: err });
-    });
+  #open(): number {
+    if (this.#fd !== undefined) return this.#fd;
+    try {
+      this.#fd = openSync(this.#path, 'r+');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new DmError('unsupported', `cannot open ${this.#path} (${code}): kernel has no device-mapper (or no permission to use it)`, { errno: code, cause: err });
+    }
     return this.#fd;
   }
 
@@ -78,16 +104,20 @@ export class Control {
    * request again with twice the buffer, as libdevmapper does.
    */
   async call(ctx: OpContext, cmd: CmdName, req: Request = {}): Promise<Answer> {
-    const fd = (await this.#handle()).fd;
+    const fd = this.#open();
     const what = describe(cmd, req.name);
     for (let size = Math.max(req.size ?? HEADER_SIZE, HEADER_SIZE); ; size *= 2) {
       const buf = encodeRequest(size, req, req.payload);
+      const started = performance.now();
+      let failed = true;
       try {
         if (QUICK.has(cmd)) await this.#transport.sync(fd, ioctlRequest(Cmd[cmd]), buf, what);
         else await this.#transport.async(ctx, fd, ioctlRequest(Cmd[cmd]), buf, what, this.#maxMs);
+        failed = false;
       } catch (err) {
         throw classifyIoctlError(err, cmd, what);
       } finally {
+        reportCall({ command: 'dm-ioctl', args: dmsetupWords(cmd, req), durationMs: Math.round(performance.now() - started), exitCode: failed ? 1 : 0, failed });
         // A kill right after a request that acted leaves what a kill after the command did.
         if (ACTS.has(cmd)) step(what);
       }
@@ -101,6 +131,6 @@ export class Control {
   async close(): Promise<void> {
     const fd = this.#fd;
     this.#fd = undefined;
-    if (fd) await (await fd).close().catch(() => undefined);
+    if (fd !== undefined) closeSync(fd);
   }
 }
