@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, normalize } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { FsType } from '../mount/types.ts';
 import { SUPPORTED_FS } from '../mount/types.ts';
@@ -16,6 +16,8 @@ export interface DriverConfig {
   overprovisionRatio: number;
   metricsAddress: string | undefined;
   logLevel: string;
+  /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
+  nodePathRoots: string[];
 }
 
 export const FLAG_SPEC = {
@@ -35,6 +37,7 @@ export const FLAG_SPEC = {
   'overprovision-ratio': { type: 'string' },
   'metrics-address': { type: 'string' },
   'log-level': { type: 'string' },
+  'node-path-root': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -55,9 +58,13 @@ export const USAGE = `Flags (environment variable in brackets):
   --default-fs ext4|xfs        filesystem when neither the request nor the class names one (default ext4)
   --overprovision-ratio N      capacity = free pool space x N (default 1)
   --metrics-address HOST:PORT  serve Prometheus /metrics there [METRICS_ADDRESS]
-  --log-level LEVEL            error, warn, info, debug [LOG_LEVEL] (default info)`;
+  --log-level LEVEL            error, warn, info, debug [LOG_LEVEL] (default info)
+  --node-path-root DIR         repeatable: the node service mounts only at staging and target paths
+                               under one of these (the kubelet's directory); default anywhere`;
 
-type Values = { [K in keyof typeof FLAG_SPEC]?: (typeof FLAG_SPEC)[K]['type'] extends 'boolean' ? boolean : string };
+type Values = {
+  [K in keyof typeof FLAG_SPEC]?: (typeof FLAG_SPEC)[K] extends { multiple: true } ? string[] : (typeof FLAG_SPEC)[K]['type'] extends 'boolean' ? boolean : string
+};
 
 export function parseFlags(argv: string[]): Values {
   try {
@@ -86,6 +93,16 @@ function poolSource(v: Values, stateDir: string): PoolSource {
   };
 }
 
+function nodePathRoots(roots: string[]): string[] {
+  return roots.map((r) => {
+    const t = r.replace(/(?<=.)\/+$/, '');
+    if (!isAbsolute(t) || t.includes('\0') || normalize(t) !== t || t === '/') {
+      throw invalidArgument(`--node-path-root "${r}" must be an absolute, normal directory other than /`);
+    }
+    return t;
+  });
+}
+
 export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): DriverConfig {
   const stateDir = v['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
   const defaultFs = v['default-fs'] ?? 'ext4';
@@ -99,5 +116,6 @@ export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): Dr
     overprovisionRatio: parseRatio(v['overprovision-ratio'] ?? '1', '--overprovision-ratio'),
     metricsAddress: v['metrics-address'] ?? env.METRICS_ADDRESS,
     logLevel: v['log-level'] ?? env.LOG_LEVEL ?? 'info',
+    nodePathRoots: nodePathRoots(v['node-path-root'] ?? []),
   };
 }
