@@ -110,7 +110,22 @@ export async function unstageVolume(ctx: OpContext, d: StageDeps, volumeId: stri
   if (!volumeId) throw invalidArgument('volume_id is required');
   const staging = await nodePath(d, stagingPath, 'staging_target_path');
   const rec = await knownVolume(d, volumeId);
+  const device = d.devices.devicePath(rec);
   // Block access mounts nothing at the staging path, so nothing there can be this volume's.
-  await unmountOwn(ctx, d.mounter, staging, d.devices.devicePath(rec), 'mount', 'staging_target_path');
+  await unmountOwn(ctx, d.mounter, staging, device, 'mount', 'staging_target_path');
+  await refuseWhileInUse(ctx, d, rec, device);
   await d.devices.deactivate(ctx, rec.id);
+}
+
+/**
+ * The device is not taken away while the mount table still shows its filesystem somewhere (an
+ * unstage aimed at a path where it is not staged, or before its unpublish), nor a block device a
+ * process holds open: the answer says where, and nothing is tried that would have to be undone.
+ */
+async function refuseWhileInUse(ctx: OpContext, d: StageDeps, rec: DeviceRecord, device: string): Promise<void> {
+  const mounts = await d.mounter.mountsOf(ctx, device).catch((err: unknown) => { throw toStatus(err, `reading the mount table for ${device}`); });
+  if (mounts.length > 0) throw failedPrecondition(`volume ${rec.id} is still mounted at ${mounts.map((m) => m.target).join(', ')}; unpublish and unstage it there`);
+  if (accessOf(rec) !== 'block') return;
+  const info = await d.devices.pool.deps.dm.info(ctx, rec.dmName).catch((err: unknown) => { throw toStatus(err, `reading the state of ${rec.dmName}`); });
+  if (info && info.openCount > 0) throw failedPrecondition(`volume ${rec.id} is open ${info.openCount} time(s); unpublish it first`);
 }

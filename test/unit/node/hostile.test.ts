@@ -92,6 +92,20 @@ describe('Node service: only what is its own', () => {
       assert.equal(await code(unstage(id)), 'FAILED_PRECONDITION');
       assert.equal(table(), before);
     });
+    it('unstage where the volume is not staged leaves it active while it is mounted or open elsewhere', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      await publish(id);
+      await mkdir(join(user, 'empty'));
+      assert.match(await message(unstage(id, join(user, 'empty'))), /still mounted at .*staging\/pv1, .*mount/);
+      assert.equal(await code(unstage(id, join(user, 'empty'))), 'FAILED_PRECONDITION');
+      const b = await createVol('b', blockCap());
+      await stage(b, { volume_capability: blockCap() });
+      fd.dm.adjustOpen(`/dev/mapper/dmthin-${b}`, 1); // a pod holds the device open
+      assert.equal(await code(unstage(b, join(user, 'empty'))), 'FAILED_PRECONDITION');
+      for (const v of [id, b]) assert.equal((await fd.dm.info(ctx, `dmthin-${v}`))?.live, true);
+      assert.equal((await fd.store.getDevice(id))?.error, undefined, 'nothing was tried that failed');
+    });
     it('a real volume at a user\'s file or directory it never published is OK and removes nothing', async () => {
       const id = await createVol('v');
       await stage(id);
