@@ -41,9 +41,9 @@ export class NodeService {
     if (!volumeId) throw invalidArgument('volume_id is required');
     if (!volumePath) throw invalidArgument('volume_path is required');
     if (volumePath.includes('\0') || volumePath.length > 4096) throw invalidArgument('volume_path is not a valid path');
+    const path = isAbsolute(volumePath) ? checkPath(volumePath, 'volume_path') : undefined;
     const rec = await knownVolume(this.d, volumeId);
-    if (!isAbsolute(volumePath)) throw notFound(`volume ${rec.id} is not at the relative path "${volumePath}"`);
-    const path = checkPath(volumePath, 'volume_path');
+    if (path === undefined) throw notFound(`volume ${rec.id} is not at the relative path "${volumePath}"`);
     await requireOwnMount(ctx, this.d.mounter, path, this.d.devices.devicePath(rec), accessOf(rec), rec.id);
     return { rec, path };
   }
