@@ -8,23 +8,27 @@ import { describeMount, mountOwner, type AccessKind } from '../mount/ownership.t
 import { toStatus } from '../pool/errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
-import { placeholderAt, unmountOwn } from './guard.ts';
+import { type Placeholder, placeholderAt, unmountOwn } from './guard.ts';
 import { accessOf, knownVolume, nodePath, type StageDeps } from './stage.ts';
 
 const READ_ONLY_MODES = new Set(['SINGLE_NODE_READER_ONLY', 'MULTI_NODE_READER_ONLY']);
 
-/**
- * Makes the target when it is absent, recording first that the driver made it: the record must
- * exist before the directory does, or a publish killed in between would leave unpublish a
- * directory it cannot tell from a kubelet's. True when the target is (now) the driver's.
- */
-async function ensureTarget(d: StageDeps, rec: DeviceRecord, target: string, access: AccessKind): Promise<boolean> {
-  const kind = access === 'block' ? 'file' : 'dir';
+/** Refuses a target that holds anything but an absent path or an empty placeholder of the right kind. */
+async function checkTarget(target: string, access: AccessKind): Promise<Placeholder> {
   const found = await placeholderAt(target, 'target_path');
-  if (found !== 'absent') {
-    if (found !== (kind === 'dir' ? 'empty-dir' : 'empty-file')) throw failedPrecondition(`target_path ${target} is ${found === 'empty-dir' ? 'a directory' : 'a file'}; ${access} access needs ${kind === 'dir' ? 'a directory' : 'a file'}`);
-    return (await d.targets.get(target))?.volumeId === rec.id;
-  }
+  const fits = found === 'absent' || found === (access === 'block' ? 'empty-file' : 'empty-dir');
+  if (!fits) throw failedPrecondition(`target_path ${target} is ${found === 'empty-dir' ? 'a directory' : 'a file'}; ${access} access needs ${access === 'block' ? 'a file' : 'a directory'}`);
+  return found;
+}
+
+/**
+ * Makes an absent target, recording first that the driver made it: the record must exist before
+ * the directory does, or a publish killed in between would leave unpublish a directory it cannot
+ * tell from a kubelet's. True when the target is (now) the driver's.
+ */
+async function ensureTarget(d: StageDeps, rec: DeviceRecord, target: string, access: AccessKind, found: Placeholder): Promise<boolean> {
+  if (found !== 'absent') return (await d.targets.get(target))?.volumeId === rec.id;
+  const kind = access === 'block' ? 'file' : 'dir';
   await d.targets.record({ target, kind, volumeId: rec.id });
   if (kind === 'dir') {
     await mkdir(target, { recursive: true });
@@ -59,13 +63,16 @@ export async function publishVolume(ctx: OpContext, d: StageDeps, req: PublishRe
   const readOnly = req.readonly || READ_ONLY_MODES.has(cap.mode) || cap.mountFlags.includes('ro');
   const device = d.devices.devicePath(rec);
   try {
+    // The target first: a repeat is answered from the mount table alone, and a target that is not
+    // the driver's to use is refused before anything else is looked at.
+    if (await alreadyPublished(ctx, d, rec, target, cap.accessType, readOnly)) return;
+    const found = await checkTarget(target, cap.accessType);
     const info = await d.devices.pool.deps.dm.info(ctx, rec.dmName);
     if (!info?.live) throw failedPrecondition(`volume ${rec.id} is not staged on this node (call NodeStageVolume first)`);
     if (cap.accessType === 'mount' && (await mountOwner(ctx, d.mounter, staging, device, 'mount')).kind !== 'ours') {
       throw failedPrecondition(`volume ${rec.id} is not staged at ${staging}`);
     }
-    if (await alreadyPublished(ctx, d, rec, target, cap.accessType, readOnly)) return;
-    const made = await ensureTarget(d, rec, target, cap.accessType);
+    const made = await ensureTarget(d, rec, target, cap.accessType, found);
     try {
       await d.mounter.bindMount(ctx, cap.accessType === 'block' ? device : staging, target, readOnly ? ['ro', ...cap.mountFlags.filter((f) => f !== 'ro')] : cap.mountFlags);
     } catch (err) {
