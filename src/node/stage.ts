@@ -126,6 +126,12 @@ async function refuseWhileInUse(ctx: OpContext, d: StageDeps, rec: DeviceRecord,
   const mounts = await d.mounter.mountsOf(ctx, device).catch((err: unknown) => { throw toStatus(err, `reading the mount table for ${device}`); });
   if (mounts.length > 0) throw failedPrecondition(`volume ${rec.id} is still mounted at ${mounts.map((m) => m.target).join(', ')}; unpublish and unstage it there`);
   if (accessOf(rec) !== 'block') return;
+  // A bind of a device node neither opens the device nor names it by major:minor in the mount
+  // table: the targets publish made are where it may still be bound.
+  const published = (await d.targets.list().catch((err: unknown) => { throw toStatus(err, 'reading the publish records'); })).filter((t) => t.volumeId === rec.id);
+  for (const t of published) {
+    if ((await mountOwner(ctx, d.mounter, t.target, device, 'block')).kind === 'ours') throw failedPrecondition(`volume ${rec.id} is still published at ${t.target}; unpublish it first`);
+  }
   const info = await d.devices.pool.deps.dm.info(ctx, rec.dmName).catch((err: unknown) => { throw toStatus(err, `reading the state of ${rec.dmName}`); });
   if (info && info.openCount > 0) throw failedPrecondition(`volume ${rec.id} is open ${info.openCount} time(s); unpublish it first`);
 }

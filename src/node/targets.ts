@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeAtomic } from '../state/file.ts';
 
@@ -53,6 +53,19 @@ export class TargetRecords {
       return undefined; // unreadable: not known to be ours, so never removed
     }
     return rec?.target === target && (rec.kind === 'dir' || rec.kind === 'file') ? rec : undefined;
+  }
+
+  /** Every target on record (a handful: those published now, or left by a publish that died). */
+  async list(): Promise<CreatedTarget[]> {
+    let files: string[];
+    try {
+      files = (await readdir(this.dir)).filter((f) => /^[0-9a-f]{40}\.json$/.test(f));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const recs = await Promise.all(files.map(async (f) => JSON.parse(await readFile(join(this.dir, f), 'utf8').catch(() => 'null')) as CreatedTarget | null));
+    return recs.filter((r): r is CreatedTarget => typeof r?.target === 'string' && typeof r.volumeId === 'string');
   }
 
   async forget(target: string): Promise<void> {

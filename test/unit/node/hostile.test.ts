@@ -106,6 +106,18 @@ describe('Node service: only what is its own', () => {
       for (const v of [id, b]) assert.equal((await fd.dm.info(ctx, `dmthin-${v}`))?.live, true);
       assert.equal((await fd.store.getDevice(id))?.error, undefined, 'nothing was tried that failed');
     });
+    it('a block volume still published is not deactivated by an unstage, even when no process has it open', async () => {
+      const b = await createVol('b', blockCap());
+      const bt = join(fd.dir, 'kubelet', 'dev', 'b');
+      await stage(b, { volume_capability: blockCap() });
+      await publish(b, { volume_capability: blockCap(), target_path: bt });
+      await mkdir(join(user, 'empty'));
+      assert.match(await message(unstage(b, join(user, 'empty'))), /still published at .*dev\/b/);
+      assert.equal((await fd.dm.info(ctx, `dmthin-${b}`))?.live, true);
+      await unpublish(b, bt);
+      await unstage(b);
+      assert.equal(await fd.dm.info(ctx, `dmthin-${b}`), undefined);
+    });
     it('a real volume at a user\'s file or directory it never published is OK and removes nothing', async () => {
       const id = await createVol('v');
       await stage(id);
