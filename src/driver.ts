@@ -7,6 +7,7 @@ import { serve } from './csi/server.ts';
 import type { DeviceMapper } from './devmapper/types.ts';
 import type { LoopDevices, Mounter } from './mount/types.ts';
 import { NodeService } from './node/service.ts';
+import { nodeTargets } from './node/targets.ts';
 import type { Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { serveMetrics } from './observability/http.ts';
@@ -69,7 +70,10 @@ export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: Dri
     pool, devices, metrics, startup, checkPool,
     identity: new IdentityService(readiness, true),
     controller: new ControllerService(new LocalBackend(devices, cfg.nodeId, TOPOLOGY_KEY), { fsType: cfg.defaultFs }),
-    node: new NodeService({ devices, mounter: parts.mounter, defaultFs: cfg.defaultFs }, { nodeId: cfg.nodeId, topologyKey: TOPOLOGY_KEY }),
+    node: new NodeService(
+      { devices, mounter: parts.mounter, defaultFs: cfg.defaultFs, targets: nodeTargets(cfg.stateDir), pathRoots: cfg.nodePathRoots },
+      { nodeId: cfg.nodeId, topologyKey: TOPOLOGY_KEY },
+    ),
   };
 }
 

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, normalize } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { FsType } from '../mount/types.ts';
 import { SUPPORTED_FS } from '../mount/types.ts';
@@ -18,6 +18,8 @@ export interface DriverConfig {
   logLevel: string;
   /** How device-mapper is reached: ioctls in process (default) or one dmsetup run per step. */
   dmInterface?: DmInterface;
+  /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
+  nodePathRoots: string[];
 }
 
 export type DmInterface = 'ioctl' | 'dmsetup';
@@ -40,6 +42,7 @@ export const FLAG_SPEC = {
   'metrics-address': { type: 'string' },
   'log-level': { type: 'string' },
   'dm-interface': { type: 'string' },
+  'node-path-root': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -61,9 +64,13 @@ export const USAGE = `Flags (environment variable in brackets):
   --overprovision-ratio N      capacity = free pool space x N (default 1)
   --metrics-address HOST:PORT  serve Prometheus /metrics there [METRICS_ADDRESS]
   --log-level LEVEL            error, warn, info, debug [LOG_LEVEL] (default info)
-  --dm-interface ioctl|dmsetup device-mapper in process, or one dmsetup run per step [DMTHIN_DM_INTERFACE] (default ioctl)`;
+  --dm-interface ioctl|dmsetup device-mapper in process, or one dmsetup run per step [DMTHIN_DM_INTERFACE] (default ioctl)
+  --node-path-root DIR         repeatable: the node service mounts only at staging and target paths
+                               under one of these (the kubelet's directory); default anywhere`;
 
-type Values = { [K in keyof typeof FLAG_SPEC]?: (typeof FLAG_SPEC)[K]['type'] extends 'boolean' ? boolean : string };
+type Values = {
+  [K in keyof typeof FLAG_SPEC]?: (typeof FLAG_SPEC)[K] extends { multiple: true } ? string[] : (typeof FLAG_SPEC)[K]['type'] extends 'boolean' ? boolean : string
+};
 
 export function parseFlags(argv: string[]): Values {
   try {
@@ -92,6 +99,16 @@ function poolSource(v: Values, stateDir: string): PoolSource {
   };
 }
 
+function nodePathRoots(roots: string[]): string[] {
+  return roots.map((r) => {
+    const t = r.replace(/(?<=.)\/+$/, '');
+    if (!isAbsolute(t) || t.includes('\0') || normalize(t) !== t || t === '/') {
+      throw invalidArgument(`--node-path-root "${r}" must be an absolute, normal directory other than /`);
+    }
+    return t;
+  });
+}
+
 export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): DriverConfig {
   const stateDir = v['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
   const defaultFs = v['default-fs'] ?? 'ext4';
@@ -108,5 +125,6 @@ export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): Dr
     metricsAddress: v['metrics-address'] ?? env.METRICS_ADDRESS,
     logLevel: v['log-level'] ?? env.LOG_LEVEL ?? 'info',
     dmInterface,
+    nodePathRoots: nodePathRoots(v['node-path-root'] ?? []),
   };
 }

@@ -3,6 +3,7 @@ import type { DeviceMapper } from '../devmapper/types.ts';
 import type { LoopDevices, Mounter } from '../mount/types.ts';
 import type { FsType } from '../mount/types.ts';
 import { NodeService } from '../node/service.ts';
+import { nodeTargets } from '../node/targets.ts';
 import type { Logger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { Devices } from '../pool/devices.ts';
@@ -26,6 +27,10 @@ export interface KubeNodeParts {
   pool: PoolSource;
   overprovisionRatio: number;
   defaultFs: FsType;
+  /** Holds the node's records of the publish targets it created (`--state-dir`). */
+  stateDir: string;
+  /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
+  nodePathRoots: readonly string[];
   /** Timings for tests; production uses the agent's defaults. */
   agent?: Partial<Pick<AgentOptions, 'resyncMs' | 'retryBaseMs' | 'retryMaxMs' | 'watchRestartBaseMs' | 'opTimeoutMs'>>;
 }
@@ -60,7 +65,10 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
   return {
     agent, store, devices, metrics, events,
     identity: new IdentityService(readiness, false),
-    node: new NodeService({ devices, mounter: p.mounter, defaultFs: p.defaultFs }, { nodeId: p.node, topologyKey: TOPOLOGY_KEY }),
+    node: new NodeService(
+      { devices, mounter: p.mounter, defaultFs: p.defaultFs, targets: nodeTargets(p.stateDir), pathRoots: p.nodePathRoots },
+      { nodeId: p.node, topologyKey: TOPOLOGY_KEY },
+    ),
     stop: async () => { await agent.stop(); await pool.settled(); },
   };
 }

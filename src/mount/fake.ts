@@ -157,6 +157,13 @@ export class FakeMounter implements Mounter {
     if (!(this.devices instanceof SimpleBlockDevices)) throw new Error('addDevice needs the default SimpleBlockDevices model');
     this.devices.add(devPath, sizeBytes);
   }
+  /**
+   * Puts a mount the driver did not make into the table, as the node's own would be (/proc, a
+   * user's tmpfs, another driver's volume). It is unmounted like any other, so a test sees if it goes.
+   */
+  addNodeMount(entry: Pick<MountEntry, 'target' | 'source' | 'fsType'> & Partial<MountEntry>): void {
+    this.#mounts.push({ entry: { options: ['rw'], majorMinor: '0:99', root: '/', ...structuredClone(entry), target: path.resolve(entry.target) } });
+  }
   /** Snapshot of the mount table, oldest first. */
   mounts(): MountEntry[] {
     return this.#mounts.map((m) => structuredClone(m.entry));

@@ -1,18 +1,18 @@
-import { stat } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
 import type { NodeExpandVolumeRequest__Output } from '../csi/generated/csi/v1/NodeExpandVolumeRequest.ts';
 import type { NodeGetVolumeStatsRequest__Output } from '../csi/generated/csi/v1/NodeGetVolumeStatsRequest.ts';
 import type { NodePublishVolumeRequest__Output } from '../csi/generated/csi/v1/NodePublishVolumeRequest.ts';
 import type { NodeStageVolumeRequest__Output } from '../csi/generated/csi/v1/NodeStageVolumeRequest.ts';
 import type { NodeUnpublishVolumeRequest__Output } from '../csi/generated/csi/v1/NodeUnpublishVolumeRequest.ts';
 import type { NodeUnstageVolumeRequest__Output } from '../csi/generated/csi/v1/NodeUnstageVolumeRequest.ts';
-import { META } from '../controller/meta.ts';
 import { invalidArgument, notFound, outOfRange } from '../errors.ts';
 import { toStatus } from '../pool/errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import { checkPath } from './paths.ts';
 import { publishVolume, unpublishVolume } from './publish.ts';
-import { stageVolume, unstageVolume, type StageDeps } from './stage.ts';
+import { requireOwnMount } from './guard.ts';
+import { accessOf, knownVolume, stageVolume, unstageVolume, type StageDeps } from './stage.ts';
 
 export interface NodeIdentity { nodeId: string; topologyKey: string }
 
@@ -32,22 +32,28 @@ export class NodeService {
   async NodePublishVolume(ctx: OpContext, req: NodePublishVolumeRequest__Output) { await publishVolume(ctx, this.d, req); return {}; }
   async NodeUnpublishVolume(ctx: OpContext, req: NodeUnpublishVolumeRequest__Output) { await unpublishVolume(ctx, this.d, req.volume_id, req.target_path); return {}; }
 
-  private async volume(id: string): Promise<DeviceRecord> {
-    if (!id) throw invalidArgument('volume_id is required');
-    const rec = await this.d.devices.pool.deps.store.getDevice(id);
-    if (!rec || rec.kind !== 'volume') throw notFound(`volume ${id} does not exist`);
-    return rec;
+  /**
+   * Stats and expand: every required field first, then the volume, then whether it is really at
+   * volume_path by the mount table. The volume is only ever mounted at absolute paths, so a
+   * relative one is "not at this path" (NOT_FOUND), as COs and conformance tools expect.
+   */
+  private async mountedAt(ctx: OpContext, volumeId: string, volumePath: string): Promise<{ rec: DeviceRecord; path: string }> {
+    if (!volumeId) throw invalidArgument('volume_id is required');
+    if (!volumePath) throw invalidArgument('volume_path is required');
+    if (volumePath.includes('\0') || volumePath.length > 4096) throw invalidArgument('volume_path is not a valid path');
+    const path = isAbsolute(volumePath) ? checkPath(volumePath, 'volume_path') : undefined;
+    const rec = await knownVolume(this.d, volumeId);
+    if (path === undefined) throw notFound(`volume ${rec.id} is not at the relative path "${volumePath}"`);
+    await requireOwnMount(ctx, this.d.mounter, path, this.d.devices.devicePath(rec), accessOf(rec), rec.id);
+    return { rec, path };
   }
 
   async NodeGetVolumeStats(ctx: OpContext, req: NodeGetVolumeStatsRequest__Output) {
-    const rec = await this.volume(req.volume_id);
-    const path = checkPath(req.volume_path, 'volume_path');
-    const st = await stat(path).catch(() => undefined);
-    if (!st) throw notFound(`volume_path ${path} does not exist`);
+    const { rec, path } = await this.mountedAt(ctx, req.volume_id, req.volume_path);
     const mapped = await this.d.devices.mappedBytes(ctx, rec).catch(() => undefined);
     const condition = await this.condition(ctx, rec, mapped);
     try {
-      if (rec.meta[META.accessType] === 'block') {
+      if (accessOf(rec) === 'block') {
         const total = await this.d.mounter.blockSize(ctx, this.d.devices.devicePath(rec));
         return { usage: [{ unit: 'BYTES' as const, total, used: mapped ?? 0, available: Math.max(0, total - (mapped ?? 0)) }], volume_condition: condition };
       }
@@ -73,23 +79,19 @@ export class NodeService {
   }
 
   async NodeExpandVolume(ctx: OpContext, req: NodeExpandVolumeRequest__Output) {
-    let rec = await this.volume(req.volume_id);
-    const path = checkPath(req.volume_path, 'volume_path');
+    let { rec } = await this.mountedAt(ctx, req.volume_id, req.volume_path);
     const required = Number(req.capacity_range?.required_bytes ?? 0);
     const limit = Number(req.capacity_range?.limit_bytes ?? 0);
     if (limit > 0 && limit < rec.sizeBytes) throw outOfRange(`capacity_range: limit_bytes ${limit} is smaller than the volume (${rec.sizeBytes} bytes)`);
     if (required > rec.sizeBytes) throw outOfRange(`capacity_range: required_bytes ${required} exceeds the volume's size ${rec.sizeBytes}; expand it with ControllerExpandVolume first`);
     await this.d.devices.applySize(ctx, rec);
-    rec = await this.volume(req.volume_id);
-    if (rec.meta[META.accessType] === 'block') return { capacity_bytes: rec.sizeBytes };
+    rec = await knownVolume(this.d, rec.id);
+    if (accessOf(rec) === 'block') return { capacity_bytes: rec.sizeBytes };
     const device = this.d.devices.devicePath(rec);
-    const mounts = await this.d.mounter.mountsOf(ctx, device);
-    if (!mounts.some((m) => m.target === path) && !(req.staging_target_path && mounts.some((m) => m.target === req.staging_target_path))) {
-      throw notFound(`volume ${rec.id} is not mounted at ${path}`);
-    }
     try {
+      const mounts = await this.d.mounter.mountsOf(ctx, device);
       const fs = await this.d.mounter.probe(ctx, device);
-      if (fs && fs.sizeBytes < rec.sizeBytes) await this.d.mounter.growFs(ctx, device, mounts[0]!.target, fs.fsType);
+      if (fs && fs.sizeBytes < rec.sizeBytes) await this.d.mounter.growFs(ctx, device, mounts[0]?.target ?? req.volume_path, fs.fsType);
     } catch (err) {
       throw toStatus(err, `growing the filesystem of ${rec.id}`);
     }

@@ -8,9 +8,20 @@ import type { Devices } from '../pool/devices.ts';
 import { toStatus } from '../pool/errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
-import { checkPath } from './paths.ts';
+import { checkPath, checkUnderRoots } from './paths.ts';
+import { placeholderAt, unmountOwn } from './guard.ts';
+import type { TargetRecords } from './targets.ts';
+import { type AccessKind, describeMount, mountOwner } from '../mount/ownership.ts';
 
-export interface StageDeps { devices: Devices; mounter: Mounter; defaultFs: FsType }
+export interface StageDeps {
+  devices: Devices;
+  mounter: Mounter;
+  defaultFs: FsType;
+  /** What publish created, so unpublish removes only that. */
+  targets: TargetRecords;
+  /** `--node-path-root`: staging and target paths must land under one of these (none: anywhere). */
+  pathRoots: readonly string[];
+}
 
 const READ_ONLY_MODES = new Set(['SINGLE_NODE_READER_ONLY', 'MULTI_NODE_READER_ONLY']);
 
@@ -37,9 +48,16 @@ async function ensureFilesystem(ctx: OpContext, d: StageDeps, device: string, wa
   return { fsType, sizeBytes: rec.sizeBytes };
 }
 
+/** The checks every node RPC on a staging or target path makes before it looks anything up. */
+export async function nodePath(d: StageDeps, p: string, field: string): Promise<string> {
+  const checked = checkPath(p, field);
+  await checkUnderRoots(checked, d.pathRoots, field);
+  return checked;
+}
+
 export async function stageVolume(ctx: OpContext, d: StageDeps, req: StageReq): Promise<void> {
   if (!req.volume_id) throw invalidArgument('volume_id is required');
-  const staging = checkPath(req.staging_target_path, 'staging_target_path');
+  const staging = await nodePath(d, req.staging_target_path, 'staging_target_path');
   if (!req.volume_capability) throw invalidArgument('volume_capability is required');
   const problem = capabilityProblem(req.volume_capability);
   if (problem) throw invalidArgument(problem);
@@ -48,13 +66,18 @@ export async function stageVolume(ctx: OpContext, d: StageDeps, req: StageReq): 
   if (rec.kind !== 'volume') throw notFound(`volume ${req.volume_id} does not exist (it is a snapshot)`);
   const accessType = rec.meta[META.accessType] ?? 'mount';
   if (accessType !== cap.accessType) throw failedPrecondition(`volume ${rec.id} is a ${accessType} volume, ${cap.accessType} access requested`);
+  if (cap.accessType === 'block') {
+    await d.devices.activate(ctx, rec.id);
+    return;
+  }
+  // Decided before the device is touched: a path holding anything but this volume is refused as it is.
+  const owner = await mountOwner(ctx, d.mounter, staging, d.devices.devicePath(rec), 'mount').catch((err: unknown) => { throw toStatus(err, `reading the mount table for ${staging}`); });
+  if (owner.kind === 'foreign') throw failedPrecondition(`staging_target_path ${staging} already has ${describeMount(owner.entry)} mounted, which is not volume ${rec.id}`);
+  if (owner.kind === 'none') await placeholderAt(staging, 'staging_target_path');
   const device = await d.devices.activate(ctx, rec.id);
-  if (cap.accessType === 'block') return;
   try {
-    const current = await d.mounter.findMount(ctx, staging);
-    if (current) {
-      const ours = (await d.mounter.mountsOf(ctx, device)).some((m) => m.target === staging);
-      if (!ours) throw alreadyExists(`staging_target_path ${staging} already has ${current.source} mounted`);
+    if (owner.kind === 'ours') {
+      const current = owner.entry;
       const ro = current.options.includes('ro');
       const wantRo = READ_ONLY_MODES.has(cap.mode) || cap.mountFlags.includes('ro');
       if (ro !== wantRo || (cap.fsType && current.fsType !== cap.fsType)) {
@@ -72,28 +95,43 @@ export async function stageVolume(ctx: OpContext, d: StageDeps, req: StageReq): 
   }
 }
 
+/** The volume's own record, or NOT_FOUND before anything on the node is touched. */
+export async function knownVolume(d: StageDeps, volumeId: string): Promise<DeviceRecord> {
+  const rec = await d.devices.pool.deps.store.getDevice(volumeId);
+  if (!rec || rec.kind !== 'volume') throw notFound(`volume ${volumeId} does not exist`);
+  return rec;
+}
+
+export function accessOf(rec: DeviceRecord): AccessKind {
+  return rec.meta[META.accessType] === 'block' ? 'block' : 'mount';
+}
+
 export async function unstageVolume(ctx: OpContext, d: StageDeps, volumeId: string, stagingPath: string): Promise<void> {
   if (!volumeId) throw invalidArgument('volume_id is required');
-  const staging = checkPath(stagingPath, 'staging_target_path');
-  const rec = await d.devices.pool.deps.store.getDevice(volumeId);
-  const unmounted = await unmountAll(ctx, d.mounter, staging);
-  if (!rec) {
-    if (unmounted) return;
-    throw notFound(`volume ${volumeId} does not exist`);
-  }
+  const staging = await nodePath(d, stagingPath, 'staging_target_path');
+  const rec = await knownVolume(d, volumeId);
+  const device = d.devices.devicePath(rec);
+  // Block access mounts nothing at the staging path, so nothing there can be this volume's.
+  await unmountOwn(ctx, d.mounter, staging, device, 'mount', 'staging_target_path');
+  await refuseWhileInUse(ctx, d, rec, device);
   await d.devices.deactivate(ctx, rec.id);
 }
 
-/** Unmounts everything stacked on `target`; true when anything was mounted there. */
-export async function unmountAll(ctx: OpContext, mounter: Mounter, target: string): Promise<boolean> {
-  let any = false;
-  try {
-    for (let i = 0; i < 8 && (await mounter.findMount(ctx, target)); i++) {
-      await mounter.unmount(ctx, target);
-      any = true;
-    }
-  } catch (err) {
-    throw toStatus(err, `unmounting ${target}`);
+/**
+ * The device is not taken away while the mount table still shows its filesystem somewhere (an
+ * unstage aimed at a path where it is not staged, or before its unpublish), nor a block device a
+ * process holds open: the answer says where, and nothing is tried that would have to be undone.
+ */
+async function refuseWhileInUse(ctx: OpContext, d: StageDeps, rec: DeviceRecord, device: string): Promise<void> {
+  const mounts = await d.mounter.mountsOf(ctx, device).catch((err: unknown) => { throw toStatus(err, `reading the mount table for ${device}`); });
+  if (mounts.length > 0) throw failedPrecondition(`volume ${rec.id} is still mounted at ${mounts.map((m) => m.target).join(', ')}; unpublish and unstage it there`);
+  if (accessOf(rec) !== 'block') return;
+  // A bind of a device node neither opens the device nor names it by major:minor in the mount
+  // table: the targets publish made are where it may still be bound.
+  const published = (await d.targets.list().catch((err: unknown) => { throw toStatus(err, 'reading the publish records'); })).filter((t) => t.volumeId === rec.id);
+  for (const t of published) {
+    if ((await mountOwner(ctx, d.mounter, t.target, device, 'block')).kind === 'ours') throw failedPrecondition(`volume ${rec.id} is still published at ${t.target}; unpublish it first`);
   }
-  return any;
+  const info = await d.devices.pool.deps.dm.info(ctx, rec.dmName).catch((err: unknown) => { throw toStatus(err, `reading the state of ${rec.dmName}`); });
+  if (info && info.openCount > 0) throw failedPrecondition(`volume ${rec.id} is open ${info.openCount} time(s); unpublish it first`);
 }

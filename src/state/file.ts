@@ -45,7 +45,7 @@ async function fsyncDir(dir: string): Promise<void> {
 let tempSeq = 0;
 
 /** Crash-safe replace: temp file in the same directory, fsync, rename over, fsync the directory. */
-async function writeAtomic(target: string, data: string): Promise<void> {
+export async function writeAtomic(target: string, data: string): Promise<void> {
   const dir = path.dirname(target);
   const tmp = path.join(dir, `.${path.basename(target)}${TEMP_MARK}${process.pid}-${++tempSeq}`);
   try {

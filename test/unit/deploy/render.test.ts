@@ -81,6 +81,7 @@ test('node: privileged driver, Bidirectional kubelet dir, /dev, state dir, syste
   assert.ok(registrar.args.includes('--kubelet-registration-path=/var/lib/kubelet/plugins/dmthin.csi.io/csi.sock'));
   const script = driver.command[2] as string;
   assert.match(script, /exec dmthin-csi node --endpoint=unix:\/\/\/csi\/csi\.sock --node-id="\$NODE_NAME" --state-dir=\/var\/lib\/dmthin-csi --metrics-address=:8081/);
+  assert.match(script, / --node-path-root=\/var\/lib\/kubelet /, 'the node service stages and publishes only under the kubelet directory');
   assert.deepEqual(driver.env, [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]);
 });
 

@@ -1,7 +1,9 @@
 // Shared setup for the Kubernetes-mode tests: the API server TEST DOUBLE, fake kernels per
 // node, node agents, and the controller service over a KubeBackend.
 import { CustomObjectsApi, loadYaml } from '@kubernetes/client-node';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ControllerService } from '../../../src/controller/service.ts';
 import { FakeDeviceMapper } from '../../../src/devmapper/fake.ts';
 import { KubeBackend } from '../../../src/kube/backend.ts';
@@ -45,6 +47,7 @@ export async function world(): Promise<World> {
   const dms = new Map<string, FakeDeviceMapper>();
   const nodes = new Map<string, KubeNode>();
   const mounters = new Map<string, FakeMounter>();
+  const stateDir = mkdtempSync(join(tmpdir(), 'dmthin-kube-'));
   const w: World = {
     d, api, backend, dms, nodes, mounters,
     controller: new ControllerService(backend, { fsType: 'ext4' }),
@@ -60,6 +63,7 @@ export async function world(): Promise<World> {
       const kn = await startKubeNode(ctx, {
         kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(),
         pool: { kind: 'existing', name: POOL }, overprovisionRatio: 1, defaultFs: 'ext4',
+        stateDir: join(stateDir, name), nodePathRoots: [],
         agent: { resyncMs: 300, retryBaseMs: 10, retryMaxMs: 200, watchRestartBaseMs: 10, ...agentOpts },
       });
       nodes.set(name, kn);
@@ -72,6 +76,7 @@ export async function world(): Promise<World> {
     async close() {
       for (const n of [...nodes.keys()]) await w.stopNode(n);
       await d.close();
+      rmSync(stateDir, { recursive: true, force: true });
     },
   };
   return w;

@@ -95,11 +95,11 @@ describe('Node service', () => {
       assert.equal((await fd.dm.info(ctx, `dmthin-${id}`))?.live, true);
       assert.equal(await code(stage(id)), 'FAILED_PRECONDITION');
     });
-    it('another device at the staging path is ALREADY_EXISTS', async () => {
+    it('another device at the staging path is FAILED_PRECONDITION: it is not this volume, so it is left alone', async () => {
       const a = await createVol('a');
       const b = await createVol('b');
       await stage(a);
-      assert.equal(await code(stage(b)), 'ALREADY_EXISTS');
+      assert.equal(await code(stage(b)), 'FAILED_PRECONDITION');
     });
     it('bad paths are INVALID_ARGUMENT, an unknown volume NOT_FOUND, missing fields INVALID_ARGUMENT', async () => {
       const id = await createVol('v');
@@ -164,18 +164,18 @@ describe('Node service', () => {
       assert.equal(await code(publish(id)), 'FAILED_PRECONDITION');
       const other = await createVol('b2', blockCap());
       await stage(other, { volume_capability: blockCap() });
-      assert.equal(await code(publish(other, { volume_capability: blockCap() })), 'ALREADY_EXISTS');
+      assert.equal(await code(publish(other, { volume_capability: blockCap() })), 'FAILED_PRECONDITION');
       await unpublish(id);
       assert.equal(await stat(target).catch(() => undefined), undefined);
     });
-    it('another volume at the target is ALREADY_EXISTS', async () => {
+    it('another volume at the target is FAILED_PRECONDITION', async () => {
       const a = await createVol('a');
       const b = await createVol('b');
       await stage(a);
       await publish(a);
       const staging2 = join(fd.dir, 'staging', 'pv2');
       await stage(b, { staging_target_path: staging2 });
-      assert.equal(await code(publish(b, { staging_target_path: staging2 })), 'ALREADY_EXISTS');
+      assert.equal(await code(publish(b, { staging_target_path: staging2 })), 'FAILED_PRECONDITION');
     });
   });
 
@@ -201,7 +201,7 @@ describe('Node service', () => {
       assert.equal(s.volume_condition.abnormal, false);
       assert.equal(await code(stats(NO_VOL, target)), 'NOT_FOUND');
       assert.equal(await code(stats(id, join(fd.dir, 'missing'))), 'NOT_FOUND');
-      assert.equal(await code(stats(id, 'rel')), 'INVALID_ARGUMENT');
+      assert.equal(await code(stats(id, 'rel')), 'NOT_FOUND', 'the volume is never at a relative path');
       const b = await createVol('b', blockCap());
       const bstaging = join(fd.dir, 'staging', 'b');
       await stage(b, { volume_capability: blockCap(), staging_target_path: bstaging });

@@ -23,6 +23,8 @@ export interface FakeDriverOptions {
   metadataBlocks?: number;
   nodeId?: string;
   overprovisionRatio?: number;
+  /** `--node-path-root` values; default none. */
+  nodePathRoots?: string[];
   /** The pool's clock for reading ages (ms); default performance.now. */
   clock?: () => number;
 }
@@ -62,6 +64,7 @@ export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriv
     overprovisionRatio: opts.overprovisionRatio ?? 1,
     metricsAddress: undefined,
     logLevel: 'error',
+    nodePathRoots: opts.nodePathRoots ?? [],
   };
   const log = silentLogger();
   const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, log, ...(opts.clock ? { clock: opts.clock } : {}) });

@@ -1,0 +1,300 @@
+/**
+ * The node service against requests that aim at what is not its own: mounts it did not make,
+ * files and directories of the node's users, paths outside its roots. Every refusal must leave
+ * the mount table and the files exactly as they were.
+ */
+import assert from 'node:assert/strict';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { Code } from '../../../src/errors.ts';
+import { nodeTargets } from '../../../src/node/targets.ts';
+import { blockCap, ctx, fakeDriver, GiB, mountCap, type FakeDriver, type FakeDriverOptions } from '../support/fake-driver.ts';
+
+type Req = Record<string, unknown>;
+const code = async (p: Promise<unknown>): Promise<string> => {
+  try { await p; } catch (err) { return Code[(err as { code: number }).code] ?? String(err); }
+  return 'OK';
+};
+const message = async (p: Promise<unknown>): Promise<string> => {
+  try { await p; } catch (err) { return (err as Error).message; }
+  return '';
+};
+const NO_VOL = 'vol-00000000000000000000000000000000';
+const PROC = { target: '/proc', source: 'proc', fsType: 'proc', majorMinor: '0:22' };
+
+describe('Node service: only what is its own', () => {
+  let fd: FakeDriver;
+  let staging: string;
+  let target: string;
+  let user: string;
+  const N = () => fd.driver.node;
+  const createVol = async (name: string, cap: unknown = mountCap()) => (await fd.driver.controller.CreateVolume(ctx, { name, volume_capabilities: [cap], parameters: {}, secrets: {}, capacity_range: { required_bytes: GiB, limit_bytes: 0 }, volume_content_source: null, accessibility_requirements: null, mutable_parameters: {} } as never)).volume!.volume_id!;
+  const stage = (id: string, o: Req = {}) => N().NodeStageVolume(ctx, { volume_id: id, staging_target_path: staging, volume_capability: mountCap(), publish_context: {}, secrets: {}, volume_context: {}, ...o } as never);
+  const unstage = (id: string, path = staging) => N().NodeUnstageVolume(ctx, { volume_id: id, staging_target_path: path } as never);
+  const publish = (id: string, o: Req = {}) => N().NodePublishVolume(ctx, { volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap(), readonly: false, publish_context: {}, secrets: {}, volume_context: {}, ...o } as never);
+  const unpublish = (id: string, path = target) => N().NodeUnpublishVolume(ctx, { volume_id: id, target_path: path } as never);
+  const stats = (id: string, path: string) => N().NodeGetVolumeStats(ctx, { volume_id: id, volume_path: path, staging_target_path: '' } as never);
+  const expand = (id: string, path: string, required = 0) => N().NodeExpandVolume(ctx, { volume_id: id, volume_path: path, staging_target_path: '', capacity_range: { required_bytes: required, limit_bytes: 0 }, volume_capability: null, secrets: {} } as never);
+  const ops = (name: string) => fd.mounter.ops.filter((o) => o.op === name).length;
+  const table = () => JSON.stringify(fd.mounter.mounts());
+
+  const setup = async (opts: FakeDriverOptions = {}) => {
+    fd = await fakeDriver(opts);
+    staging = join(fd.dir, 'kubelet', 'staging', 'pv1');
+    target = join(fd.dir, 'kubelet', 'pods', 'uid', 'volumes', 'pv1', 'mount');
+    user = join(fd.dir, 'user');
+    await mkdir(join(user, 'data'), { recursive: true });
+    await writeFile(join(user, 'data', 'passwd'), 'root:x:0:0\n');
+    await writeFile(join(user, 'notes.txt'), 'mine\n');
+    fd.mounter.addNodeMount(PROC);
+    fd.mounter.addNodeMount({ target: join(user, 'tmpfs'), source: 'tmpfs', fsType: 'tmpfs', majorMinor: '0:40' });
+  };
+  beforeEach(() => setup());
+  afterEach(() => fd.cleanup());
+
+  describe('unmounts only the volume\'s own mounts', () => {
+    it('an unknown volume is NOT_FOUND with nothing unmounted, wherever it points', async () => {
+      const before = table();
+      for (const p of ['/proc', join(user, 'tmpfs'), target]) assert.equal(await code(unpublish(NO_VOL, p)), 'NOT_FOUND', p);
+      assert.equal(await code(unstage(NO_VOL, '/proc')), 'NOT_FOUND');
+      assert.equal(ops('unmount'), 0);
+      assert.equal(table(), before);
+    });
+    it('a real volume aimed at a foreign mount is FAILED_PRECONDITION naming it; the mount stays', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      const before = table();
+      const msg = await message(unpublish(id, '/proc'));
+      assert.match(msg, /\/proc holds proc \(proc, device 0:22\)/);
+      assert.equal(await code(unpublish(id, '/proc')), 'FAILED_PRECONDITION');
+      assert.equal(await code(unstage(id, join(user, 'tmpfs'))), 'FAILED_PRECONDITION');
+      assert.equal(ops('unmount'), 0);
+      assert.equal(table(), before);
+      assert.equal((await fd.dm.info(ctx, `dmthin-${id}`))?.live, true, 'a refused unstage does not deactivate');
+    });
+    it('another volume\'s mount is foreign too', async () => {
+      const a = await createVol('a');
+      const b = await createVol('b');
+      await stage(a);
+      await publish(a);
+      const before = table();
+      assert.equal(await code(unpublish(b)), 'FAILED_PRECONDITION');
+      assert.equal(await code(unstage(b)), 'FAILED_PRECONDITION');
+      assert.equal(table(), before);
+    });
+    it('a foreign mount stacked on the volume\'s own is left, and so is the volume\'s beneath it', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      fd.mounter.addNodeMount({ target: staging, source: 'tmpfs', fsType: 'tmpfs', majorMinor: '0:41' });
+      const before = table();
+      assert.equal(await code(unstage(id)), 'FAILED_PRECONDITION');
+      assert.equal(table(), before);
+    });
+    it('unstage where the volume is not staged leaves it active while it is mounted or open elsewhere', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      await publish(id);
+      await mkdir(join(user, 'empty'));
+      assert.match(await message(unstage(id, join(user, 'empty'))), /still mounted at .*staging\/pv1, .*mount/);
+      assert.equal(await code(unstage(id, join(user, 'empty'))), 'FAILED_PRECONDITION');
+      const b = await createVol('b', blockCap());
+      await stage(b, { volume_capability: blockCap() });
+      fd.dm.adjustOpen(`/dev/mapper/dmthin-${b}`, 1); // a pod holds the device open
+      assert.equal(await code(unstage(b, join(user, 'empty'))), 'FAILED_PRECONDITION');
+      for (const v of [id, b]) assert.equal((await fd.dm.info(ctx, `dmthin-${v}`))?.live, true);
+      assert.equal((await fd.store.getDevice(id))?.error, undefined, 'nothing was tried that failed');
+    });
+    it('a block volume still published is not deactivated by an unstage, even when no process has it open', async () => {
+      const b = await createVol('b', blockCap());
+      const bt = join(fd.dir, 'kubelet', 'dev', 'b');
+      await stage(b, { volume_capability: blockCap() });
+      await publish(b, { volume_capability: blockCap(), target_path: bt });
+      await mkdir(join(user, 'empty'));
+      assert.match(await message(unstage(b, join(user, 'empty'))), /still published at .*dev\/b/);
+      assert.equal((await fd.dm.info(ctx, `dmthin-${b}`))?.live, true);
+      await unpublish(b, bt);
+      await unstage(b);
+      assert.equal(await fd.dm.info(ctx, `dmthin-${b}`), undefined);
+    });
+    it('a real volume at a user\'s file or directory it never published is OK and removes nothing', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      await mkdir(join(user, 'empty'));
+      await writeFile(join(user, 'zero'), '');
+      for (const p of [join(user, 'notes.txt'), join(user, 'data'), join(user, 'empty'), join(user, 'zero')]) assert.equal(await code(unpublish(id, p)), 'OK', p);
+      assert.equal(await readFile(join(user, 'notes.txt'), 'utf8'), 'mine\n');
+      assert.equal(await readFile(join(user, 'data', 'passwd'), 'utf8'), 'root:x:0:0\n');
+      assert.ok((await stat(join(user, 'empty'))).isDirectory());
+      assert.ok((await stat(join(user, 'zero'))).isFile());
+    });
+  });
+
+  describe('never mounts over data', () => {
+    it('stage refuses a non-empty directory, a file, a symlink or a foreign mount point, before touching the device', async () => {
+      const id = await createVol('v');
+      await symlink(join(user, 'data'), join(user, 'link'));
+      const before = table();
+      for (const p of [join(user, 'data'), join(user, 'notes.txt'), join(user, 'link'), join(user, 'tmpfs'), '/proc']) {
+        assert.equal(await code(stage(id, { staging_target_path: p })), 'FAILED_PRECONDITION', p);
+      }
+      assert.equal(ops('mkfs') + ops('mount'), 0);
+      assert.equal(await fd.dm.info(ctx, `dmthin-${id}`), undefined, 'not even activated');
+      assert.equal(table(), before);
+      assert.deepEqual(await readdir(join(user, 'data')), ['passwd']);
+    });
+    it('publish refuses the same, and a directory for block or a file for mount access', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      const b = await createVol('b', blockCap());
+      await stage(b, { volume_capability: blockCap(), staging_target_path: join(fd.dir, 'kubelet', 'bstaging') });
+      await mkdir(join(user, 'empty'));
+      await writeFile(join(user, 'zero'), '');
+      const before = table();
+      for (const p of [join(user, 'data'), join(user, 'notes.txt'), join(user, 'tmpfs'), '/proc', join(user, 'zero')]) {
+        assert.equal(await code(publish(id, { target_path: p })), 'FAILED_PRECONDITION', p);
+      }
+      for (const p of [join(user, 'notes.txt'), join(user, 'empty'), '/proc']) {
+        assert.equal(await code(publish(b, { target_path: p, volume_capability: blockCap(), staging_target_path: join(fd.dir, 'kubelet', 'bstaging') })), 'FAILED_PRECONDITION', p);
+      }
+      assert.equal(ops('bindMount'), 0);
+      assert.equal(table(), before);
+      assert.equal(await readFile(join(user, 'notes.txt'), 'utf8'), 'mine\n');
+    });
+  });
+
+  describe('removes only what publish made', () => {
+    it('a target the kubelet made is used and left; one publish made is removed', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      await mkdir(target, { recursive: true });
+      await publish(id);
+      await unpublish(id);
+      assert.ok((await stat(target)).isDirectory(), 'the kubelet\'s directory stays');
+      assert.equal(fd.mounter.mounts().filter((m) => m.target === target).length, 0);
+      const mine = join(fd.dir, 'kubelet', 'pods', 'uid2', 'mount');
+      await publish(id, { target_path: mine });
+      await unpublish(id, mine);
+      assert.equal(await lstat(mine).catch(() => undefined), undefined);
+    });
+    it('a made directory or file that gained content is left', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      await publish(id);
+      await writeFile(join(target, 'left-behind'), 'x'); // under the fake's bind: the directory itself
+      await unpublish(id);
+      assert.deepEqual(await readdir(target), ['left-behind']);
+      const b = await createVol('b', blockCap());
+      const bt = join(fd.dir, 'kubelet', 'dev', 'b');
+      await stage(b, { volume_capability: blockCap() });
+      await publish(b, { volume_capability: blockCap(), target_path: bt });
+      await writeFile(bt, 'data');
+      await unpublish(b, bt);
+      assert.equal(await readFile(bt, 'utf8'), 'data');
+    });
+    it('the record survives a restart; a publish that died after its mkdir is cleaned up by unpublish', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      await publish(id);
+      await fd.restart();
+      await unpublish(id);
+      assert.equal(await lstat(target).catch(() => undefined), undefined);
+      // The state a publish killed right after its mkdir leaves: the record, an empty directory, no mount.
+      await nodeTargets(fd.dir).record({ target, kind: 'dir', volumeId: id });
+      await mkdir(target, { recursive: true });
+      await fd.restart();
+      await unpublish(id);
+      assert.equal(await lstat(target).catch(() => undefined), undefined);
+    });
+    it('the record is written before the target is made: with no record possible, nothing is made', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      await writeFile(join(fd.dir, 'node-targets'), 'in the way');
+      assert.notEqual(await code(publish(id)), 'OK');
+      assert.equal(await lstat(target).catch(() => undefined), undefined);
+      assert.equal(ops('bindMount'), 0);
+    });
+    it('a failed bind removes the directory publish made', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      fd.mounter.inject({ op: 'bindMount', error: 'EIO' });
+      assert.equal(await code(publish(id)), 'INTERNAL');
+      assert.equal(await lstat(target).catch(() => undefined), undefined);
+    });
+  });
+
+  describe('stats and expand only where the volume is', () => {
+    it('NOT_FOUND at a path where it is not mounted, before any size check', async () => {
+      const id = await createVol('v');
+      await stage(id);
+      await publish(id);
+      for (const p of [join(user, 'data'), '/proc', join(user, 'tmpfs'), 'relative/missing']) {
+        assert.equal(await code(stats(id, p)), 'NOT_FOUND', p);
+        assert.equal(await code(expand(id, p, 100 * GiB)), 'NOT_FOUND', p);
+      }
+      assert.equal(ops('fsStats') + ops('growFs'), 0);
+      assert.equal(await code(stats(id, staging)), 'OK');
+      assert.equal(await code(stats(id, target)), 'OK');
+      assert.equal(await code(expand(id, target, 100 * GiB)), 'OUT_OF_RANGE');
+    });
+    it('block: only where the device is published', async () => {
+      const b = await createVol('b', blockCap());
+      const bt = join(fd.dir, 'kubelet', 'dev', 'b');
+      await stage(b, { volume_capability: blockCap() });
+      assert.equal(await code(stats(b, bt)), 'NOT_FOUND');
+      await mkdir(join(fd.dir, 'kubelet', 'dev'), { recursive: true });
+      await writeFile(bt, '');
+      assert.equal(await code(stats(b, bt)), 'NOT_FOUND', 'an empty file is not the device');
+      await publish(b, { volume_capability: blockCap(), target_path: bt });
+      assert.equal(await code(stats(b, bt)), 'OK');
+      assert.equal(await code(expand(b, bt)), 'OK');
+      assert.equal(await code(stats(b, '/proc')), 'NOT_FOUND');
+    });
+  });
+
+  describe('required fields before any lookup', () => {
+    it('a missing field is INVALID_ARGUMENT even for an unknown volume', async () => {
+      assert.equal(await code(stats(NO_VOL, '')), 'INVALID_ARGUMENT');
+      assert.equal(await code(expand(NO_VOL, '')), 'INVALID_ARGUMENT');
+      assert.equal(await code(stats('', target)), 'INVALID_ARGUMENT');
+      assert.equal(await code(unstage(NO_VOL, '')), 'INVALID_ARGUMENT');
+      assert.equal(await code(unpublish(NO_VOL, '')), 'INVALID_ARGUMENT');
+      assert.equal(await code(stage(NO_VOL, { volume_capability: null })), 'INVALID_ARGUMENT');
+      assert.equal(await code(publish(NO_VOL, { volume_capability: null })), 'INVALID_ARGUMENT');
+      assert.equal(await code(stats(NO_VOL, 'a\0b')), 'INVALID_ARGUMENT');
+      assert.equal(await code(stats(NO_VOL, 'relative')), 'NOT_FOUND');
+      assert.equal(await code(unpublish(NO_VOL, '/tmp/../proc')), 'INVALID_ARGUMENT');
+    });
+  });
+
+  describe('--node-path-root', () => {
+    it('staging and target paths must land under a root once symlinks above them are followed', async () => {
+      const base = await mkdtemp(join(tmpdir(), 'dmthin-roots-'));
+      try {
+        const root = join(base, 'kubelet');
+        await mkdir(join(root, 'pods'), { recursive: true });
+        await mkdir(join(base, 'elsewhere'));
+        await symlink(join(base, 'elsewhere'), join(root, 'escape'));
+        await fd.cleanup();
+        await setup({ nodePathRoots: [root] });
+        const id = await createVol('v');
+        const inside = join(root, 'staging', 'pv1');
+        for (const p of [join(base, 'outside'), join(root, 'escape', 'pv1'), join(root, 'escape', 'deeper', 'pv1'), '/proc']) {
+          assert.equal(await code(stage(id, { staging_target_path: p })), 'INVALID_ARGUMENT', p);
+          assert.equal(await code(unstage(id, p)), 'INVALID_ARGUMENT', p);
+          assert.equal(await code(unpublish(id, p)), 'INVALID_ARGUMENT', p);
+        }
+        assert.equal(ops('mkfs') + ops('mount') + ops('unmount'), 0);
+        assert.deepEqual(await readdir(join(base, 'elsewhere')), []);
+        await stage(id, { staging_target_path: inside });
+        await publish(id, { staging_target_path: inside, target_path: join(root, 'pods', 'uid', 'mount') });
+        assert.equal(await code(publish(id, { staging_target_path: inside, target_path: join(root, 'escape', 'mount') })), 'INVALID_ARGUMENT');
+        await unpublish(id, join(root, 'pods', 'uid', 'mount'));
+        await unstage(id, inside);
+      } finally {
+        await rm(base, { recursive: true, force: true });
+      }
+    });
+  });
+});
