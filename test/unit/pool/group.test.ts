@@ -64,7 +64,7 @@ describe('group snapshot in one freeze', () => {
       assert.equal(res.group_snapshot!.group_snapshot_id, groupIdFor(NAME));
       assert.deepEqual(res.group_snapshot!.snapshots!.map((s) => s.source_volume_id), vols);
       const h = await fd.driver.metrics.registry.getSingleMetric('dmthin_csi_group_snapshot_suspend_seconds')!.get();
-      assert.equal(h.values.find((v) => v.metricName?.endsWith('_count'))?.value, 1, 'one observation for the whole group');
+      assert.equal(h.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count'))?.value, 1, 'one observation for the whole group');
       await originsResumed(fd);
     } finally {
       await fd.cleanup();
