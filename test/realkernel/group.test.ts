@@ -63,7 +63,7 @@ async function restoredLasts(tag: string, snapshotIds: string[]): Promise<number
   const lasts: number[] = [];
   for (const [i, s] of snapshotIds.entries()) {
     const r = await mounted(`${tag}-restore-${i}`, s);
-    lasts.push(lastRecord(`${target(r)}/data.log`));
+    lasts.push(lastRecord(`${target(r)}/${tag}.log`));
     await unmountAndDelete(r);
   }
   return lasts;
@@ -76,7 +76,7 @@ function ordered(lasts: number[]): boolean {
 
 /** Volumes mounted and written in program order; `cut` takes the snapshots mid-stream; returns the restored last records. */
 async function underWrite(tag: string, vols: string[], cut: () => Promise<string[]>): Promise<{ lasts: number[]; written: number }> {
-  const writer = startWriter(vols.map((v) => `${target(v)}/data.log`));
+  const writer = startWriter(vols.map((v) => `${target(v)}/${tag}.log`)); // a file of its own per run
   try {
     while (writer.records() < 20) await pause(50);
     const snaps = await cut();
