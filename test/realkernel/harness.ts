@@ -40,7 +40,11 @@ export async function startDriver(extra: string[] = [], env: Record<string, stri
     } catch { /* not listening yet */ } finally {
       probe.close();
     }
-    if (Date.now() > until) throw new Error(`driver did not become ready:\n${tail(log)}`);
+    if (Date.now() > until) {
+      child.kill('SIGKILL'); // else it keeps the state directory's lock and every later start fails on it
+      await exited;
+      throw new Error(`driver did not become ready:\n${tail(log)}`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -5,18 +5,22 @@ import { describe, it } from 'node:test';
 import type { GroupControllerService } from '../../../src/controller/groups.ts';
 import { groupIdFor, memberIdFor } from '../../../src/controller/validate.ts';
 import { CONVERGED, convergence, ctx, fakeDriver, MiB, mountCap, type FakeDriver } from '../support/fake-driver.ts';
-import { crashEverywhere } from '../support/crash.ts';
+import { crashEverywhere, crashTwice } from '../support/crash.ts';
 
 const NAME = 'g1';
 const vols: string[] = [];
 
-async function setup(fd: FakeDriver): Promise<void> {
+/** Three volumes, the first two live (activated): their group snapshot suspends two. */
+const setup = (fd: FakeDriver) => volumes(fd, [true, true, false]);
+
+async function volumes(fd: FakeDriver, live: boolean[]): Promise<void> {
   vols.length = 0;
-  for (const [i, live] of [true, true, false].entries()) {
+  for (const [i, isLive] of live.entries()) {
     const v = (await fd.driver.controller.CreateVolume(ctx, { name: `v${i}`, volume_capabilities: [mountCap()], parameters: {}, secrets: {}, capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 }, volume_content_source: null, accessibility_requirements: null, mutable_parameters: {} } as never)).volume!.volume_id!;
-    if (live) await fd.driver.devices.activate(ctx, v);
+    if (isLive) await fd.driver.devices.activate(ctx, v);
     vols.push(v);
   }
+  await fd.driver.pool.settled(); // the setup's stamps land now, not among the operation's steps
 }
 
 const gc = (fd: FakeDriver): GroupControllerService => fd.driver.groupController!;
@@ -87,11 +91,15 @@ describe('group snapshot crash at every step boundary', () => {
 
   it('delete: every crash converges to the whole group or none of it; the retry deletes it all', async () => {
     const del = (fd: FakeDriver) => gc(fd).DeleteVolumeGroupSnapshot(ctx, { group_snapshot_id: groupIdFor(NAME), snapshot_ids: members(), secrets: {} } as never);
-    await crashEverywhere(async (fd) => { await setup(fd); await create(fd); }, del, async (fd) => {
+    await crashEverywhere(async (fd) => { await setup(fd); await create(fd); await fd.driver.pool.settled(); }, del, async (fd) => {
       assert.equal(await assertWholeOrNone(fd, 'after restart'), 'none', 'a delete that began is finished by the restart');
       await del(fd);
       assert.deepEqual(await fd.store.listGroups(), []);
       assert.deepEqual(await convergence(fd), CONVERGED);
     });
+  });
+
+  it('a crash inside the restart\'s repair of a crashed group create converges on the next start', async () => {
+    await crashTwice((fd) => volumes(fd, [true, false]), create); // two members: the square of the steps stays small
   });
 });

@@ -3,7 +3,7 @@ import { afterEach, describe, it } from 'node:test';
 import type { NewDevice } from '../../../src/pool/devices.ts';
 import { reconcile } from '../../../src/pool/reconcile.ts';
 import { CONVERGED, convergence, ctx, fakeDriver, GiB, type FakeDriver } from '../support/fake-driver.ts';
-import { crashEverywhere, crashSwitch } from '../support/crash.ts';
+import { crashEverywhere, crashSwitch, crashTwice } from '../support/crash.ts';
 
 const spec = (id: string, o: Partial<NewDevice> = {}): NewDevice => ({ id, dmName: `dm-${id}`, kind: 'volume', sizeBytes: GiB, meta: {}, ...o });
 
@@ -75,40 +75,6 @@ describe('crash recovery via reconcile', () => {
   });
 });
 
-/** Crashes the operation at step `at`, then crashes the first restart (inside reconcile) at each step in turn. */
-async function crashTwice(setup: (fd: FakeDriver) => Promise<void>, op: (fd: FakeDriver) => Promise<unknown>) {
-  let sawCrashInReconcile = false;
-  for (let at = 1; at < 40; at++) {
-    let opCrashed = true;
-    for (let again = 1; again < 40; again++) {
-      const fd = await fakeDriver();
-      try {
-        await setup(fd);
-        const sw = crashSwitch(fd);
-        sw.arm(at);
-        await op(fd).catch(() => undefined);
-        opCrashed = sw.crashed;
-        if (!opCrashed) break;
-        sw.arm(again);
-        await fd.restart().catch(() => undefined);
-        const crashed = sw.crashed;
-        sw.disarm();
-        const d = await fd.restart();
-        assert.deepEqual(d.startup.faulty, [], `crash at ${at}, then in reconcile at ${again}`);
-        assert.deepEqual(await convergence(fd), CONVERGED, `crash at ${at}, then in reconcile at ${again}`);
-        if (!crashed) break;
-        sawCrashInReconcile = true;
-      } finally {
-        await fd.cleanup();
-      }
-    }
-    if (!opCrashed) {
-      assert.ok(sawCrashInReconcile);
-      return;
-    }
-  }
-  assert.fail('the operation never completed');
-}
 
 describe('a crash inside reconcile', () => {
   it('after a crashed create, converges on the next start', async () => {

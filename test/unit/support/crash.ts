@@ -62,3 +62,38 @@ export async function crashEverywhere(setup: (fd: FakeDriver) => Promise<void>, 
   assert.fail('the operation never completed');
 }
 
+
+/** Crashes the operation at step `at`, then crashes the first restart (inside reconcile) at each step in turn. */
+export async function crashTwice(setup: (fd: FakeDriver) => Promise<void>, op: (fd: FakeDriver) => Promise<unknown>) {
+  let sawCrashInReconcile = false;
+  for (let at = 1; at < 40; at++) {
+    let opCrashed = true;
+    for (let again = 1; again < 40; again++) {
+      const fd = await fakeDriver();
+      try {
+        await setup(fd);
+        const sw = crashSwitch(fd);
+        sw.arm(at);
+        await op(fd).catch(() => undefined);
+        opCrashed = sw.crashed;
+        if (!opCrashed) break;
+        sw.arm(again);
+        await fd.restart().catch(() => undefined);
+        const crashed = sw.crashed;
+        sw.disarm();
+        const d = await fd.restart();
+        assert.deepEqual(d.startup.faulty, [], `crash at ${at}, then in reconcile at ${again}`);
+        assert.deepEqual(await convergence(fd), CONVERGED, `crash at ${at}, then in reconcile at ${again}`);
+        if (!crashed) break;
+        sawCrashInReconcile = true;
+      } finally {
+        await fd.cleanup();
+      }
+    }
+    if (!opCrashed) {
+      assert.ok(sawCrashInReconcile);
+      return;
+    }
+  }
+  assert.fail('the operation never completed');
+}
