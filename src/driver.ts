@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import { LocalBackend } from './controller/local-backend.ts';
+import { LocalBackend, LocalGroupBackend } from './controller/local-backend.ts';
 import { ControllerService } from './controller/service.ts';
 import { IdentityService } from './csi/identity.ts';
 import { serve } from './csi/server.ts';
@@ -18,7 +18,9 @@ import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import { background, type OpContext } from './system/context.ts';
 import { KeyedMutex } from './system/lock.ts';
 import { errorMessage } from './errors.ts';
-import type { StateStore } from './state/types.ts';
+import type { GroupStore, StateStore } from './state/types.ts';
+import { GroupSnapshots } from './pool/group.ts';
+import { GroupControllerService } from './controller/groups.ts';
 import type { DriverConfig } from './cli/config.ts';
 import { TOPOLOGY_KEY } from './version.ts';
 
@@ -28,6 +30,8 @@ export interface DriverParts {
   mounter: Mounter;
   loops: LoopDevices;
   store: StateStore;
+  /** Where group snapshots are recorded; without it the driver offers no GroupController. */
+  groups?: GroupStore;
   log: Logger;
   metrics?: Metrics;
   /** Milliseconds, for the pool's reading ages; default performance.now (tests turn it by hand). */
@@ -39,6 +43,8 @@ export interface Driver {
   devices: Devices;
   identity: IdentityService;
   controller: ControllerService;
+  /** Present when the store keeps group records. */
+  groupController?: GroupControllerService;
   node: NodeService;
   metrics: Metrics;
   /** The start's reconcile: every record settled against the kernel, the pool metadata not yet read. */
@@ -57,19 +63,22 @@ export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: Dri
   const deps = { dm: parts.dm, store: parts.store, log: parts.log, metrics, ...(parts.clock ? { clock: parts.clock } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: cfg.pool.name, overprovisionRatio: cfg.overprovisionRatio }, adopted);
   const devices = new Devices(pool);
-  const startup = await reconcile(ctx, devices, { metadata: false });
+  const groups = parts.groups ? new GroupSnapshots(devices, parts.groups) : undefined;
+  const startup = await reconcile(ctx, devices, { metadata: false, groups });
   logReport(parts.log, pool.name, startup);
   await refreshDeviceGauge(devices);
   const checkPool = async (c: OpContext, exclusive?: Exclusive) => {
-    const report = await reconcile(c, devices, { exclusive });
+    const report = await reconcile(c, devices, { exclusive, groups });
     logReport(parts.log, pool.name, report);
     return report;
   };
   const readiness = poolReadiness(pool);
+  const backend = new LocalBackend(devices, cfg.nodeId, TOPOLOGY_KEY);
   return {
     pool, devices, metrics, startup, checkPool,
-    identity: new IdentityService(readiness, true),
-    controller: new ControllerService(new LocalBackend(devices, cfg.nodeId, TOPOLOGY_KEY), { fsType: cfg.defaultFs }),
+    identity: new IdentityService(readiness, true, groups !== undefined),
+    controller: new ControllerService(backend, { fsType: cfg.defaultFs }),
+    ...(groups ? { groupController: new GroupControllerService(backend, new LocalGroupBackend(groups)) } : {}),
     node: new NodeService(
       { devices, mounter: parts.mounter, defaultFs: cfg.defaultFs, targets: nodeTargets(cfg.stateDir), pathRoots: cfg.nodePathRoots },
       { nodeId: cfg.nodeId, topologyKey: TOPOLOGY_KEY },
@@ -126,7 +135,7 @@ export function periodically(check: () => Promise<void>, everyMs: number): () =>
 
 export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger, opts: { poolCheckMs?: number } = {}): Promise<Running> {
   const locks = new KeyedMutex();
-  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node }, { log, metrics: driver.metrics, locks });
+  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node, groupController: driver.groupController }, { log, metrics: driver.metrics, locks });
   // The first right away (the start left the metadata out), all off the RPCs' path: a device an
   // RPC holds meanwhile is skipped, as in the agent's passes.
   const stopChecks = periodically(() => driver.checkPool(background, (id, fn) => locks.tryRun(id, fn))

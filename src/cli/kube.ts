@@ -9,6 +9,8 @@ import { realDeviceMapper } from '../devmapper/choose.ts';
 import { refreshDeviceGauge } from '../driver.ts';
 import { invalidArgument } from '../errors.ts';
 import { KubeBackend } from '../kube/backend.ts';
+import { KubeGroupBackend } from '../kube/group-backend.ts';
+import { GroupControllerService } from '../controller/groups.ts';
 import { LeaderElector, leaderOnly } from '../kube/lease.ts';
 import { startKubeNode } from '../kube/node.ts';
 import { LEASE_NAME } from '../kube/types.ts';
@@ -60,11 +62,13 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
   });
   await leader.start();
   const core = kc.makeApiClient(CoreV1Api);
-  const backend = new KubeBackend(kc.makeApiClient(CustomObjectsApi), { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name) });
+  const objects = kc.makeApiClient(CustomObjectsApi);
+  const backend = new KubeBackend(objects, { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name) });
   const controller = leaderOnly(new ControllerService(backend, { fsType: v['default-fs'] ?? 'ext4' }), leader);
-  const identity = new IdentityService({ ready: async () => leader.readiness() }, true);
+  const groupController = leaderOnly(new GroupControllerService(backend, new KubeGroupBackend(objects, backend)), leader);
+  const identity = new IdentityService({ ready: async () => leader.readiness() }, true, true);
   const endpoint = v.endpoint ?? env.CSI_ENDPOINT ?? 'unix:///csi/csi.sock';
-  const server = await serve(endpoint, { identity, controller }, { log, metrics });
+  const server = await serve(endpoint, { identity, controller, groupController }, { log, metrics });
   const address = v['metrics-address'] ?? env.METRICS_ADDRESS;
   const http = address ? await serveMetrics(address, metrics, log, async () => leader.readiness().ready) : undefined;
   return async () => {

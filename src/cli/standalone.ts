@@ -40,7 +40,7 @@ export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<vo
   const dm = realDeviceMapper(cfg.dmInterface);
   await checkKernel(dm);
   const store = await FileStore.open(join(cfg.stateDir, 'store'));
-  const parts = { dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), store, log, metrics };
+  const parts = { dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), store, groups: store, log, metrics };
   const starting = createDriver(background, cfg, parts);
   loadCsi(); // builds the CSI codecs while the start's commands run, not after them
   const driver = await starting;

@@ -1,5 +1,5 @@
 import type { OpContext } from '../system/context.ts';
-import type { DeviceKind, DeviceRecord } from '../state/types.ts';
+import type { DeviceKind, DeviceRecord, GroupRecord } from '../state/types.ts';
 
 export interface NewVolume {
   id: string;
@@ -34,4 +34,24 @@ export interface VolumeBackend {
   condition(ctx: OpContext, rec: DeviceRecord): Promise<Condition>;
   /** Node a record lives on, as a topology segment. */
   topologyOf(rec: DeviceRecord): Record<string, string>;
+}
+
+export interface NewGroupSnapshot {
+  id: string;
+  members: Array<{ snapshotId: string; sourceId: string; meta: Record<string, string> }>;
+  meta: Record<string, string>;
+}
+
+/** A group snapshot and its member snapshots' records. */
+export interface GroupSnapshotView { group: GroupRecord; members: DeviceRecord[] }
+
+/**
+ * Group snapshots: one instant across volumes of one pool. A backend that offers them is
+ * served as the CSI GroupController; one that does not leaves the service out.
+ */
+export interface GroupBackend {
+  getGroup(ctx: OpContext, id: string): Promise<GroupSnapshotView | undefined>;
+  createGroup(ctx: OpContext, spec: NewGroupSnapshot): Promise<GroupSnapshotView>;
+  /** Idempotent; FAILED_PRECONDITION while a member is in use. */
+  removeGroup(ctx: OpContext, id: string): Promise<void>;
 }

@@ -2,7 +2,8 @@ import { resourceExhausted } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import type { Devices } from '../pool/devices.ts';
-import type { Condition, NewVolume, VolumeBackend } from './backend.ts';
+import type { GroupSnapshots } from '../pool/group.ts';
+import type { Condition, GroupBackend, GroupSnapshotView, NewGroupSnapshot, NewVolume, VolumeBackend } from './backend.ts';
 import { dmNameFor } from './validate.ts';
 
 /** The standalone backend: one node, one pool, in this process. */
@@ -54,4 +55,18 @@ export class LocalBackend implements VolumeBackend {
   }
 
   topologyOf(_rec: DeviceRecord): Record<string, string> { return { [this.topologyKey]: this.nodeId }; }
+}
+
+/** Group snapshots of the local pool. */
+export class LocalGroupBackend implements GroupBackend {
+  private readonly gs: GroupSnapshots;
+  constructor(gs: GroupSnapshots) { this.gs = gs; }
+
+  getGroup(_ctx: OpContext, id: string): Promise<GroupSnapshotView | undefined> { return this.gs.view(id); }
+
+  createGroup(ctx: OpContext, spec: NewGroupSnapshot): Promise<GroupSnapshotView> {
+    return this.gs.create(ctx, { ...spec, members: spec.members.map((m) => ({ ...m, dmName: dmNameFor(m.snapshotId) })) });
+  }
+
+  removeGroup(ctx: OpContext, id: string): Promise<void> { return this.gs.remove(ctx, id); }
 }

@@ -9,6 +9,8 @@ export const META = {
   fsType: 'fs.type',
   sourceKind: 'source.kind',
   sourceId: 'source.id',
+  /** Set on a group snapshot's members: the group's id (CSI Snapshot.group_snapshot_id). */
+  groupId: 'group.id',
 } as const;
 
 /** StorageClass parameters this driver understands. Kubernetes' own keys are passed through. */

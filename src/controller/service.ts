@@ -79,7 +79,10 @@ export class ControllerService {
 
   async DeleteSnapshot(ctx: OpContext, req: DeleteSnapshotRequest__Output) {
     if (!req.snapshot_id) throw invalidArgument('snapshot_id is required');
-    if (parseId(req.snapshot_id)?.kind === 'snapshot') await this.backend.remove(ctx, req.snapshot_id);
+    if (parseId(req.snapshot_id)?.kind !== 'snapshot') return {};
+    const group = (await this.backend.get(ctx, req.snapshot_id))?.meta[META.groupId];
+    if (group) throw invalidArgument(`snapshot ${req.snapshot_id} is a member of group snapshot ${group} and cannot be deleted alone: delete the group (DeleteVolumeGroupSnapshot)`);
+    await this.backend.remove(ctx, req.snapshot_id);
     return {};
   }
 

@@ -19,7 +19,7 @@ export function toSnapshot(rec: DeviceRecord): Snapshot {
     creation_time: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 },
     // Thin snapshots are complete the moment create_snap returns: nothing is copied.
     ready_to_use: rec.state !== 'Creating' && rec.state !== 'Faulty',
-    group_snapshot_id: '',
+    group_snapshot_id: rec.meta[META.groupId] ?? '',
   };
 }
 

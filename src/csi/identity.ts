@@ -7,9 +7,11 @@ export interface Readiness { ready(ctx: OpContext): Promise<{ ready: boolean; re
 export class IdentityService {
   private readonly readiness: Readiness;
   private readonly controller: boolean;
-  constructor(readiness: Readiness, controller: boolean) {
+  private readonly groupController: boolean;
+  constructor(readiness: Readiness, controller: boolean, groupController = false) {
     this.readiness = readiness;
     this.controller = controller;
+    this.groupController = groupController;
   }
 
   GetPluginInfo() { return { name: DRIVER_NAME, vendor_version: VERSION, manifest: {} }; }
@@ -20,6 +22,7 @@ export class IdentityService {
       { volume_expansion: { type: 'OFFLINE' } },
     ];
     if (this.controller) caps.unshift({ service: { type: 'CONTROLLER_SERVICE' } }, { service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
+    if (this.groupController) caps.push({ service: { type: 'GROUP_CONTROLLER_SERVICE' } });
     return { capabilities: caps };
   }
 

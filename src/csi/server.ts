@@ -11,6 +11,8 @@ import { wrap, type Handler } from './wrap.ts';
 export interface Services {
   identity: object;
   controller?: object;
+  /** The GroupController, when the backend offers group snapshots. */
+  groupController?: object;
   node?: object;
 }
 
@@ -46,6 +48,7 @@ export async function serve(endpoint: string, services: Services, deps: { log: L
   server.addService(csi.Identity.service, implement(csi.Identity.service, services.identity, d));
   server.addService(csi.Controller.service, implement(csi.Controller.service, services.controller, d));
   server.addService(csi.Node.service, implement(csi.Node.service, services.node, d));
+  if (services.groupController) server.addService(csi.GroupController.service, implement(csi.GroupController.service, services.groupController, d));
   await mkdir(dirname(path), { recursive: true });
   await rm(path, { force: true }); // a socket left by a killed process would block the bind
   // The umask makes the socket 0600 from its first moment; chmod only confirms it.

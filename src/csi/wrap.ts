@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { idFor } from '../controller/validate.ts';
+import { groupIdFor, idFor, memberIdFor } from '../controller/validate.ts';
 import { Code, toCsiError } from '../errors.ts';
 import { redact, type Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -25,7 +25,26 @@ export function lockKeys(method: string, req: Record<string, unknown>): string[]
     keys.push(str(src?.snapshot?.snapshot_id), str(src?.volume?.volume_id));
   }
   if (method === 'CreateSnapshot' && str(req.name)) keys.push(idFor('snap', req.name as string), str(req.source_volume_id));
+  keys.push(...groupKeys(method, req));
   return [...new Set(keys.filter((k): k is string => k !== undefined))];
+}
+
+/**
+ * A group snapshot holds its group, every source and every member (sorted with the rest by
+ * runAll, so a group never deadlocks with a single snapshot, an expand or a stage of a member).
+ */
+function groupKeys(method: string, req: Record<string, unknown>): string[] {
+  const list = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x !== '') : []);
+  if (method === 'CreateVolumeGroupSnapshot' && str(req.name)) {
+    const name = req.name as string;
+    const sources = list(req.source_volume_ids);
+    return [groupIdFor(name), ...sources, ...sources.map((s) => memberIdFor(name, s))];
+  }
+  if (method === 'GetVolumeGroupSnapshot' || method === 'DeleteVolumeGroupSnapshot') {
+    const id = str(req.group_snapshot_id);
+    return [...(id ? [id] : []), ...list(req.snapshot_ids)];
+  }
+  return [];
 }
 
 function contextOf(call: grpc.ServerUnaryCall<unknown, unknown>): { ctx: OpContext; done: () => void } {

@@ -2,6 +2,7 @@ import type { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { failedPrecondition } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Devices } from '../pool/devices.ts';
+import { GroupSnapshots } from '../pool/group.ts';
 import { reconcile, type ReconcileReport } from '../pool/reconcile.ts';
 import type { OpContext } from '../system/context.ts';
 import { crashScope } from '../system/crashpoint.ts';
@@ -11,7 +12,8 @@ import type { CrdStore } from './crd-store.ts';
 import type { EventRecorder } from './events.ts';
 import { toRecord } from './map.ts';
 import { WorkQueue } from './queue.ts';
-import type { DeviceCr } from './types.ts';
+import { GroupWork, groupActionFor } from './group-agent.ts';
+import type { DeviceCr, ThinGroupSnapshot } from './types.ts';
 import { dmNameOf, FINALIZER, FORCE_CLEANUP_ANNOTATION, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, REMOVE_ORPHANS_ANNOTATION, RETRY_ANNOTATION, VERSION } from './types.ts';
 import { apiMessage, failureOf, isNotFound, MERGE_PATCH } from './util.ts';
 import { CrWatch } from './watch.ts';
@@ -64,6 +66,8 @@ export class NodeAgent {
   private serving = false;
   /** When a reconcile last read the pool metadata (ms since the epoch); 0: not since the start. */
   private metadataCheckedAt = 0;
+  private readonly groups: GroupSnapshots;
+  private readonly groupWork: GroupWork;
 
   constructor(opts: AgentOptions) {
     this.o = { resyncMs: 60_000, opTimeoutMs: 120_000, ...opts, metadataCheckMs: opts.metadataCheckMs ?? opts.resyncMs ?? 60_000 };
@@ -73,10 +77,12 @@ export class NodeAgent {
       retryMaxMs: opts.retryMaxMs ?? 60_000,
       onError: (key, err, attempt) => this.o.log.warn('work failed; will retry', { key, attempt, error: String(err) }),
     });
-    this.watches = [PLURAL.volume, PLURAL.snapshot].map((plural) => new CrWatch({
+    this.groups = new GroupSnapshots(opts.devices, opts.store);
+    this.groupWork = new GroupWork({ store: opts.store, groups: this.groups, locks: this.locks, events: opts.events, log: opts.log, node: opts.node, ctx: () => this.ctx() });
+    this.watches = [PLURAL.volume, PLURAL.snapshot, PLURAL.group].map((plural) => new CrWatch({
       kc: opts.kc, api: opts.api, plural, labelSelector: `${NODE_LABEL}=${opts.node}`, log: opts.log,
       restartBaseMs: opts.watchRestartBaseMs,
-      onChange: (obj) => this.queueIfWork(obj as DeviceCr),
+      onChange: (obj) => (plural === PLURAL.group ? this.queueIfGroupWork(obj as ThinGroupSnapshot) : this.queueIfWork(obj as DeviceCr)),
     }));
   }
 
@@ -111,11 +117,17 @@ export class NodeAgent {
    */
   private queueIfWork(cr: DeviceCr): void {
     if (actionFor(cr, this.o.node)) this.queue.add(`${pluralOf(cr.metadata.name)}/${cr.metadata.name}`);
+    else if (cr.kind === KIND.snapshot && cr.spec.group && isUnclaimed(cr) && !cr.metadata.deletionTimestamp) this.queue.add(`${PLURAL.group}/${cr.spec.group}`);
+  }
+
+  private queueIfGroupWork(cr: ThinGroupSnapshot): void {
+    if (groupActionFor(cr, this.o.node)) this.queue.add(`${PLURAL.group}/${cr.metadata.name}`);
   }
 
   private async handle(key: string): Promise<void> {
     if (key === RECONCILE) return this.reconcileAll();
     const [plural, name] = key.split('/') as [string, string];
+    if (plural === PLURAL.group) return this.groupWork.handle(name);
     // Read under the lock: a version read before waiting for it may be stale by the time it is held.
     const retry = await this.locks.run(name, async () => {
       const cr = await this.store.read<DeviceCr>(plural as typeof PLURAL.volume, name);
@@ -229,7 +241,7 @@ export class NodeAgent {
     const ctx = this.ctx();
     // The start's pass only settles records against the kernel, so that serving begins sooner.
     const metadata = this.serving && (metadataNow || Date.now() - this.metadataCheckedAt >= this.o.metadataCheckMs);
-    const report = await reconcile(ctx, this.devices, this.serving ? { exclusive: (id, fn) => this.locks.tryRun(id, fn), metadata } : { metadata });
+    const report = await reconcile(ctx, this.devices, this.serving ? { exclusive: (id, fn) => this.locks.tryRun(id, fn), metadata, groups: this.groups } : { metadata, groups: this.groups });
     if (metadata) this.metadataCheckedAt = Date.now();
     this.lastReport = report;
     const crs = [...await this.store.listCrs(PLURAL.volume), ...await this.store.listCrs(PLURAL.snapshot)];
@@ -249,6 +261,7 @@ export class NodeAgent {
     await this.handleOrphans(ctx, report);
     await this.writePoolStatus(ctx, report, crs.length);
     for (const c of crs) this.queueIfWork(c);
+    for (const g of await this.store.listGroupCrs()) this.queueIfGroupWork(g);
   }
 
   /** Orphans are reported; they are deleted only when the ThinPool carries the opt-in annotation. */
@@ -302,7 +315,8 @@ export class NodeAgent {
 function actionFor(cr: DeviceCr, node: string): 'delete' | 'make' | 'retry' | 'expand' | undefined {
   if (cr.spec?.nodeName !== node) return undefined;
   if (cr.metadata.deletionTimestamp) return 'delete';
-  if (isUnclaimed(cr)) return 'make';
+  // A group's member is made with its group, in the group's freeze.
+  if (isUnclaimed(cr)) return cr.kind === KIND.snapshot && cr.spec.group ? undefined : 'make';
   if (cr.metadata.annotations?.[RETRY_ANNOTATION] !== undefined) return 'retry';
   if (cr.kind === KIND.volume && cr.status?.state !== 'Faulty' && cr.spec.sizeBytes > (cr.status?.sizeBytes ?? 0)) return 'expand';
   return undefined;

@@ -6,7 +6,7 @@ import type { OpContext } from '../system/context.ts';
 import { byId, type DeviceRecord } from '../state/types.ts';
 import { NODE_META, toRecord } from './map.ts';
 import type { DeviceCr, ThinPoolCr, ThinSnapshot, ThinVolume } from './types.ts';
-import { API_VERSION, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, VERSION } from './types.ts';
+import { API_VERSION, GROUP, isUnclaimed, KIND, NODE_LABEL, objectPluralOf, PLURAL, pluralOf, VERSION } from './types.ts';
 import { apiMessage, backoff, codeFromName, isConflict, isNotFound, MERGE_PATCH, sleep } from './util.ts';
 
 export interface KubeBackendOptions {
@@ -53,10 +53,10 @@ export class KubeBackend implements VolumeBackend {
 
   private async read(id: string): Promise<DeviceCr | undefined> {
     try {
-      return await this.api.getClusterCustomObject({ group: GROUP, version: VERSION, plural: pluralOf(id), name: id }) as DeviceCr;
+      return await this.api.getClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id }) as DeviceCr;
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw unavailable(`reading ${pluralOf(id)}/${id}: ${apiMessage(err)}`);
+      throw unavailable(`reading ${objectPluralOf(id)}/${id}: ${apiMessage(err)}`);
     }
   }
 
@@ -215,10 +215,10 @@ export class KubeBackend implements VolumeBackend {
   async remove(ctx: OpContext, id: string): Promise<void> {
     const since = Date.now();
     try {
-      await this.api.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: pluralOf(id), name: id });
+      await this.api.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id });
     } catch (err) {
       if (isNotFound(err)) return;
-      throw unavailable(`deleting ${pluralOf(id)}/${id}: ${apiMessage(err)}`);
+      throw unavailable(`deleting ${objectPluralOf(id)}/${id}: ${apiMessage(err)}`);
     }
     await this.releaseIfNodeGone(id);
     await this.waitGone(ctx, id, this.deadline(ctx), since);
@@ -229,9 +229,9 @@ export class KubeBackend implements VolumeBackend {
     const cr = await this.read(id);
     if (!cr?.metadata.finalizers?.length || (await this.opts.nodeExists(cr.spec.nodeName))) return;
     try {
-      await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: pluralOf(id), name: id, body: { metadata: { finalizers: [] } } }, MERGE_PATCH);
+      await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id, body: { metadata: { finalizers: [] } } }, MERGE_PATCH);
     } catch (err) {
-      if (!isNotFound(err)) throw unavailable(`releasing ${pluralOf(id)}/${id} of deleted node ${cr.spec.nodeName}: ${apiMessage(err)}`);
+      if (!isNotFound(err)) throw unavailable(`releasing ${objectPluralOf(id)}/${id} of deleted node ${cr.spec.nodeName}: ${apiMessage(err)}`);
     }
   }
 

@@ -1,9 +1,9 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { applyMutation, jsonCopy } from '../state/memory.ts';
-import { byId, type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from '../state/types.ts';
-import { toRecord, toStatus } from './map.ts';
-import type { DeviceCr, ThinPoolCr } from './types.ts';
-import { API_VERSION, FINALIZER, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, VERSION } from './types.ts';
+import { byId, type DeviceRecord, type GroupRecord, type GroupStore, type Mutation, type PoolRecord, type StateStore, StoreError } from '../state/types.ts';
+import { toGroupRecord, toRecord, toStatus } from './map.ts';
+import type { DeviceCr, ThinGroupSnapshot, ThinPoolCr } from './types.ts';
+import { API_VERSION, FINALIZER, GROUP, isUnclaimed, isUnclaimedGroup, KIND, NODE_LABEL, PLURAL, pluralOf, VERSION } from './types.ts';
 import { step } from '../system/crashpoint.ts';
 import { apiMessage, isConflict, isNotFound } from './util.ts';
 
@@ -19,7 +19,7 @@ type Plural = (typeof PLURAL)[keyof typeof PLURAL];
  * resourceVersion it was computed from; a 409 re-reads and re-applies the mutation, so a
  * concurrent writer (the controller, an operator, another agent instance) is never overwritten.
  */
-export class CrdStore implements StateStore {
+export class CrdStore implements StateStore, GroupStore {
   readonly api: CustomObjectsApi;
   readonly node: string;
   readonly poolName: string;
@@ -140,10 +140,67 @@ export class CrdStore implements StateStore {
   }
 
   /** PUT of the object with our finalizer added or removed (conditional on resourceVersion). */
-  async setFinalizer(cr: DeviceCr, present: boolean): Promise<DeviceCr> {
+  async setFinalizer<T extends DeviceCr | ThinGroupSnapshot>(cr: T, present: boolean): Promise<T> {
     const others = (cr.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
     const body = { ...cr, metadata: { ...cr.metadata, finalizers: present ? [...others, FINALIZER] : others } };
-    return await this.api.replaceClusterCustomObject({ group: GROUP, version: VERSION, plural: pluralOf(cr.metadata.name), name: cr.metadata.name, body }) as DeviceCr;
+    const plural = cr.kind === KIND.group ? PLURAL.group : pluralOf(cr.metadata.name);
+    return await this.api.replaceClusterCustomObject({ group: GROUP, version: VERSION, plural, name: cr.metadata.name, body }) as T;
+  }
+
+  /** The ThinGroupSnapshot of this node named `id`. */
+  async readGroup(id: string): Promise<ThinGroupSnapshot | undefined> {
+    const cr = await this.read<ThinGroupSnapshot>(PLURAL.group, id);
+    return cr && cr.spec?.nodeName === this.node ? cr : undefined;
+  }
+
+  /** A group record is the status of a claimed ThinGroupSnapshot, as a device record is a ThinVolume's. */
+  async getGroup(id: string): Promise<GroupRecord | undefined> {
+    const cr = await this.readGroup(id);
+    return cr && !isUnclaimedGroup(cr) ? toGroupRecord(cr) : undefined;
+  }
+
+  async listGroupCrs(): Promise<ThinGroupSnapshot[]> {
+    try {
+      const list = await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.group, labelSelector: `${NODE_LABEL}=${this.node}` }) as { items: ThinGroupSnapshot[] };
+      return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+    } catch (err) {
+      throw new StoreError('io', `listing ${PLURAL.group}: ${apiMessage(err)}`, { cause: err });
+    }
+  }
+
+  async listGroups(): Promise<GroupRecord[]> {
+    return (await this.listGroupCrs()).filter((cr) => !isUnclaimedGroup(cr)).map(toGroupRecord).sort(byId);
+  }
+
+  /** Writes the state into the CR's status (the first write claims it); the members are the spec's. */
+  async putGroup(record: GroupRecord): Promise<GroupRecord> {
+    const out = await this.retryWrite(`writing group ${record.id}`, async () => {
+      const cr = await this.readGroup(record.id);
+      if (!cr) throw new StoreError('io', `no ${KIND.group} ${record.id} on node ${this.node}: the controller creates the custom resource first`);
+      const { code: _c, message: _m, ...rest } = cr.status ?? {};
+      const status = { ...rest, state: record.state, readyToUse: record.state === 'Ready', updatedAt: new Date().toISOString() };
+      return toGroupRecord(await this.putStatus(PLURAL.group, cr, status));
+    });
+    return out!;
+  }
+
+  /** Back to unclaimed (Pending), and our finalizer goes when the CR is being deleted; as deleteDevice. */
+  async deleteGroup(id: string): Promise<void> {
+    try {
+      await this.retryWrite(`releasing group ${id}`, async () => {
+        const cr = await this.readGroup(id);
+        if (!cr || isUnclaimedGroup(cr)) return undefined;
+        return this.putStatus(PLURAL.group, cr, { ...cr.status, state: 'Pending', readyToUse: false, updatedAt: new Date().toISOString() });
+      });
+      await this.retryWrite(`removing the finalizer of group ${id}`, async () => {
+        const cr = await this.readGroup(id);
+        if (!cr || !cr.metadata.deletionTimestamp || !cr.metadata.finalizers?.includes(FINALIZER)) return undefined;
+        return this.setFinalizer(cr, false);
+      });
+    } catch (err) {
+      if (err instanceof StoreError && err.kind === 'not_found') return;
+      throw err;
+    }
   }
 
   async readPool(): Promise<ThinPoolCr> {

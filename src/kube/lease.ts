@@ -129,7 +129,7 @@ export class LeaderElector {
 
 /** The controller service, answering UNAVAILABLE on a non-leader (capabilities stay answerable). */
 export function leaderOnly<T extends object>(target: T, leader: { check(): void }): T {
-  const open = new Set(['ControllerGetCapabilities']);
+  const open = new Set(['ControllerGetCapabilities', 'GroupControllerGetCapabilities']);
   return new Proxy(target, {
     get(t, prop, receiver) {
       const v = Reflect.get(t, prop, receiver) as unknown;

@@ -1,6 +1,6 @@
 import { META } from '../controller/meta.ts';
-import type { DeviceRecord, DeviceState } from '../state/types.ts';
-import type { Condition, DeviceCr, DeviceStatus, ThinSnapshot, ThinVolume } from './types.ts';
+import type { DeviceRecord, DeviceState, GroupRecord } from '../state/types.ts';
+import type { Condition, DeviceCr, DeviceStatus, ThinGroupSnapshot, ThinSnapshot, ThinVolume } from './types.ts';
 import { dmNameOf, isUnclaimed, NODE_LABEL } from './types.ts';
 
 /** meta key carrying the node a record lives on (controller side: topologyOf needs it). */
@@ -10,7 +10,8 @@ export const NODE_META = 'kube.node';
 function metaOf(cr: DeviceCr): Record<string, string> {
   const node = cr.spec.nodeName ?? cr.metadata.labels?.[NODE_LABEL] ?? '';
   if (cr.kind === 'ThinSnapshot') {
-    return { [META.name]: cr.spec.csiName, [META.sourceKind]: 'volume', [META.sourceId]: cr.spec.sourceVolume, [NODE_META]: node };
+    const group: Record<string, string> = cr.spec.group ? { [META.groupId]: cr.spec.group } : {};
+    return { [META.name]: cr.spec.csiName, [META.sourceKind]: 'volume', [META.sourceId]: cr.spec.sourceVolume, [NODE_META]: node, ...group };
   }
   const s = cr.spec;
   return {
@@ -85,6 +86,21 @@ function readyCondition(prev: Condition[], rec: DeviceRecord): Condition[] {
     lastTransitionTime: old && old.status === status ? old.lastTransitionTime : new Date().toISOString(),
   };
   return [...prev.filter((c) => c.type !== 'Ready'), ready];
+}
+
+/** The group record a ThinGroupSnapshot stands for; an unclaimed one (no agent work yet) is Creating. */
+export function toGroupRecord(cr: ThinGroupSnapshot): GroupRecord {
+  const created = cr.metadata.creationTimestamp ?? new Date(0).toISOString();
+  const st = cr.status?.state;
+  return {
+    id: cr.metadata.name,
+    state: st === undefined || st === 'Pending' ? 'Creating' : st,
+    members: cr.spec.sourceVolumes.map((sourceId, i) => ({ snapshotId: cr.spec.members[i] ?? '', sourceId })),
+    meta: { [META.name]: cr.spec.csiName },
+    createdAt: created,
+    updatedAt: cr.status?.updatedAt ?? created,
+    revision: cr.metadata.resourceVersion,
+  };
 }
 
 export type { ThinSnapshot, ThinVolume };

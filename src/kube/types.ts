@@ -1,10 +1,10 @@
-import type { DeviceState } from '../state/types.ts';
+import type { DeviceState, GroupState } from '../state/types.ts';
 
 export const GROUP = 'dmthin.csi.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
-export const PLURAL = { pool: 'thinpools', volume: 'thinvolumes', snapshot: 'thinsnapshots' } as const;
-export const KIND = { pool: 'ThinPool', volume: 'ThinVolume', snapshot: 'ThinSnapshot' } as const;
+export const PLURAL = { pool: 'thinpools', volume: 'thinvolumes', snapshot: 'thinsnapshots', group: 'thingroupsnapshots' } as const;
+export const KIND = { pool: 'ThinPool', volume: 'ThinVolume', snapshot: 'ThinSnapshot', group: 'ThinGroupSnapshot' } as const;
 /** Every ThinVolume/ThinSnapshot carries it, so an agent can watch only its own node's objects. */
 export const NODE_LABEL = `${GROUP}/node`;
 /** Held while a device may exist in a pool: the CR outlives its device, never the other way round. */
@@ -27,6 +27,7 @@ export type CrState = DeviceState | 'Pending';
 
 export interface ObjectMeta {
   name: string;
+  ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }>;
   uid?: string;
   resourceVersion?: string;
   generation?: number;
@@ -69,11 +70,27 @@ export interface ThinVolumeSpec {
   source?: { kind: 'snapshot' | 'volume'; name: string };
 }
 
-export interface ThinSnapshotSpec { nodeName: string; sourceVolume: string; csiName: string }
+/** `group`: the ThinGroupSnapshot this snapshot is a member of; the group's agent work makes and deletes it. */
+export interface ThinSnapshotSpec { nodeName: string; sourceVolume: string; csiName: string; group?: string }
 
 export interface ThinVolume { apiVersion: string; kind: 'ThinVolume'; metadata: ObjectMeta; spec: ThinVolumeSpec; status?: DeviceStatus }
 export interface ThinSnapshot { apiVersion: string; kind: 'ThinSnapshot'; metadata: ObjectMeta; spec: ThinSnapshotSpec; status?: DeviceStatus & { readyToUse?: boolean } }
 export type DeviceCr = ThinVolume | ThinSnapshot;
+
+/** Members are ThinSnapshots named in `members`, in the order of `sourceVolumes`, each owned by the group. */
+export interface ThinGroupSnapshotSpec { nodeName: string; csiName: string; sourceVolumes: string[]; members: string[] }
+export interface ThinGroupSnapshot {
+  apiVersion: string;
+  kind: 'ThinGroupSnapshot';
+  metadata: ObjectMeta;
+  spec: ThinGroupSnapshotSpec;
+  status?: { state?: GroupState | 'Pending'; readyToUse?: boolean; code?: string; message?: string; updatedAt?: string };
+}
+
+export function isUnclaimedGroup(cr: ThinGroupSnapshot): boolean {
+  const s = cr.status?.state;
+  return s === undefined || s === 'Pending';
+}
 
 export type PoolHealthName = 'ok' | 'low_space' | 'out_of_space' | 'read_only' | 'needs_check' | 'failed';
 
@@ -102,9 +119,13 @@ export interface ThinPoolCr {
   };
 }
 
-/** The resource a CSI id lives in: ids are vol-… or snap-… (src/controller/validate.ts). */
+/** The resource a CSI id lives in: ids are vol-…, snap-… or group-… (src/controller/validate.ts). */
 export function pluralOf(id: string): typeof PLURAL.volume | typeof PLURAL.snapshot {
   return id.startsWith('snap-') ? PLURAL.snapshot : PLURAL.volume;
+}
+
+export function objectPluralOf(id: string): typeof PLURAL.volume | typeof PLURAL.snapshot | typeof PLURAL.group {
+  return id.startsWith('group-') ? PLURAL.group : pluralOf(id);
 }
 
 export function dmNameOf(uid: string): string { return `dmthin-${uid}`; }

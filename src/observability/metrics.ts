@@ -21,6 +21,10 @@ export class Metrics {
     name: `${P}snapshot_suspend_seconds`, help: 'How long an origin stayed suspended while a snapshot was taken',
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
   });
+  readonly groupSuspendWindow = new Histogram({
+    name: `${P}group_snapshot_suspend_seconds`, help: 'How long a group snapshot kept its members suspended: first suspend to last resume, one sample per group',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [this.registry],
+  });
   readonly reconcileDuration = new Histogram({
     name: `${P}reconcile_duration_seconds`, help: 'Pool reconcile duration by outcome, and whether the pool metadata was compared',
     labelNames: ['outcome', 'metadata'] as const, buckets: FAST, registers: [this.registry],

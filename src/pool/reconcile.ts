@@ -2,19 +2,21 @@ import type { DmDeviceInfo, ThinTable } from '../devmapper/types.ts';
 import { isDmError } from '../devmapper/types.ts';
 import { errorMessage } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
-import type { DeviceRecord, DeviceState } from '../state/types.ts';
+import type { DeviceRecord, DeviceState, GroupState } from '../state/types.ts';
 import type { Devices } from './devices.ts';
+import { reconcileGroups, type GroupSnapshots } from './group.ts';
 import { retry, SUSPEND_RETRY } from './retry.ts';
 
 /** What the pass read of a live dm device before the repairs: its info, and its table when thin. */
 type Seen = DmDeviceInfo & { table?: ThinTable };
 
-export type RepairAction = 'rolled_back' | 'deleted' | 'resumed' | 'reactivated' | 'settled' | 'marked_faulty' | 'resized';
+export type RepairAction = 'rolled_back' | 'deleted' | 'resumed' | 'reactivated' | 'settled' | 'marked_faulty' | 'resized' | 'finished';
 
 export interface ReconcileReport {
   /** The pool's transaction id against the one last confirmed in the store. */
   tx: { pool: number; store: number | undefined; verdict: 'in_sync' | 'one_unconfirmed' | 'first_start' | 'mismatch' };
-  repaired: Array<{ id: string; from: DeviceState; action: RepairAction }>;
+  /** Devices, and group snapshots (whose `from` is a group state). */
+  repaired: Array<{ id: string; from: DeviceState | GroupState; action: RepairAction }>;
   faulty: Array<{ id: string; error: string }>;
   /** Thin devices in this pool that no record knows; dmName only when the device is live. */
   orphans: Array<{ dmName?: string; deviceId: number }>;
@@ -47,6 +49,8 @@ export interface ReconcileOptions {
    * devices with no live table are left for that pass. Default true.
    */
   metadata?: boolean;
+  /** The pool's group snapshots, repaired before the devices (see reconcileGroups). */
+  groups?: GroupSnapshots;
 }
 
 /**
@@ -59,12 +63,13 @@ export async function reconcile(ctx: OpContext, devices: Devices, opts: Reconcil
   const { store, dm, log, metrics } = pool.deps;
   const withMetadata = opts.metadata ?? true;
   const end = metrics.reconcileDuration.startTimer({ metadata: withMetadata ? 'checked' : 'skipped' });
+  const groups = opts.groups ? await reconcileGroups(ctx, opts.groups, opts.exclusive) : { repaired: [], faulty: [] };
   // Independent reads, side by side: a restart waits for the slowest, not for their sum.
   const [tx, infos, tables, view] = await Promise.all([
     txVerdict(ctx, devices), dm.infoAll(ctx), dm.thinTableAll(ctx),
     withMetadata ? pool.metadataView(ctx) : Promise.resolve({ unavailable: 'not asked for' }),
   ]);
-  const report: ReconcileReport = { tx, repaired: [], faulty: [], orphans: [], metadata: 'skipped' };
+  const report: ReconcileReport = { tx, repaired: [...groups.repaired], faulty: [...groups.faulty], orphans: [], metadata: 'skipped' };
   if (withMetadata) report.metadata = 'ids' in view ? 'checked' : 'unavailable';
   if ('unavailable' in view && withMetadata) log.warn('pool metadata not compared with the records this time', { pool: pool.name, reason: view.unavailable });
   const live = new Map(infos.map((i) => [i.name, i]));

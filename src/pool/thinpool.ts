@@ -237,6 +237,28 @@ export class ThinPool {
   }
 
   /**
+   * Several messages in one serialised section, between one `during` and one `after`: a group
+   * snapshot suspends every member, sends a create_snap for each and resumes them all, and no
+   * other message may come between (it would lengthen the freeze of every member). The first
+   * failure stops the sequence; `after` runs whatever happened.
+   */
+  async commitAll(ctx: OpContext, msgs: readonly string[], hooks: { during?: () => Promise<void>; after?: () => Promise<void>; sending?: (i: number) => void; sent?: (i: number) => void } = {}): Promise<void> {
+    await this.messages.run(async () => {
+      try {
+        await hooks.during?.();
+        for (const [i, msg] of msgs.entries()) {
+          hooks.sending?.(i);
+          await this.send(ctx, msg);
+          hooks.sent?.(i);
+        }
+      } finally {
+        await hooks.after?.();
+      }
+      this.stampSoon();
+    });
+  }
+
+  /**
    * Queues one stamp behind the messages, STAMP_DELAY_MS from now, unless one is waiting and not
    * started yet. The delay lets the reply go out before the spawn takes the CPU (a debug bench
    * run with the stamp spawned at once: a create's reply came 40 ms after its message, for one

@@ -2,9 +2,11 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { applyMutation, assertStorable, deviceProblem, jsonCopy, poolProblem, recordCopy } from './memory.ts';
 import { KeyedMutex } from '../system/lock.ts';
-import { byId, type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
+import { step } from '../system/crashpoint.ts';
+import { byId, groupProblem, type DeviceRecord, type GroupRecord, type GroupStore, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
 
 const DEVICES_DIR = 'devices';
+const GROUPS_DIR = 'groups';
 const POOL_FILE = 'pool.json';
 const LOCK_FILE = 'lock';
 const TEMP_MARK = '.tmp-';
@@ -133,9 +135,10 @@ function quarantineName(file: string): string {
  * DIR/pool.json, all loaded into memory at open. Writes reach disk before the cache, so a
  * failed write leaves both unchanged. One process at a time holds DIR/lock.
  */
-export class FileStore implements StateStore {
+export class FileStore implements StateStore, GroupStore {
   readonly dir: string;
   readonly #devices = new Map<string, DeviceRecord>();
+  readonly #groups = new Map<string, GroupRecord>();
   #pool: PoolRecord | undefined;
   #revision = 0;
   readonly #problems: string[] = [];
@@ -150,6 +153,7 @@ export class FileStore implements StateStore {
     const abs = path.resolve(dir);
     try {
       await fsp.mkdir(path.join(abs, DEVICES_DIR), { recursive: true, mode: 0o700 });
+      await fsp.mkdir(path.join(abs, GROUPS_DIR), { recursive: true, mode: 0o700 });
     } catch (err) {
       throw ioError(`creating ${abs}`, err);
     }
@@ -195,6 +199,12 @@ export class FileStore implements StateStore {
       const rec = await this.#readRecord(file, (x) => deviceProblem(x)
         ?? (`${encodeId((x as DeviceRecord).id)}.json` === name ? undefined : `file name does not match id ${JSON.stringify((x as DeviceRecord).id)}`));
       if (rec) this.#devices.set((rec as DeviceRecord).id, rec as DeviceRecord);
+    }
+    await this.#removeTemps(path.join(this.dir, GROUPS_DIR));
+    for (const name of (await fsp.readdir(path.join(this.dir, GROUPS_DIR))).sort()) {
+      if (!name.endsWith('.json')) continue;
+      const rec = await this.#readRecord(path.join(this.dir, GROUPS_DIR, name), groupProblem);
+      if (rec) this.#groups.set((rec as unknown as GroupRecord).id, rec as unknown as GroupRecord);
     }
   }
 
@@ -257,6 +267,7 @@ export class FileStore implements StateStore {
       throw ioError(`writing device record ${stored.id}`, err);
     }
     this.#devices.set(stored.id, stored);
+    step(`store: device ${stored.id} ${stored.state}`);
     return jsonCopy(stored);
   }
 
@@ -293,6 +304,51 @@ export class FileStore implements StateStore {
         if (!isErrno(err, 'ENOENT')) throw ioError(`deleting device record ${id}`, err);
       }
       this.#devices.delete(id);
+      step(`store: device ${id} deleted`);
+    });
+  }
+
+  async getGroup(id: string): Promise<GroupRecord | undefined> {
+    this.#assertOpen();
+    const g = this.#groups.get(id);
+    return g && jsonCopy(g);
+  }
+
+  async listGroups(): Promise<GroupRecord[]> {
+    this.#assertOpen();
+    return [...this.#groups.values()].sort(byId).map((g) => jsonCopy(g));
+  }
+
+  async putGroup(record: GroupRecord): Promise<GroupRecord> {
+    const copy = jsonCopy(record);
+    const problem = groupProblem(copy);
+    if (problem) throw new TypeError(`invalid group record: ${problem}`);
+    this.#assertOpen();
+    return this.#mutex.run(`\0group/${copy.id}`, async () => {
+      const stored = { ...copy, revision: this.#nextRevision() };
+      try {
+        await writeAtomic(path.join(this.dir, GROUPS_DIR, `${encodeId(copy.id)}.json`), `${JSON.stringify(stored, null, 2)}\n`);
+      } catch (err) {
+        throw ioError(`writing group record ${copy.id}`, err);
+      }
+      this.#groups.set(copy.id, stored);
+      step(`store: group ${copy.id} ${copy.state}`);
+      return jsonCopy(stored);
+    });
+  }
+
+  async deleteGroup(id: string): Promise<void> {
+    this.#assertOpen();
+    return this.#mutex.run(`\0group/${id}`, async () => {
+      const file = path.join(this.dir, GROUPS_DIR, `${encodeId(id)}.json`);
+      try {
+        await fsp.unlink(file);
+        await fsyncDir(path.dirname(file));
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw ioError(`deleting group record ${id}`, err);
+      }
+      this.#groups.delete(id);
+      step(`store: group ${id} deleted`);
     });
   }
 

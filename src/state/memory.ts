@@ -1,4 +1,4 @@
-import { byId, DEVICE_STATES, type DeviceRecord, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
+import { byId, DEVICE_STATES, groupProblem, type DeviceRecord, type GroupRecord, type GroupStore, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
 
 /** Retries before updateDevice gives up on a record that keeps changing underneath it. */
 const MAX_ATTEMPTS = 100;
@@ -80,8 +80,9 @@ export function applyMutation(current: DeviceRecord, mutate: Mutation<DeviceReco
  * updateDevice yields between read and write, like a real store, so concurrent updates
  * really interleave and the compare-and-swap path runs.
  */
-export class MemoryStore implements StateStore {
+export class MemoryStore implements StateStore, GroupStore {
   readonly #devices = new Map<string, DeviceRecord>();
+  readonly #groups = new Map<string, GroupRecord>();
   #pool: PoolRecord | undefined;
   #revision = 0;
   #closed = false;
@@ -159,6 +160,32 @@ export class MemoryStore implements StateStore {
     assertStorable('pool', jsonCopy(next));
     this.#pool = { ...jsonCopy(next), revision: this.#next() };
     return jsonCopy(this.#pool);
+  }
+
+  async getGroup(id: string): Promise<GroupRecord | undefined> {
+    this.#open();
+    const g = this.#groups.get(id);
+    return g && jsonCopy(g);
+  }
+
+  async listGroups(): Promise<GroupRecord[]> {
+    this.#open();
+    return [...this.#groups.values()].sort(byId).map((g) => jsonCopy(g));
+  }
+
+  async putGroup(record: GroupRecord): Promise<GroupRecord> {
+    this.#open();
+    const copy = jsonCopy(record);
+    const problem = groupProblem(copy);
+    if (problem) throw new TypeError(`invalid group record: ${problem}`);
+    const stored = { ...copy, revision: this.#next() };
+    this.#groups.set(copy.id, stored);
+    return jsonCopy(stored);
+  }
+
+  async deleteGroup(id: string): Promise<void> {
+    this.#open();
+    this.#groups.delete(id);
   }
 
   async close(): Promise<void> {

@@ -48,6 +48,49 @@ export interface PoolRecord {
   revision?: string;
 }
 
+export type GroupState = 'Creating' | 'Ready' | 'Removing';
+
+/**
+ * A group snapshot: one instant across several volumes of this pool. Written (Creating) before
+ * any member record and before the first suspend, and Ready only once every member's
+ * create_snap returned, so a restart knows whether the whole group exists (Ready: finish the
+ * members' bookkeeping) or must be undone (Creating, Removing: delete every member, then it).
+ */
+export interface GroupRecord {
+  /** Store key: the CSI group snapshot id. */
+  id: string;
+  state: GroupState;
+  /** Member snapshot id and the volume it is of, in the order they were taken. */
+  members: Array<{ snapshotId: string; sourceId: string }>;
+  /** Owned by the CSI layer (the request's name); opaque to the pool layer. */
+  meta: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+  revision?: string;
+}
+
+/** Durable group records; the stores that can keep them implement it beside StateStore. */
+export interface GroupStore {
+  getGroup(id: string): Promise<GroupRecord | undefined>;
+  listGroups(): Promise<GroupRecord[]>;
+  /** Creates or replaces the record: a group's record has one writer, the RPC holding its lock. */
+  putGroup(record: GroupRecord): Promise<GroupRecord>;
+  /** Idempotent. */
+  deleteGroup(id: string): Promise<void>;
+}
+
+export function groupProblem(x: unknown): string | undefined {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object';
+  const r = x as Record<string, unknown>;
+  if (typeof r.id !== 'string' || r.id === '') return 'id must be a non-empty string';
+  if (r.state !== 'Creating' && r.state !== 'Ready' && r.state !== 'Removing') return `state ${JSON.stringify(r.state)} is not a group state`;
+  if (!Array.isArray(r.members) || !r.members.every((m: unknown) => typeof (m as { snapshotId?: unknown })?.snapshotId === 'string'
+    && typeof (m as { sourceId?: unknown }).sourceId === 'string')) return 'members must list {snapshotId, sourceId} strings';
+  if (typeof r.meta !== 'object' || r.meta === null || !Object.values(r.meta).every((v) => typeof v === 'string')) return 'meta must map strings to strings';
+  if (typeof r.createdAt !== 'string' || typeof r.updatedAt !== 'string') return 'createdAt and updatedAt must be strings';
+  return undefined;
+}
+
 export class StoreError extends Error {
   readonly kind: 'not_found' | 'conflict' | 'exists' | 'io';
   constructor(kind: StoreError['kind'], message: string, options?: { cause?: unknown }) {

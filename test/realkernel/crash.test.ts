@@ -1,14 +1,17 @@
 /**
  * kill -9 of the driver in the middle of create, snapshot (origin suspended), restore,
  * expand and delete, then a restart: every run must converge with no device left
- * half-made, no leaked thin id, no suspended origin, and fsynced data intact.
+ * half-made, no leaked thin id, no suspended origin, and fsynced data intact. The group
+ * snapshot is killed at every step boundary instead (src/system/crashpoint.ts): after each
+ * kill the group exists whole or not at all.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
-import { KUBELET, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
+import { groupIdFor, memberIdFor } from '../../src/controller/validate.ts';
+import { KUBELET, groupRecords, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
 
 const TRANSITIONAL = new Set(['Unknown', 'Creating', 'Activating', 'Suspending', 'Suspended', 'Resuming', 'Deactivating', 'Removing', 'Removed']);
 const DELAYS_MS = [150, 400, 700, 1000, 1500, 2200];
@@ -118,6 +121,84 @@ describe('SIGKILL mid-operation, then restart', { timeout: 1_800_000 }, () => {
     for (const r of records()) {
       if (r.kind === 'volume') await d.clients.controller.call('DeleteVolume', { volume_id: r.id });
       else await d.clients.controller.call('DeleteSnapshot', { snapshot_id: r.id });
+    }
+    assert.deepEqual(records(), []);
+    assert.deepEqual(poolThinIds(), []);
+    assertConverged('at the end');
+  });
+});
+
+/** The group exists whole (Ready, every member a Created snapshot) or not at all (no member either). */
+function groupState(name: string, sources: string[]): 'whole' | 'none' {
+  const group = groupRecords().find((g) => g.id === groupIdFor(name));
+  const members = sources.map((s) => records().find((r) => r.id === memberIdFor(name, s)));
+  if (!group) {
+    assert.deepEqual(members.filter(Boolean).map((m) => m!.id), [], `${name}: no group, so no member`);
+    return 'none';
+  }
+  assert.equal(group.state, 'Ready', `${name}: a group that survives a restart is Ready`);
+  assert.deepEqual(members.map((m) => m?.state), sources.map(() => 'Created'), `${name}: every member Created`);
+  return 'whole';
+}
+
+describe('group snapshot: SIGKILL at every step boundary, then restart', { timeout: 1_800_000 }, () => {
+  const pair: string[] = [];
+  const G = () => d.clients.group;
+  const armed = (n: number) => ({ DMTHIN_CRASH_SCOPE: `group/${groupIdFor(`cg-${n}`)}`, DMTHIN_CRASH_AFTER_STEPS: String(n) });
+  const log = () => `${target(pair[0]!)}/group-log.txt`;
+
+  before(async () => {
+    d = await startDriver();
+    for (const i of [0, 1]) {
+      const v = (await d.clients.controller.call('CreateVolume', { name: `crash-g-${i}`, capacity_range: { required_bytes: 256 * MiB }, volume_capabilities: [mountCap()] })).volume.volume_id as string;
+      await d.clients.node.call('NodeStageVolume', { volume_id: v, staging_target_path: staging(v), volume_capability: mountCap() });
+      await d.clients.node.call('NodePublishVolume', { volume_id: v, staging_target_path: staging(v), target_path: target(v), volume_capability: mountCap(), readonly: false });
+      pair.push(v);
+    }
+    await stopDriver(d);
+  });
+
+  after(async () => { if (d) await stopDriver(d); });
+
+  it('converges to the whole group or none of it after a kill at each step, and the retry makes it whole', async () => {
+    const seen = new Set<string>();
+    let boundaries = 0;
+    d = await startDriver([], armed(1));
+    for (let n = 1; ; n++) {
+      assert.ok(n <= 60, 'still crashing after 60 steps');
+      const writer = startWriter(log());
+      await new Promise((r) => setTimeout(r, 200));
+      const outcome = G().call('CreateVolumeGroupSnapshot', { name: `cg-${n}`, source_volume_ids: pair }).then(() => 'done' as const, (e: unknown) => e);
+      const first = await Promise.race([outcome, d.exited.then(() => 'killed' as const)]);
+      if (first === 'done') await new Promise((r) => setTimeout(r, 2000)); // the stamp follows the reply: its steps too
+      const durableAtKill = writer.durable();
+      if (first === 'done' && d.child.exitCode === null && d.child.signalCode === null) {
+        await writer.stop();
+        boundaries = n - 1;
+        break;
+      }
+      d.clients.close();
+      await outcome;
+      d = await startDriver([], armed(n + 1));
+      await writer.stop(); // after the restart: a writer blocked on a member left frozen dies only once it thaws
+      assertConverged(`group killed after step ${n}`);
+      seen.add(groupState(`cg-${n}`, pair));
+      assert.ok(lineCount(log()) >= durableAtKill, 'every line fsynced before the kill is intact');
+      await G().call('CreateVolumeGroupSnapshot', { name: `cg-${n}`, source_volume_ids: pair });
+      assert.equal(groupState(`cg-${n}`, pair), 'whole', `cg-${n}: the retry made it whole`);
+      assertConverged(`group killed after step ${n}, retried`);
+    }
+    console.log(`group snapshot: killed at ${boundaries} step boundaries; after the restart: ${[...seen].join(', ')}`);
+    assert.ok(boundaries >= 8, `only ${boundaries} step boundaries`);
+    assert.deepEqual([...seen].sort(), ['none', 'whole'], 'kills landed both before and after the group was Ready');
+  });
+
+  it('cleans up completely', async () => {
+    for (const g of groupRecords()) await G().call('DeleteVolumeGroupSnapshot', { group_snapshot_id: g.id, snapshot_ids: g.members.map((m) => m.snapshotId) });
+    for (const v of pair) {
+      await d.clients.node.call('NodeUnpublishVolume', { volume_id: v, target_path: target(v) });
+      await d.clients.node.call('NodeUnstageVolume', { volume_id: v, staging_target_path: staging(v) });
+      await d.clients.controller.call('DeleteVolume', { volume_id: v });
     }
     assert.deepEqual(records(), []);
     assert.deepEqual(poolThinIds(), []);

@@ -3,7 +3,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readdirSync, readFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectCsi, type CsiClients } from '../support/csi-client.ts';
-import type { DeviceRecord } from '../../src/state/types.ts';
+import type { DeviceRecord, GroupRecord } from '../../src/state/types.ts';
 
 /** Everything the real-kernel suites share: where the driver lives and how to look under it. */
 export const ROOT = process.cwd();
@@ -20,13 +20,13 @@ let runs = 0;
 export interface DriverProcess { child: ChildProcess; clients: CsiClients; log: string; exited: Promise<number | null> }
 
 /** Starts the bundled driver in standalone mode and waits until Probe answers ready. */
-export async function startDriver(extra: string[] = []): Promise<DriverProcess> {
+export async function startDriver(extra: string[] = [], env: Record<string, string> = {}): Promise<DriverProcess> {
   mkdirSync(LOGS, { recursive: true });
   const log = join(LOGS, `${SUITE}-driver-${++runs}.log`);
   const fd = openSync(log, 'w');
   const child = spawn(process.execPath, [join(ROOT, 'dist/dmthin-csi.mjs'), 'standalone', '--state-dir', STATE, '--endpoint', ENDPOINT,
     '--pool-name', POOL, '--loop-data-size', '64Gi', '--loop-metadata-size', '256Mi', '--node-id', 'rk-node', '--log-level', 'info', ...extra],
-  { stdio: ['ignore', fd, fd] });
+  { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
   closeSync(fd);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const until = Date.now() + 120_000;
@@ -40,7 +40,11 @@ export async function startDriver(extra: string[] = []): Promise<DriverProcess> 
     } catch { /* not listening yet */ } finally {
       probe.close();
     }
-    if (Date.now() > until) throw new Error(`driver did not become ready:\n${tail(log)}`);
+    if (Date.now() > until) {
+      child.kill('SIGKILL'); // else it keeps the state directory's lock and every later start fails on it
+      await exited;
+      throw new Error(`driver did not become ready:\n${tail(log)}`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -67,6 +71,12 @@ export function sh(cmd: string, args: string[]): string {
 export function records(): DeviceRecord[] {
   const dir = join(STATE, 'store', 'devices');
   return readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as DeviceRecord);
+}
+
+/** The driver's group snapshot records, as stored by its embedded store. */
+export function groupRecords(): GroupRecord[] {
+  const dir = join(STATE, 'store', 'groups');
+  return readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as GroupRecord);
 }
 
 export function storedPoolTx(): number {

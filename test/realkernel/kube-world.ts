@@ -14,6 +14,7 @@ import { KUBELET, liveThins, LOGS, POOL, poolThinIds, ROOT, STATE, SUITE } from 
 
 export const VOLS = 'thinvolumes.dmthin.csi.io';
 export const SNAPS = 'thinsnapshots.dmthin.csi.io';
+export const GROUPS = 'thingroupsnapshots.dmthin.csi.io';
 const SETTLED = new Set(['Created', 'Activated', 'Deactivated', 'Resumed']);
 
 export type Cr = { metadata: { name: string; finalizers?: string[] }; status?: { state?: string; deviceId?: number; sizeBytes?: number } };
@@ -52,7 +53,7 @@ export class KubeWorld {
   async start(): Promise<void> {
     rmSync(STATE, { recursive: true, force: true });
     mkdirSync(STATE, { recursive: true });
-    const crds = ['thinpools', 'thinvolumes', 'thinsnapshots'].map((p) => loadYaml(readFileSync(join(ROOT, `deploy/crds/dmthin.csi.io_${p}.yaml`), 'utf8')));
+    const crds = ['thinpools', 'thinvolumes', 'thinsnapshots', 'thingroupsnapshots'].map((p) => loadYaml(readFileSync(join(ROOT, `deploy/crds/dmthin.csi.io_${p}.yaml`), 'utf8')));
     this.api = await startApiDouble({ crds });
     await this.api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: this.node } }); // a live node keeps its finalizers
     this.kubeconfig = join(STATE, 'kubeconfig');
@@ -129,6 +130,7 @@ export class KubeWorld {
   assertConverged(context: string): void {
     const all = [...this.crs(VOLS), ...this.crs(SNAPS)];
     assert.deepEqual(all.filter((o) => !SETTLED.has(o.status?.state ?? '')).map((o) => `${o.metadata.name}:${o.status?.state}`), [], `${context}: every resource settled`);
+    assert.deepEqual(this.crs(GROUPS).filter((o) => o.status?.state !== 'Ready').map((o) => `${o.metadata.name}:${o.status?.state}`), [], `${context}: every group snapshot Ready`);
     assert.deepEqual(liveThins().filter((t) => t.suspended), [], `${context}: nothing suspended`);
     const ids = all.map((o) => o.status!.deviceId!).sort((a, b) => a - b);
     assert.deepEqual(poolThinIds().sort((a, b) => a - b), ids, `${context}: pool thin ids == resources' device ids`);

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/node_modules/.bin:$PATH"
-suites=(${REALKERNEL_SUITES:-test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/kube-crash.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/hostile.test.ts})
+suites=(${REALKERNEL_SUITES:-test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/kube-crash.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/hostile.test.ts test/realkernel/group.test.ts})
 node scripts/bundle.mjs "${suites[@]}"
 files=()
 for s in "${suites[@]}"; do files+=("dist/$(basename "${s%.ts}").mjs"); done

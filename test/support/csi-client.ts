@@ -22,16 +22,17 @@ function wrapClient(client: grpc.Client): CsiServiceClient {
   };
 }
 
-export interface CsiClients { identity: CsiServiceClient; controller: CsiServiceClient; node: CsiServiceClient; close(): void }
+export interface CsiClients { identity: CsiServiceClient; controller: CsiServiceClient; node: CsiServiceClient; group: CsiServiceClient; close(): void }
 
-/** Clients for all three services on `endpoint` (unix:///path). */
+/** Clients for all four services on `endpoint` (unix:///path). */
 export function connectCsi(endpoint: string): CsiClients {
   const csi = loadCsi().csi.v1;
   const creds = grpc.credentials.createInsecure();
   const identity = wrapClient(new csi.Identity(endpoint, creds));
   const controller = wrapClient(new csi.Controller(endpoint, creds));
   const node = wrapClient(new csi.Node(endpoint, creds));
-  return { identity, controller, node, close: () => { identity.close(); controller.close(); node.close(); } };
+  const group = wrapClient(new csi.GroupController(endpoint, creds));
+  return { identity, controller, node, group, close: () => { identity.close(); controller.close(); node.close(); group.close(); } };
 }
 
 /** Awaits a call that must fail, and returns its gRPC status code name. */

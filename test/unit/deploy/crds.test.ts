@@ -6,7 +6,7 @@ import { CHART_DIR, ROOT } from './render.ts';
 
 const DEPLOY_CRDS = path.join(ROOT, 'deploy/crds');
 const CHART_CRDS = path.join(CHART_DIR, 'crds');
-const EXPECTED = ['dmthin.csi.io_thinpools.yaml', 'dmthin.csi.io_thinsnapshots.yaml', 'dmthin.csi.io_thinvolumes.yaml'];
+const EXPECTED = ['dmthin.csi.io_thingroupsnapshots.yaml', 'dmthin.csi.io_thinpools.yaml', 'dmthin.csi.io_thinsnapshots.yaml', 'dmthin.csi.io_thinvolumes.yaml'];
 
 const yamlIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort() : []);
 
@@ -17,6 +17,6 @@ test('the chart carries identical copies of deploy/crds', () => {
   }
 });
 
-test('the three CRDs of the contract are there', { skip: yamlIn(DEPLOY_CRDS).length === 0 ? 'deploy/crds/ not written yet' : false }, () => {
+test('the four CRDs of the contract are there', { skip: yamlIn(DEPLOY_CRDS).length === 0 ? 'deploy/crds/ not written yet' : false }, () => {
   assert.deepEqual(yamlIn(DEPLOY_CRDS), EXPECTED);
 });

@@ -12,6 +12,7 @@ type Contract = Array<[group: string, resources: string[], verbs: string[]]>;
 const DRIVER_CONTROLLER: Contract = [
   ['dmthin.csi.io', ['thinvolumes'], ['get', 'list', 'watch', 'create', 'delete', 'patch']],
   ['dmthin.csi.io', ['thinsnapshots'], ['get', 'list', 'watch', 'create', 'delete', 'patch']],
+  ['dmthin.csi.io', ['thingroupsnapshots'], ['get', 'list', 'watch', 'create', 'delete', 'patch']],
   ['dmthin.csi.io', ['thinpools'], ['get', 'list', 'watch']],
   ['coordination.k8s.io', ['leases'], ['get', 'create', 'update']],
   ['', ['events'], ['create', 'patch']],
@@ -38,6 +39,12 @@ const SNAPSHOTTER: Contract = [
   ['', ['events'], ['list', 'watch', 'create', 'update', 'patch']],
   ['coordination.k8s.io', ['leases'], ['get', 'list', 'watch', 'create', 'update', 'delete']],
 ];
+/** The snapshotter's group snapshot part, granted only with volumeGroupSnapshots.enabled (upstream's RBAC for it). */
+const GROUP_SNAPSHOTTER: Contract = [
+  ['groupsnapshot.storage.k8s.io', ['volumegroupsnapshotclasses'], ['get', 'list', 'watch']],
+  ['groupsnapshot.storage.k8s.io', ['volumegroupsnapshotcontents'], ['get', 'list', 'watch', 'update', 'patch']],
+  ['groupsnapshot.storage.k8s.io', ['volumegroupsnapshotcontents/status'], ['update', 'patch']],
+];
 const RESIZER: Contract = [
   ['', ['persistentvolumes'], ['get', 'list', 'watch', 'update', 'patch']],
   ['', ['persistentvolumeclaims'], ['get', 'list', 'watch']],
@@ -47,8 +54,8 @@ const RESIZER: Contract = [
   ['coordination.k8s.io', ['leases'], ['get', 'list', 'watch', 'create', 'update', 'delete']],
 ];
 const NODE: Contract = [
-  ['dmthin.csi.io', ['thinvolumes', 'thinsnapshots'], ['get', 'list', 'watch', 'update', 'patch']],
-  ['dmthin.csi.io', ['thinvolumes/status', 'thinsnapshots/status'], ['get', 'update', 'patch']],
+  ['dmthin.csi.io', ['thinvolumes', 'thinsnapshots', 'thingroupsnapshots'], ['get', 'list', 'watch', 'update', 'patch']],
+  ['dmthin.csi.io', ['thinvolumes/status', 'thinsnapshots/status', 'thingroupsnapshots/status'], ['get', 'update', 'patch']],
   ['dmthin.csi.io', ['thinpools'], ['get', 'create', 'update', 'patch']],
   ['dmthin.csi.io', ['thinpools/status'], ['get', 'update', 'patch']],
   ['', ['events'], ['create', 'patch']],
@@ -94,6 +101,15 @@ function asSorted(g: Grants): Record<string, string[]> {
 test('controller service account: exactly the driver contract plus the three sidecars', async () => {
   const docs = await renderChart();
   assert.deepEqual(asSorted(grantsOf(docs, 'dmthin-csi-controller')), asSorted(fromContract(DRIVER_CONTROLLER, PROVISIONER, SNAPSHOTTER, RESIZER)));
+});
+
+test('with group snapshots enabled: the snapshotter\'s group RBAC besides, and its feature gate', async () => {
+  const docs = await renderChart({ values: { volumeGroupSnapshots: { enabled: true } } });
+  assert.deepEqual(asSorted(grantsOf(docs, 'dmthin-csi-controller')), asSorted(fromContract(DRIVER_CONTROLLER, PROVISIONER, SNAPSHOTTER, GROUP_SNAPSHOTTER, RESIZER)));
+  const containers = (docs.find((d) => d.object.kind === 'Deployment')!.object as any).spec.template.spec.containers;
+  assert.ok(containers.find((c: any) => c.name === 'csi-snapshotter').args.includes('--feature-gates=CSIVolumeGroupSnapshot=true'));
+  const off = (await renderChart()).find((d) => d.object.kind === 'Deployment')!.object as any;
+  assert.ok(!off.spec.template.spec.containers.find((c: any) => c.name === 'csi-snapshotter').args.some((a: string) => a.startsWith('--feature-gates')), 'off by default');
 });
 
 test('node service account: exactly the node contract', async () => {

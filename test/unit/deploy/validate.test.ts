@@ -13,6 +13,13 @@ function snapshotClassCrd(): Record<string, unknown> {
   return load(readFileSync(SNAPSHOT_CRD, 'utf8')) as Record<string, unknown>;
 }
 
+/** The same release's VolumeGroupSnapshotClass CRD (v1, served beside v1beta2, its storage version). */
+const GROUP_SNAPSHOT_CRD = path.join(import.meta.dirname, 'fixtures', 'groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml');
+
+function groupSnapshotClassCrd(): Record<string, unknown> {
+  return load(readFileSync(GROUP_SNAPSHOT_CRD, 'utf8')) as Record<string, unknown>;
+}
+
 const variants: Array<[string, Record<string, unknown>]> = [
   ['default values', {}],
   ['per-node pools, default class, 3 controller replicas', {
@@ -20,12 +27,14 @@ const variants: Array<[string, Record<string, unknown>]> = [
     storageClass: { isDefault: true, fsType: 'xfs' },
     pools: { nodes: { 'worker-1.example': { name: 'fast', dataDevice: '/dev/nvme0n1p1', metadataDevice: '/dev/nvme0n1p2' }, 'worker-2': { existing: true, name: 'vg-pool' } } },
   }],
+  ['group snapshots enabled', { volumeGroupSnapshots: { enabled: true, deletionPolicy: 'Retain' } }],
 ];
 
 for (const [name, values] of variants) {
   test(`every rendered object validates against Kubernetes' schemas (${name})`, async () => {
     const docs = await renderChart({ values });
     assert.ok(docs.length >= 15, `only ${docs.length} objects rendered`);
+    let groupClasses = 0;
     const crd = snapshotClassCrd();
     for (const d of docs as RenderedDoc[]) {
       const o = d.object;
@@ -35,11 +44,30 @@ for (const [name, values] of variants) {
         assert.deepEqual(validateAgainstCrd(o, crdSchema(crd, 'v1')), [], where);
         continue;
       }
+      if (o.apiVersion === 'groupsnapshot.storage.k8s.io/v1') {
+        assert.equal(o.kind, 'VolumeGroupSnapshotClass', where);
+        const schema = crdSchema(groupSnapshotClassCrd(), 'v1');
+        assert.deepEqual(validateAgainstCrd(o, schema), [], where);
+        assert.deepEqual(unknownCrdFields(o, schema, 'VolumeGroupSnapshotClass'), [], where);
+        groupClasses++;
+        continue;
+      }
       assert.deepEqual(await validateBuiltin(o), [], where);
       assert.deepEqual(unknownBuiltinFields(o), [], where);
     }
+    assert.equal(groupClasses, (values.volumeGroupSnapshots as { enabled?: boolean } | undefined)?.enabled ? 1 : 0, 'a VolumeGroupSnapshotClass exactly when enabled');
   });
 }
+
+test('the group snapshot class check catches what it claims to', async () => {
+  const docs = await renderChart({ values: { volumeGroupSnapshots: { enabled: true } } });
+  const vgsc = structuredClone(docs.find((d) => d.object.kind === 'VolumeGroupSnapshotClass')!.object) as any;
+  assert.equal(vgsc.driver, 'dmthin.csi.io');
+  const schema = crdSchema(groupSnapshotClassCrd(), 'v1');
+  assert.notDeepEqual(validateAgainstCrd({ ...vgsc, deletionPolicy: 'Keep' }, schema), []);
+  assert.notDeepEqual(validateAgainstCrd({ ...vgsc, driver: undefined }, schema), []);
+  assert.deepEqual(unknownCrdFields({ ...vgsc, parameterz: {} }, schema, 'VolumeGroupSnapshotClass'), ['VolumeGroupSnapshotClass.parameterz: unknown field']);
+});
 
 test('the schema checks catch what they claim to', async () => {
   const docs = await renderChart();

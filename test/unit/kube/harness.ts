@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { ControllerService } from '../../../src/controller/service.ts';
 import { FakeDeviceMapper } from '../../../src/devmapper/fake.ts';
 import { KubeBackend } from '../../../src/kube/backend.ts';
+import { KubeGroupBackend } from '../../../src/kube/group-backend.ts';
+import { GroupControllerService } from '../../../src/controller/groups.ts';
 import { startKubeNode, type KubeNode } from '../../../src/kube/node.ts';
 import { FakeMounter } from '../../../src/mount/fake.ts';
 import { FakeLoopDevices } from '../../../src/mount/fake-loop.ts';
@@ -20,7 +22,7 @@ export const POOL = 'pool';
 /** 1 GiB of data, 64 KiB blocks. */
 const POOL_TABLE = '0 2097152 thin-pool /dev/loop1 /dev/loop0 128 32768 1 skip_block_zeroing';
 const CRD_DIR = new URL('../../../deploy/crds/', import.meta.url);
-export const CRD_FILES = ['dmthin.csi.io_thinpools.yaml', 'dmthin.csi.io_thinvolumes.yaml', 'dmthin.csi.io_thinsnapshots.yaml'];
+export const CRD_FILES = ['dmthin.csi.io_thinpools.yaml', 'dmthin.csi.io_thinvolumes.yaml', 'dmthin.csi.io_thinsnapshots.yaml', 'dmthin.csi.io_thingroupsnapshots.yaml'];
 
 export function loadCrds(): unknown[] {
   return CRD_FILES.map((f) => loadYaml(readFileSync(new URL(f, CRD_DIR), 'utf8')));
@@ -30,6 +32,7 @@ export interface World {
   d: ApiDouble;
   api: CustomObjectsApi;
   controller: ControllerService;
+  groupController: GroupControllerService;
   backend: KubeBackend;
   dms: Map<string, FakeDeviceMapper>;
   mounters: Map<string, FakeMounter>;
@@ -51,6 +54,7 @@ export async function world(): Promise<World> {
   const w: World = {
     d, api, backend, dms, nodes, mounters,
     controller: new ControllerService(backend, { fsType: 'ext4' }),
+    groupController: new GroupControllerService(backend, new KubeGroupBackend(api, backend)),
     async startNode(name, agentOpts = {}) {
       // The fake kernel outlives the agent: a restarted agent finds the devices it left.
       let dm = dms.get(name);

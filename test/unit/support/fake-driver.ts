@@ -67,7 +67,7 @@ export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriv
     nodePathRoots: opts.nodePathRoots ?? [],
   };
   const log = silentLogger();
-  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, groups: store, log, ...(opts.clock ? { clock: opts.clock } : {}) });
   const fd: FakeDriver = {
     driver: await build(), dm, mounter, loops, store, cfg, dir,
     async restart() {

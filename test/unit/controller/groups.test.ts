@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { GroupControllerService } from '../../../src/controller/groups.ts';
+import { LocalBackend, LocalGroupBackend } from '../../../src/controller/local-backend.ts';
+import { groupIdFor } from '../../../src/controller/validate.ts';
+import { DmError } from '../../../src/devmapper/types.ts';
+import { Code } from '../../../src/errors.ts';
+import { GroupSnapshots } from '../../../src/pool/group.ts';
+import type { DeviceRecord } from '../../../src/state/types.ts';
+import { TOPOLOGY_KEY } from '../../../src/version.ts';
+import { ctx, fakeDriver, MiB, mountCap, type FakeDriver } from '../support/fake-driver.ts';
+
+type Req = Record<string, unknown>;
+const code = async (p: Promise<unknown>): Promise<string> => {
+  try { await p; } catch (err) { return Code[(err as { code: number }).code] ?? String(err); }
+  return 'OK';
+};
+const NO_VOL = 'vol-00000000000000000000000000000000';
+
+describe('GroupController', () => {
+  let fd: FakeDriver;
+  let g: GroupControllerService;
+  const vols: string[] = [];
+  const createVol = async (name: string) => (await fd.driver.controller.CreateVolume(ctx, { name, volume_capabilities: [mountCap()], parameters: {}, secrets: {}, capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 }, volume_content_source: null, accessibility_requirements: null, mutable_parameters: {} } as never)).volume!.volume_id!;
+  const create = (name: string, sources: string[], o: Req = {}) => g.CreateVolumeGroupSnapshot(ctx, { name, source_volume_ids: sources, secrets: {}, parameters: {}, ...o } as never);
+  const get = (id: string, snapshotIds: string[]) => g.GetVolumeGroupSnapshot(ctx, { group_snapshot_id: id, snapshot_ids: snapshotIds, secrets: {} } as never);
+  const del = (id: string, snapshotIds: string[]) => g.DeleteVolumeGroupSnapshot(ctx, { group_snapshot_id: id, snapshot_ids: snapshotIds, secrets: {} } as never);
+  const idsOf = (r: Awaited<ReturnType<typeof create>>) => r.group_snapshot.snapshots!.map((s) => s.snapshot_id!);
+
+  beforeEach(async () => {
+    fd = await fakeDriver();
+    g = fd.driver.groupController!;
+    vols.length = 0;
+    for (const n of ['a', 'b', 'c']) vols.push(await createVol(n));
+  });
+  afterEach(() => fd.cleanup());
+
+  it('is advertised: Identity GROUP_CONTROLLER_SERVICE, capability CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT', () => {
+    assert.ok(fd.driver.identity.GetPluginCapabilities().capabilities.some((c) => JSON.stringify(c).includes('GROUP_CONTROLLER_SERVICE')));
+    assert.deepEqual(g.GroupControllerGetCapabilities(), { capabilities: [{ rpc: { type: 'CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT' } }] });
+  });
+
+  it('CreateVolumeGroupSnapshot is idempotent by name with the same sources (any order); secrets are ignored', async () => {
+    const a = await create('g', vols.slice(0, 2), { secrets: { password: 'x' } });
+    const b = await create('g', [vols[1]!, vols[0]!]);
+    assert.deepEqual(b, a);
+    assert.equal(a.group_snapshot.ready_to_use, true);
+    assert.equal(a.group_snapshot.group_snapshot_id, groupIdFor('g'));
+    for (const s of a.group_snapshot.snapshots!) {
+      assert.equal(s.group_snapshot_id, groupIdFor('g'));
+      assert.equal(s.ready_to_use, true);
+      assert.equal(s.size_bytes, 64 * MiB);
+    }
+    assert.equal((await fd.store.listDevices()).filter((r) => r.kind === 'snapshot').length, 2);
+  });
+
+  it('the same name with other sources is ALREADY_EXISTS; an unknown source NOT_FOUND and leaves nothing; bad arguments INVALID_ARGUMENT', async () => {
+    await create('g', vols.slice(0, 2));
+    assert.equal(await code(create('g', vols)), 'ALREADY_EXISTS');
+    assert.equal(await code(create('g', [vols[0]!])), 'ALREADY_EXISTS');
+    assert.equal(await code(create('h', [vols[0]!, NO_VOL])), 'NOT_FOUND');
+    assert.equal(await code(create('h', [vols[0]!, 'garbage'])), 'NOT_FOUND');
+    assert.deepEqual(await fd.store.getGroup(groupIdFor('h')), undefined);
+    assert.equal(await code(create('', vols)), 'INVALID_ARGUMENT');
+    assert.equal(await code(create('h', [])), 'INVALID_ARGUMENT');
+    assert.equal(await code(create('h', [vols[0]!, vols[0]!])), 'INVALID_ARGUMENT');
+    assert.equal(await code(create('h', vols, { parameters: { speed: 'fast' } })), 'INVALID_ARGUMENT');
+    assert.equal(await code(create('h', vols, { parameters: { 'csi.storage.k8s.io/volumegroupsnapshot/name': 'x' } })), 'OK');
+  });
+
+  it('a Faulty source is FAILED_PRECONDITION; a read-only pool RESOURCE_EXHAUSTED, leaving no record', async () => {
+    await fd.driver.devices.markFaulty(vols[2]!, 'Resuming', 'test');
+    assert.equal(await code(create('g', vols)), 'FAILED_PRECONDITION');
+    fd.dm.setPoolMode('test-pool', 'ro');
+    assert.equal(await code(create('g', vols.slice(0, 2))), 'RESOURCE_EXHAUSTED');
+    assert.deepEqual(await fd.store.listGroups(), []);
+    assert.equal((await fd.store.listDevices()).filter((r) => r.kind === 'snapshot').length, 0);
+  });
+
+  it('sources on different nodes are INVALID_ARGUMENT, saying why', async () => {
+    class TwoNodes extends LocalBackend {
+      override topologyOf(rec: DeviceRecord) { return { [TOPOLOGY_KEY]: rec.id === vols[1] ? 'node-2' : 'node-1' }; }
+    }
+    const spread = new GroupControllerService(new TwoNodes(fd.driver.devices, 'node-1', TOPOLOGY_KEY), new LocalGroupBackend(new GroupSnapshots(fd.driver.devices, fd.store)));
+    await assert.rejects(spread.CreateVolumeGroupSnapshot(ctx, { name: 'g', source_volume_ids: vols.slice(0, 2), secrets: {}, parameters: {} } as never),
+      (e: { code: number; message: string }) => e.code === Code.INVALID_ARGUMENT && /must all be on one node/.test(e.message) && e.message.includes('node-2'));
+    assert.deepEqual(await fd.store.listGroups(), []);
+  });
+
+  it('GetVolumeGroupSnapshot: the group, INVALID_ARGUMENT for another snapshot list, NOT_FOUND when unknown', async () => {
+    const r = await create('g', vols.slice(0, 2));
+    const ids = idsOf(r);
+    assert.deepEqual((await get(r.group_snapshot.group_snapshot_id!, [...ids].reverse())).group_snapshot, r.group_snapshot);
+    assert.equal(await code(get(r.group_snapshot.group_snapshot_id!, ids.slice(0, 1))), 'INVALID_ARGUMENT');
+    assert.equal(await code(get(r.group_snapshot.group_snapshot_id!, [])), 'INVALID_ARGUMENT');
+    assert.equal(await code(get(groupIdFor('nope'), ids)), 'NOT_FOUND');
+    assert.equal(await code(get('garbage', ids)), 'NOT_FOUND');
+  });
+
+  it('members are ordinary snapshots: listed with their group id, restorable, deleted only with the group', async () => {
+    const r = await create('g', vols.slice(0, 2));
+    const ids = idsOf(r);
+    const c = fd.driver.controller;
+    const listed = await c.ListSnapshots(ctx, { max_entries: 0, starting_token: '', source_volume_id: vols[0]!, snapshot_id: '', secrets: {} } as never);
+    assert.deepEqual(listed.entries!.map((e) => [e.snapshot!.snapshot_id, e.snapshot!.group_snapshot_id]), [[ids[0], groupIdFor('g')]]);
+    const restored = await c.CreateVolume(ctx, { name: 'r', volume_capabilities: [mountCap()], parameters: {}, secrets: {}, capacity_range: null, volume_content_source: { snapshot: { snapshot_id: ids[1] } }, accessibility_requirements: null, mutable_parameters: {} } as never);
+    assert.equal(restored.volume!.content_source?.snapshot?.snapshot_id, ids[1]);
+    assert.equal(await code(c.DeleteSnapshot(ctx, { snapshot_id: ids[0], secrets: {} } as never)), 'INVALID_ARGUMENT');
+    assert.equal(await code(del(r.group_snapshot.group_snapshot_id!, ids.slice(1))), 'INVALID_ARGUMENT');
+    await del(r.group_snapshot.group_snapshot_id!, ids);
+    await del(r.group_snapshot.group_snapshot_id!, ids); // idempotent
+    await del('garbage', ids);
+    assert.deepEqual(await fd.store.listGroups(), []);
+    assert.deepEqual((await fd.store.listDevices()).filter((x) => x.kind === 'snapshot'), []);
+    assert.equal((await fd.store.getDevice(restored.volume!.volume_id!))?.state, 'Created', 'the restore outlives its source snapshot');
+  });
+
+  it('a failed create_snap undoes the whole group and resumes every source', async () => {
+    for (const v of vols) await fd.driver.devices.activate(ctx, v);
+    const second = (await fd.store.getDevice(vols[1]!))!.deviceId;
+    fd.dm.inject({ op: 'message', match: new RegExp(`create_snap \\d+ ${second}$`), when: 'after', error: new DmError('unknown', 'lost the reply') });
+    assert.equal(await code(create('g', vols)), 'INTERNAL');
+    assert.deepEqual(await fd.store.listGroups(), []);
+    assert.deepEqual((await fd.store.listDevices()).filter((x) => x.kind === 'snapshot'), []);
+    for (const v of vols) assert.equal((await fd.dm.info(ctx, `dmthin-${v}`))?.suspended, false);
+    assert.deepEqual(fd.dm.metadataThinIds('test-pool').length, 3, 'the snapshots made (the first two, the second of which lost its reply) were deleted');
+    assert.equal((await create('g', vols)).group_snapshot.ready_to_use, true, 'and the retry succeeds');
+  });
+});

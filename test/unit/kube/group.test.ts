@@ -1,0 +1,74 @@
+// Group snapshots in Kubernetes mode: a ThinGroupSnapshot and its member ThinSnapshots through
+// the API server TEST DOUBLE, made by the node agent over a fake kernel in one freeze.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { status as Code } from '@grpc/grpc-js';
+import { groupIdFor } from '../../../src/controller/validate.ts';
+import { FINALIZER, type ThinGroupSnapshot, type ThinSnapshot } from '../../../src/kube/types.ts';
+import { createReq, deadline, until, world, type World } from './harness.ts';
+
+const groupReq = (name: string, sources: string[]) => ({ name, source_volume_ids: sources, secrets: { token: 'ignored' }, parameters: {} }) as never;
+
+describe('kube mode: group snapshots through custom resources', () => {
+  let w: World;
+  const on1: string[] = [];
+  let on2 = '';
+  before(async () => {
+    w = await world();
+    await w.startNode('n1');
+    await w.startNode('n2');
+    for (const n of ['a', 'b']) on1.push((await w.controller.CreateVolume(deadline(), createReq(`g-${n}`, { node: 'n1' }))).volume!.volume_id!);
+    on2 = (await w.controller.CreateVolume(deadline(), createReq('g-c', { node: 'n2' }))).volume!.volume_id!;
+    await w.nodes.get('n1')!.devices.activate(deadline(), on1[0]!);
+  });
+  after(async () => { await w.close(); });
+
+  it('makes the group and its members, owned by it, in one freeze; idempotent by name and sources', async () => {
+    const res = (await w.groupController.CreateVolumeGroupSnapshot(deadline(), groupReq('grp', on1))).group_snapshot;
+    assert.equal(res.ready_to_use, true);
+    assert.equal(res.group_snapshot_id, groupIdFor('grp'));
+    assert.deepEqual(res.snapshots!.map((s) => s.source_volume_id), on1);
+    const g = w.d.object('thingroupsnapshots.dmthin.csi.io', res.group_snapshot_id!) as unknown as ThinGroupSnapshot;
+    assert.equal(g.status?.state, 'Ready');
+    assert.deepEqual(g.metadata.finalizers, [FINALIZER]);
+    for (const s of res.snapshots!) {
+      assert.equal(s.group_snapshot_id, res.group_snapshot_id);
+      const m = w.d.object('thinsnapshots.dmthin.csi.io', s.snapshot_id!) as unknown as ThinSnapshot;
+      assert.equal(m.spec.group, res.group_snapshot_id);
+      assert.equal(m.metadata.ownerReferences?.[0]?.uid, g.metadata.uid);
+      assert.equal(m.status?.state, 'Created');
+    }
+    const dm = w.dms.get('n1')!;
+    assert.deepEqual(dm.violations, []);
+    assert.equal((await dm.info(deadline(), (await w.nodes.get('n1')!.store.getDevice(on1[0]!))!.dmName))?.suspended, false);
+    const again = (await w.groupController.CreateVolumeGroupSnapshot(deadline(), groupReq('grp', [...on1].reverse()))).group_snapshot;
+    assert.deepEqual(again.snapshots!.map((s) => s.snapshot_id).sort(), res.snapshots!.map((s) => s.snapshot_id).sort());
+    await assert.rejects(w.groupController.CreateVolumeGroupSnapshot(deadline(), groupReq('grp', [on1[0]!])), (e: { code: number }) => e.code === Code.ALREADY_EXISTS);
+  });
+
+  it('refuses sources on two nodes with INVALID_ARGUMENT and creates nothing', async () => {
+    await assert.rejects(w.groupController.CreateVolumeGroupSnapshot(deadline(), groupReq('spread', [on1[0]!, on2])),
+      (e: { code: number; message: string }) => e.code === Code.INVALID_ARGUMENT && /one node/.test(e.message) && e.message.includes('n2'));
+    assert.equal(w.d.object('thingroupsnapshots.dmthin.csi.io', groupIdFor('spread')), undefined);
+  });
+
+  it('members are listed and restorable, refused alone; the group delete removes every device and object', async () => {
+    const res = (await w.groupController.CreateVolumeGroupSnapshot(deadline(), groupReq('grp', on1))).group_snapshot;
+    const ids = res.snapshots!.map((s) => s.snapshot_id!);
+    const listed = await w.controller.ListSnapshots(deadline(), { max_entries: 0, starting_token: '', source_volume_id: '', snapshot_id: ids[0] } as never);
+    assert.equal(listed.entries?.[0]?.snapshot?.group_snapshot_id, res.group_snapshot_id);
+    const restored = await w.controller.CreateVolume(deadline(), createReq('g-r', { node: 'n1', snapshot: ids[1] }));
+    assert.equal(restored.volume!.content_source?.snapshot?.snapshot_id, ids[1]);
+    await assert.rejects(w.controller.DeleteSnapshot(deadline(), { snapshot_id: ids[0], secrets: {} } as never), (e: { code: number }) => e.code === Code.INVALID_ARGUMENT);
+    const got = await w.groupController.GetVolumeGroupSnapshot(deadline(), { group_snapshot_id: res.group_snapshot_id, snapshot_ids: ids, secrets: {} } as never);
+    assert.equal(got.group_snapshot.ready_to_use, true);
+    await w.groupController.DeleteVolumeGroupSnapshot(deadline(), { group_snapshot_id: res.group_snapshot_id, snapshot_ids: ids, secrets: {} } as never);
+    await w.groupController.DeleteVolumeGroupSnapshot(deadline(), { group_snapshot_id: res.group_snapshot_id, snapshot_ids: ids, secrets: {} } as never);
+    assert.equal(w.d.object('thingroupsnapshots.dmthin.csi.io', res.group_snapshot_id!), undefined);
+    for (const id of ids) assert.equal(w.d.object('thinsnapshots.dmthin.csi.io', id), undefined);
+    const store = w.nodes.get('n1')!.store;
+    assert.deepEqual(await store.listGroups(), []);
+    await until(async () => (await store.listDevices()).filter((r) => r.kind === 'snapshot').length === 0, 'member devices gone');
+    assert.equal((await store.getDevice(restored.volume!.volume_id!))?.state, 'Created');
+  });
+});
