@@ -13,7 +13,8 @@
 # trusts it too: it is bind-mounted read-only for the build only, nothing of it is in the image.
 #
 # --export DIR unpacks the image's root filesystem into DIR (for the real-kernel suite, which
-# chroots into it); skipped when DIR already holds this image (DIR.id records its id).
+# chroots into it) and its config into DIR.config.json; skipped when DIR already holds this
+# image (DIR.id records its id).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +78,8 @@ if [[ -n "$export_dir" ]]; then
     tar -C "$mnt" -cf - . | tar -C "$export_dir" -xpf -
     buildah umount "$ctr" >/dev/null
     buildah rm "$ctr" >/dev/null
+    # The image's config (Env, Entrypoint, Cmd): what a runtime applies to the unpacked root.
+    podman image inspect --format '{{json .Config}}' "$tag" >"$export_dir.config.json"
     echo "$id" >"$export_dir.id"
     echo "build-image: exported the root filesystem to $export_dir in $((SECONDS - t0)) s"
   fi
