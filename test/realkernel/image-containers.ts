@@ -98,7 +98,7 @@ export function containerProcess(image: ImageConfig, container: Obj, env: Record
 export function startContainer(root: string, name: string, proc: { argv: string[]; env: Record<string, string> }): Container {
   mkdirSync(LOGS, { recursive: true });
   const log = join(LOGS, `image-${name}.log`);
-  const fd = openSync(log, 'a');
+  const fd = openSync(log, 'w');
   const child = spawn('chroot', [root, ...proc.argv], { stdio: ['ignore', fd, fd], env: proc.env });
   closeSync(fd);
   return { root, child, log, exited: new Promise((r) => child.once('exit', (code) => r(code))) };

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { after, before, describe, it } from 'node:test';
@@ -107,15 +107,15 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 180
   }
 }
 
-async function createVolume(name: string, size: number, source?: object): Promise<string> {
-  const r = await ctrlCsi.controller.call('CreateVolume', { name, capacity_range: { required_bytes: size }, volume_capabilities: [mountCap()], accessibility_requirements: topology, volume_content_source: source ?? null }, 180_000);
+async function createVolume(name: string, size: number, source?: object, cap = mountCap()): Promise<string> {
+  const r = await ctrlCsi.controller.call('CreateVolume', { name, capacity_range: { required_bytes: size }, volume_capabilities: [cap], accessibility_requirements: topology, volume_content_source: source ?? null }, 180_000);
   return r.volume.volume_id as string;
 }
 
-async function stagePublish(id: string): Promise<void> {
+async function stagePublish(id: string, cap = mountCap()): Promise<void> {
   for (const dir of [staging(id), join(target(id), '..')]) mkdirSync(dir, { recursive: true }); // as the kubelet does
-  await nodeCsi.node.call('NodeStageVolume', { volume_id: id, staging_target_path: staging(id), volume_capability: mountCap() }, 180_000);
-  await nodeCsi.node.call('NodePublishVolume', { volume_id: id, staging_target_path: staging(id), target_path: target(id), volume_capability: mountCap(), readonly: false }, 180_000);
+  await nodeCsi.node.call('NodeStageVolume', { volume_id: id, staging_target_path: staging(id), volume_capability: cap }, 180_000);
+  await nodeCsi.node.call('NodePublishVolume', { volume_id: id, staging_target_path: staging(id), target_path: target(id), volume_capability: cap, readonly: false }, 180_000);
 }
 
 async function unpublishUnstage(id: string): Promise<void> {
@@ -168,6 +168,20 @@ describe('the image on the real kernel: the chart\'s node and controller contain
     assert.deepEqual((await ctrlCsi.controller.call('ListVolumes', {})).entries, []);
     await until('resources and their finalizers gone', async () =>
       (api.objects('thinvolumes.dmthin.csi.io').length + api.objects('thinsnapshots.dmthin.csi.io').length === 0 ? true : undefined));
+    assert.deepEqual(thinsOnPool(), []);
+  });
+
+  it('formats an xfs volume and grows it online (the image\'s mkfs.xfs and xfs_growfs)', async () => {
+    const xfs = mountCap('xfs');
+    const v = await until('the leader creates a volume', () => createVolume('pvc-image-xfs', GiB, undefined, xfs));
+    await stagePublish(v, xfs);
+    assert.match(readFileSync('/proc/self/mounts', 'utf8'), new RegExp(`${target(v).replaceAll('~', '\\~')} xfs `));
+    await ctrlCsi.controller.call('ControllerExpandVolume', { volume_id: v, capacity_range: { required_bytes: 2 * GiB }, volume_capability: xfs }, 180_000);
+    await nodeCsi.node.call('NodeExpandVolume', { volume_id: v, volume_path: target(v), staging_target_path: staging(v), capacity_range: { required_bytes: 2 * GiB } }, 180_000);
+    const fs = statfsSync(target(v));
+    assert.ok(fs.blocks * fs.bsize > 1.5 * GiB, `xfs grown online (${fs.blocks * fs.bsize})`);
+    await unpublishUnstage(v);
+    await ctrlCsi.controller.call('DeleteVolume', { volume_id: v }, 180_000);
     assert.deepEqual(thinsOnPool(), []);
   });
 });
