@@ -60,7 +60,7 @@ if [[ -n "$cafile" && "$cafile" != null && -f "$cafile" ]]; then
 fi
 
 t0=$SECONDS
-buildah bud --quiet --isolation chroot --network host --layers "${pull[@]}" "${mounts[@]}" \
+buildah bud --quiet --isolation chroot --network host --layers --force-rm "${pull[@]}" "${mounts[@]}" \
   --file Dockerfile --tag "$tag" . >/dev/null
 echo "build-image: built $tag in $((SECONDS - t0)) s"
 podman image inspect --format 'build-image: {{.Id}} {{.Size}} bytes' "$tag"
