@@ -35,7 +35,8 @@ if [[ -z "$base_mode" ]]; then
   if [[ "$code" =~ ^[1-5][0-9][0-9]$ ]]; then base_mode=registry; else base_mode=standin; fi
 fi
 
-pull=(--pull)
+# always: a stand-in stored under the base's name by an earlier offline build is replaced.
+pull=(--pull=always)
 case "$base_mode" in
   registry) echo "build-image: a registry is reachable: building on the real node:24-bookworm-slim" ;;
   standin)
