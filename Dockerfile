@@ -13,11 +13,24 @@ COPY scripts/ scripts/
 COPY proto/ proto/
 COPY src/ src/
 RUN npm run build && node dist/dmthin-csi.mjs help >/dev/null
+# A native addon cannot be bundled: the FFI (koffi) and its prebuilt platform package, when the
+# lockfile has them, go next to the bundle, where its import of koffi resolves (/app/node_modules).
+RUN for p in koffi @koromix/koffi-linux-x64 @koromix/koffi-linux-arm64; do \
+      if [ -d "node_modules/$p" ]; then mkdir -p "dist/node_modules/$p" && cp -a "node_modules/$p/." "dist/node_modules/$p/"; fi; \
+    done
 
 # ---- runtime: Node 24 LTS + the device-mapper and filesystem tools the driver runs ----
 FROM node:24-bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
+# xfsprogs depends on python3 and libicu72 for xfs_scrub_all and xfs_scrub alone; the driver runs
+# only mkfs.xfs and xfs_growfs of it. Both, with what only they brought (81 MB), are purged
+# from what this layer installed (a python3 of the base would stay; python3 goes first, as its
+# prerm runs python), and the two scrub programs removed. The price: dpkg records xfsprogs'
+# dependencies as unmet, so an image built FROM this one runs `apt-get -f install` (which puts
+# them back) before its own apt-get install. Checked here: apt reports nothing else unmet, and
+# every program the driver runs still finds its libraries.
+RUN dpkg-query -W -f '${Package}\n' | sort >/tmp/base-packages \
+ && apt-get update \
  && apt-get install -y --no-install-recommends \
       dmsetup \
       e2fsprogs \
@@ -25,7 +38,16 @@ RUN apt-get update \
       util-linux \
       mount \
       thin-provisioning-tools \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && purge="$(dpkg-query -W -f '${Package}\n' | sort | comm -13 /tmp/base-packages - \
+      | grep -xE 'python3.*|libpython3.*|media-types|libicu[0-9]+|libssl3|libsqlite3-0|libncursesw6|libreadline8|readline-common|libtirpc3|libtirpc-common|libnsl2|libkrb5-3|libk5crypto3|libkrb5support0|libkeyutils1|libgssapi-krb5-2')" \
+ && echo "$purge" | grep -x python3 | xargs -r dpkg --purge --force-depends \
+ && echo "$purge" | grep -vx python3 | xargs -r dpkg --purge --force-depends \
+ && rm -f /usr/sbin/xfs_scrub /usr/sbin/xfs_scrub_all /tmp/base-packages \
+ && test "$(apt-get check 2>&1 | sed -n 's/^ \([^ ]*\) : .*/\1/p' | sort -u)" = xfsprogs \
+ && for p in dmsetup mkfs.ext4 resize2fs fsck.ext4 mkfs.xfs xfs_growfs thin_check thin_ls blkid blockdev losetup mount umount; do \
+      f="$(command -v "$p")" && ! ldd "$f" | grep 'not found' || exit 1; \
+    done
 COPY --from=build /src/dist/ /app/
 # V8's compile cache, warmed by the help run below: a (re)started driver skips parsing the bundle.
 ENV NODE_COMPILE_CACHE=/var/cache/dmthin-csi

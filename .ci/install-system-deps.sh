@@ -23,6 +23,12 @@ packages=(
   lvm2
   mount
   procps
+  # container image (scripts/build-image.sh, test/image/check.sh): daemonless build and run,
+  # a Debian root for the stand-in base where no registry is reachable
+  buildah
+  podman
+  runc
+  mmdebstrap
 )
 
 missing=()

@@ -11,5 +11,8 @@ tsc -p tsconfig.json
 echo "== unit tests"
 node --test --test-reporter=spec 'test/unit/**/*.test.ts'
 
+echo "== container image (buildah build of the Dockerfile; help and doctor under podman)"
+bash test/image/check.sh
+
 echo "== real-kernel suite (qemu guest)"
 bash test/realkernel/run.sh

@@ -111,3 +111,19 @@ test('every start of the driver, in the image, the chart and npm start, gets the
   const w = spawnSync(process.execPath, [...wrapperFlags().split(' '), '-e', 'process.stdout.write("up")'], { encoding: 'utf8' });
   assert.equal(w.status, 0, w.stderr);
 });
+
+test('the runtime purges xfsprogs\' python3 and libicu stack, never a package of a tool the driver runs', () => {
+  const run = instructions.find((l) => l.startsWith('RUN ') && l.includes('apt-get install'))!;
+  const m = /grep -xE '([^']+)'/.exec(run);
+  assert.ok(m, 'no purge list in the apt layer');
+  const purged = new RegExp(`^(?:${m[1]})$`);
+  for (const p of ['python3', 'python3.11-minimal', 'libpython3.11-stdlib', 'libicu72']) assert.ok(purged.test(p), `${p} is purged`);
+  // The tools' packages and the libraries they link (bookworm): dmsetup, mkfs/resize2fs/fsck.ext4,
+  // mkfs.xfs/xfs_growfs, thin_check/thin_ls, blkid/blockdev/losetup/mount.
+  const kept = [...REQUIRED_PACKAGES, 'libdevmapper1.02.1', 'libext2fs2', 'libcom-err2', 'libss2', 'logsave', 'libinih1', 'liburcu8',
+    'libedit2', 'libbsd0', 'libmd0', 'libtinfo6', 'libaio1', 'libexpat1', 'libstdc++6', 'libgcc-s1', 'libblkid1', 'libuuid1', 'libmount1', 'libselinux1'];
+  assert.deepEqual(kept.filter((p) => purged.test(p)), []);
+  // Only what this layer installed is purged, and the build fails if anything but xfsprogs is left with unmet dependencies.
+  assert.match(run, /comm -13 \/tmp\/base-packages -/);
+  assert.match(run, /apt-get check .*= xfsprogs/);
+});
