@@ -20,7 +20,8 @@ describe('kube mode: failures and recovery', () => {
   it('re-reads and re-applies a status write after 409 Conflict', async () => {
     const kn = await w.startNode('n1', SLOW);
     const id = (await w.controller.CreateVolume(deadline(), createReq('c1', { node: 'n1' }))).volume!.volume_id!;
-    w.d.failNext({ verb: 'update', path: /\/status$/, status: 409, times: 2 });
+    // Only this object's status: a background write of another object (the pool's stamp) must not take a 409 meant for it.
+    w.d.failNext({ verb: 'update', path: new RegExp(`/${id}/status$`), status: 409, times: 2 });
     let runs = 0;
     const rec = await kn.store.updateDevice(id, (r) => { runs++; r.state = 'Deactivated'; });
     assert.equal(rec.state, 'Deactivated');
