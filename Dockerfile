@@ -13,11 +13,9 @@ COPY scripts/ scripts/
 COPY proto/ proto/
 COPY src/ src/
 RUN npm run build && node dist/dmthin-csi.mjs help >/dev/null
-# A native addon cannot be bundled: the FFI (koffi) and its prebuilt platform package, when the
-# lockfile has them, go next to the bundle, where its import of koffi resolves (/app/node_modules).
-RUN for p in koffi @koromix/koffi-linux-x64 @koromix/koffi-linux-arm64; do \
-      if [ -d "node_modules/$p" ]; then mkdir -p "dist/node_modules/$p" && cp -a "node_modules/$p/." "dist/node_modules/$p/"; fi; \
-    done
+# koffi's prebuilt platform package (its native part) is copied into dist/node_modules by the
+# bundle script, so it travels with dist/ to /app.
+RUN test -f dist/node_modules/@koromix/koffi-linux-$(node -p "process.arch")/linux_$(node -p "process.arch")/koffi.node
 
 # ---- runtime: Node 24 LTS + the device-mapper and filesystem tools the driver runs ----
 FROM node:24-bookworm-slim
