@@ -23,6 +23,9 @@ packages=(
   lvm2
   mount
   procps
+  # real Kubernetes suite (test/realkernel/realkube.test.ts): etcd for the kube-apiserver of ../shared/bin
+  etcd-server
+  xz-utils
 )
 
 missing=()
