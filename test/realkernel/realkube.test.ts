@@ -61,6 +61,20 @@ async function provision(name: string, size: string, dataSource?: { kind: string
   return bound[name];
 }
 
+/** The steps build on each other: after one fails the rest fail at once instead of waiting out their timeouts. */
+let failed = '';
+function step(name: string, fn: () => Promise<void> | void): void {
+  it(name, async () => {
+    if (failed) throw new Error(`not run: "${failed}" failed first`);
+    try {
+      await fn();
+    } catch (err) {
+      failed = name;
+      throw err;
+    }
+  });
+}
+
 describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + controller + node agent + real pool', { timeout: 1_500_000 }, () => {
   let capacityBefore = 0;
 
@@ -73,7 +87,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('stopped');
   });
 
-  it('runs the chart\'s pods as its ServiceAccounts; the node registers as kubelet would', async () => {
+  step('runs the chart\'s pods as its ServiceAccounts; the node registers as kubelet would', async () => {
     await w.registerNode();
     w.startNodeAgent();
     w.startControllerPod('controller-a', ['dmthin-csi', ...SIDECARS], OVERRIDES);
@@ -89,7 +103,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     assert.ok(capacityBefore > 100 * GiB, `capacity ${capacityBefore} published for the node's 256Gi pool`);
   });
 
-  it('binds a WaitForFirstConsumer claim with the node\'s affinity; stage, publish, write', async () => {
+  step('binds a WaitForFirstConsumer claim with the node\'s affinity; stage, publish, write', async () => {
     const b = await provision('data', '1Gi');
     const pv = await w.api.get(`/api/v1/persistentvolumes/${b.pv}`);
     const terms = pv.spec.nodeAffinity.required.nodeSelectorTerms;
@@ -102,7 +116,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('first claim bound and mounted');
   });
 
-  it('snapshots through VolumeSnapshot, restores it larger and clones the claim; data reads back', async () => {
+  step('snapshots through VolumeSnapshot, restores it larger and clones the claim; data reads back', async () => {
     const st = await k.snapshot('snap-1', 'data');
     assert.equal(parseQuantity(st.restoreSize), GiB);
     assert.equal((await crs('thinsnapshots')).length, 1);
@@ -115,7 +129,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('snapshot, restore, clone');
   });
 
-  it('expands a claim: external-resizer, ControllerExpandVolume, then kubelet\'s NodeExpandVolume grows the filesystem', async () => {
+  step('expands a claim: external-resizer, ControllerExpandVolume, then kubelet\'s NodeExpandVolume grows the filesystem', async () => {
     const b = bound.data!;
     const before = statfsSync(k.target(b));
     await k.resize(b, '2Gi', 2 * GiB);
@@ -127,11 +141,11 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('expanded');
   });
 
-  it('publishes lower capacity once volumes are made', async () => {
+  step('publishes lower capacity once volumes are made', async () => {
     await until('capacity lowered', async () => ((await capacityBytes())! < capacityBefore ? true : undefined));
   });
 
-  it('refuses an edit of an immutable ThinVolume field (the CRD\'s CEL rules, enforced by the real server)', async () => {
+  step('refuses an edit of an immutable ThinVolume field (the CRD\'s CEL rules, enforced by the real server)', async () => {
     const name = bound.data!.handle;
     for (const [patch, message] of [[{ spec: { nodeName: 'elsewhere' } }, 'spec.nodeName is immutable'], [{ spec: { sizeBytes: 1 } }, 'spec.sizeBytes can only grow'],
       [{ spec: { fsType: null } }, 'spec.fsType is immutable'], [{ spec: { source: { kind: 'volume', name: 'x' } } }, 'spec.source is immutable']] as const) {
@@ -141,7 +155,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     }
   });
 
-  it('converges when the node agent is SIGKILLed while a claim provisions', async () => {
+  step('converges when the node agent is SIGKILLed while a claim provisions', async () => {
     await k.createPvc('killed', '512Mi');
     await until('ThinVolume made for the claim', async () => (await crs('thinvolumes')).length === 4);
     await w.nodeAgent!.kill(); // kubelet restarts the container, as this one does
@@ -152,7 +166,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('agent kill mid-provision');
   });
 
-  it('keeps working when the apiserver restarts under the watches, after an etcd compaction (410 Gone for old versions)', async () => {
+  step('keeps working when the apiserver restarts under the watches, after an etcd compaction (410 Gone for old versions)', async () => {
     const rv = (await w.api.get(`${CR}/thinvolumes`)).metadata.resourceVersion;
     await w.api.create(`/api/v1/namespaces/${PVC_NS}/configmaps`, { metadata: { name: 'after-rv' } }); // so the compaction passes rv
     await w.plane.compactEtcd();
@@ -169,7 +183,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('claim bound after the restart');
   });
 
-  it('hands over to a second controller replica when the leader is killed', async () => {
+  step('hands over to a second controller replica when the leader is killed', async () => {
     w.startControllerPod('controller-b', ['dmthin-csi', 'csi-provisioner'], { ...OVERRIDES, 'dmthin-csi': { 'metrics-address': ['--metrics-address=:8082'] } });
     await until('standby controller ready', () => w.probe(join(RUN, 'controller-b', 'csi.sock')));
     const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/dmthin-csi-controller`;
@@ -180,7 +194,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('failover');
   });
 
-  it('deletes everything: no ThinVolume, ThinSnapshot, device or finalizer left', async () => {
+  step('deletes everything: no ThinVolume, ThinSnapshot, device or finalizer left', async () => {
     for (const b of [bound.data!, bound.restored!, bound.clone!]) await k.unmount(b);
     await k.deleteSnapshot('snap-1');
     for (const b of Object.values(bound)) await k.deletePvc(b);
@@ -190,7 +204,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('all deleted');
   });
 
-  it('every request of the chart\'s ServiceAccounts was allowed by the real RBAC; lists the grants never used', () => {
+  step('every request of the chart\'s ServiceAccounts was allowed by the real RBAC; lists the grants never used', () => {
     const s = summarize(w.plane.auditEvents(), w.objs, [`${RELEASE}-controller`, `${RELEASE}-node`]);
     assert.ok(s.requests > 100, `audit log holds our requests (${s.requests})`);
     assert.deepEqual(s.denied, []);

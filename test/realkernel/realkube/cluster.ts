@@ -71,12 +71,15 @@ export class ControlPlane {
     this.etcdUrl = `http://127.0.0.1:${o.etcdPort ?? 2379}`;
     this.apiUrl = `https://127.0.0.1:${o.apiPort ?? 6443}`;
     this.admin = new KubeHttp(this.apiUrl, ADMIN_TOKEN);
-    this.audit = join(o.dir, 'audit.log');
+    this.audit = join(o.logs, 'audit.log'); // beside the logs, to read after the run
     this.bin = binaries(o.root);
   }
 
   async start(): Promise<void> {
+    // The guest boots with loopback down; etcd and the apiserver listen on 127.0.0.1.
+    execFileSync('ip', ['link', 'set', 'lo', 'up']);
     rmSync(this.o.dir, { recursive: true, force: true });
+    rmSync(this.audit, { force: true });
     mkdirSync(join(this.o.dir, 'certs'), { recursive: true });
     const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     writeFileSync(join(this.o.dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));

@@ -1,6 +1,7 @@
 // Shared setup for the Kubernetes-mode tests: the API server TEST DOUBLE, fake kernels per
 // node, node agents, and the controller service over a KubeBackend.
-import { CustomObjectsApi, loadYaml } from '@kubernetes/client-node';
+import { CustomObjectsApi } from '@kubernetes/client-node';
+import { load } from 'js-yaml';
 import { readFileSync } from 'node:fs';
 import { ControllerService } from '../../../src/controller/service.ts';
 import { FakeDeviceMapper } from '../../../src/devmapper/fake.ts';
@@ -21,7 +22,8 @@ const CRD_DIR = new URL('../../../deploy/crds/', import.meta.url);
 export const CRD_FILES = ['dmthin.csi.io_thinpools.yaml', 'dmthin.csi.io_thinvolumes.yaml', 'dmthin.csi.io_thinsnapshots.yaml'];
 
 export function loadCrds(): unknown[] {
-  return CRD_FILES.map((f) => loadYaml(readFileSync(new URL(f, CRD_DIR), 'utf8')));
+  // js-yaml, not client-node's loadYaml: that maps a CRD to its typed model, which drops x-kubernetes-validations.
+  return CRD_FILES.map((f) => load(readFileSync(new URL(f, CRD_DIR), 'utf8')));
 }
 
 export interface World {
