@@ -126,6 +126,9 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     assert.equal(readFileSync(join(await k.mount(clone), 'data.txt'), 'utf8'), 'written before the snapshot\n');
     assert.equal((await w.api.get(`${CR}/thinvolumes/${restored.handle}`)).spec.source.kind, 'snapshot');
     assert.equal((await w.api.get(`${CR}/thinvolumes/${clone.handle}`)).spec.source.kind, 'volume');
+    const table = await w.api.table(`${CR}/thinvolumes`, true);
+    writeFileSync(join(LOGS, 'realkube', 'thinvolumes-wide.txt'), `$ kubectl get thinvolumes -o wide\n${table}\n`);
+    console.log(`realkube: kubectl get thinvolumes -o wide, from the server's Table:\n${table}`);
     mark('snapshot, restore, clone');
   });
 
@@ -161,6 +164,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     await w.nodeAgent!.kill(); // kubelet restarts the container, as this one does
     bound.killed = await k.bind('killed');
     await until('node agent back', () => w.probe(w.nodeSocket));
+    w.reconnectNode();
     const tv = await w.api.get(`${CR}/thinvolumes/${bound.killed.handle}`);
     assert.equal(tv.status.state, 'Created');
     mark('agent kill mid-provision');
@@ -184,7 +188,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
   });
 
   step('hands over to a second controller replica when the leader is killed', async () => {
-    w.startControllerPod('controller-b', ['dmthin-csi', 'csi-provisioner'], { ...OVERRIDES, 'dmthin-csi': { 'metrics-address': ['--metrics-address=:8082'] } });
+    w.startControllerPod('controller-b', ['dmthin-csi', ...SIDECARS], { ...OVERRIDES, 'dmthin-csi': { 'metrics-address': ['--metrics-address=:8082'] } });
     await until('standby controller ready', () => w.probe(join(RUN, 'controller-b', 'csi.sock')));
     const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/dmthin-csi-controller`;
     assert.equal((await w.api.get(leasePath)).spec.holderIdentity, 'controller-a');

@@ -50,6 +50,27 @@ export class KubeHttp {
   create(path: string, obj: object): Promise<any> { return this.ok('POST', path, obj); }
   mergePatch(path: string, patch: object): Promise<any> { return this.ok('PATCH', path, patch, 'application/merge-patch+json'); }
   delete(path: string): Promise<any> { return this.ok('DELETE', path); }
+  /**
+   * The server's own Table for a list (what kubectl prints): every column when `wide`, else those
+   * of priority 0, laid out as kubectl lays them out (upper-case headers, columns 3 spaces apart).
+   */
+  async table(path: string, wide: boolean): Promise<string> {
+    const t = await new Promise<any>((resolve, reject) => {
+      const req = httpsRequest(`${this.url}${path}`, { rejectUnauthorized: false,
+        headers: { authorization: `Bearer ${this.token}`, accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const cols = t.columnDefinitions.map((c: any, i: number) => ({ ...c, i })).filter((c: any) => wide || c.priority === 0);
+    const rows = [cols.map((c: any) => c.name.toUpperCase()), ...t.rows.map((r: any) => cols.map((c: any) => (r.cells[c.i] === null || r.cells[c.i] === undefined || r.cells[c.i] === '' ? '<none>' : String(r.cells[c.i]))))];
+    const widths = cols.map((_: unknown, i: number) => Math.max(...rows.map((r: string[]) => r[i]!.length)));
+    return rows.map((r: string[]) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]! + 3))).join('')).join('\n');
+  }
+
   /** Server-side apply as `kubectl apply --server-side` would, with one field manager. */
   apply(path: string, obj: object): Promise<any> {
     return this.ok('PATCH', `${path}?fieldManager=realkube&force=true`, obj, 'application/apply-patch+yaml');

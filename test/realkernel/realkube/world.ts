@@ -122,13 +122,18 @@ export class RealKube {
     return this.nodeAgent;
   }
 
+  /** A fresh client after the agent restarted: one that lost its socket waits out grpc's reconnect backoff. */
+  reconnectNode(): void {
+    this.nodeCsi?.close();
+    this.nodeCsi = connectCsi(`unix://${this.nodeSocket}`);
+  }
+
   /**
    * After plugin registration kubelet asks NodeGetInfo, labels the Node with the topology
    * segments and records the driver in CSINode: external-provisioner reads both.
    */
   async registerPlugin(): Promise<void> {
-    this.nodeCsi?.close();
-    this.nodeCsi = connectCsi(`unix://${this.nodeSocket}`);
+    this.reconnectNode();
     const info: Record<string, any> = await until('NodeGetInfo', () => this.nodeCsi!.node.call('NodeGetInfo', {}, 5000));
     const segments = info.accessible_topology.segments as Record<string, string>;
     await this.api.mergePatch(`/api/v1/nodes/${this.o.node}`, { metadata: { labels: segments } });
