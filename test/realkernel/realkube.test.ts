@@ -22,9 +22,14 @@ const STATE_DIR = '/var/lib/dmthin-csi';
 const CR = '/apis/dmthin.csi.io/v1alpha1';
 const SIDECARS = ['csi-provisioner', 'csi-snapshotter', 'csi-resizer'];
 /** Flags these sidecar versions need instead of the chart's (README: "Real Kubernetes"). */
+// Leader election as the chart has it, with client-go's deadlines stretched: in the emulated guest one
+// API call can take seconds, and a sidecar that misses its 10 s renew deadline exits.
+const SLOW_LEASES = { 'leader-election-lease-duration': ['--leader-election-lease-duration=40s', '--leader-election-renew-deadline=30s'] };
 const OVERRIDES: Record<string, Record<string, string[]>> = {
   // No pod or ReplicaSet owns the process here, so capacity objects get no owner; poll often so the test sees changes.
-  'csi-provisioner': { 'capacity-ownerref-level': ['--capacity-ownerref-level=-1'], 'capacity-poll-interval': ['--capacity-poll-interval=5s'] },
+  'csi-provisioner': { 'capacity-ownerref-level': ['--capacity-ownerref-level=-1'], 'capacity-poll-interval': ['--capacity-poll-interval=5s'], ...SLOW_LEASES },
+  'csi-snapshotter': SLOW_LEASES,
+  'csi-resizer': SLOW_LEASES,
 };
 
 const w = new RealKube({ root: ROOT, logs: join(LOGS, 'realkube'), node: NODE });

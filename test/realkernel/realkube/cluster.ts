@@ -77,7 +77,7 @@ export class ControlPlane {
 
   async start(): Promise<void> {
     // The guest boots with loopback down; etcd and the apiserver listen on 127.0.0.1.
-    execFileSync('ip', ['link', 'set', 'lo', 'up']);
+    if (!readFileSync('/sys/class/net/lo/flags', 'utf8').trim().match(/[13579bdf]$/i)) execFileSync('ip', ['link', 'set', 'lo', 'up']);
     rmSync(this.o.dir, { recursive: true, force: true });
     rmSync(this.audit, { force: true });
     mkdirSync(join(this.o.dir, 'certs'), { recursive: true });
