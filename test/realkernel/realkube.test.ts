@@ -80,7 +80,7 @@ function step(name: string, fn: () => Promise<void> | void): void {
   });
 }
 
-describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + controller + node agent + real pool', { timeout: 1_500_000 }, () => {
+describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + controller + node agent + real pool', { timeout: 3_000_000 }, () => {
   let capacityBefore = 0;
 
   before(async () => {

@@ -14,7 +14,7 @@ export const DRIVER = 'dmthin.csi.io';
 export const TOPOLOGY_KEY = 'dmthin.csi.io/node';
 export const RUN = '/run/realkube';
 
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 240_000): Promise<Exclude<T, false>> {
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 600_000): Promise<Exclude<T, false>> {
   const end = Date.now() + ms;
   let last: unknown;
   for (;;) {
