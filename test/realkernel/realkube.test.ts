@@ -213,10 +213,13 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
     mark('all deleted');
   });
 
-  step('every request of the chart\'s ServiceAccounts was allowed by the real RBAC; lists the grants never used', () => {
+  // Not gated on the steps before: whatever ran, the server's record of it must show no denial.
+  it('every request of the chart\'s ServiceAccounts was allowed by the real RBAC; lists the grants never used', () => {
     const s = summarize(w.plane.auditEvents(), w.objs, [`${RELEASE}-controller`, `${RELEASE}-node`]);
     assert.ok(s.requests > 100, `audit log holds our requests (${s.requests})`);
     assert.deepEqual(s.denied, []);
+    // Right after the restart the server answers before its RBAC caches are in: it marks those itself.
+    console.log(`realkube: ${s.requests} requests audited; ${s.deniedEarly.length} refused while the restarted apiserver was not yet ready:\n  ${s.deniedEarly.join('\n  ')}`);
     const lines = [...s.unused].map(([sa, verbs]) => `${sa}: ${verbs.join(', ') || '(none)'}`);
     const used = [...s.used].flatMap(([sa, m]) => [...m].map(([verb, agents]) => `${sa}\t${verb}\t${[...agents].join(',')}`)).sort();
     writeFileSync(join(LOGS, 'realkube', 'rbac-usage.txt'), `granted but never used:\n${lines.join('\n')}\n\nused:\n${used.join('\n')}\n`);

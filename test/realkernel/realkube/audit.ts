@@ -10,6 +10,11 @@ export interface AuditSummary {
   requests: number;
   /** "user agent: verb uri -> code" of every request refused (403) or denied by the authorizer. */
   denied: string[];
+  /**
+   * The same for requests the server itself marks as served before it was ready
+   * (`apiserver.k8s.io/startup: early=true`, right after a restart, its RBAC caches not yet synced).
+   */
+  deniedEarly: string[];
   /** "group/resource verb" used by each ServiceAccount, and by which user agents. */
   used: Map<string, Map<string, Set<string>>>;
   /** Granted to the ServiceAccount but used by none of its clients. */
@@ -19,14 +24,17 @@ export interface AuditSummary {
 const agentName = (ua: string | undefined) => (ua ?? '?').split('/')[0]!.split(' ')[0]!;
 
 export function summarize(events: AuditEvent[], objs: Obj[], serviceAccounts: string[]): AuditSummary {
-  const out: AuditSummary = { requests: 0, denied: [], used: new Map(), unused: new Map() };
+  const out: AuditSummary = { requests: 0, denied: [], deniedEarly: [], used: new Map(), unused: new Map() };
   for (const sa of serviceAccounts) {
     const user = `system:serviceaccount:${NS}:${sa}`;
     const used = new Map<string, Set<string>>();
     for (const e of events.filter((x) => x.user.username === user)) {
       out.requests++;
       const decision = e.annotations?.['authorization.k8s.io/decision'];
-      if (e.responseStatus?.code === 403 || decision === 'forbid') out.denied.push(`${sa} ${agentName(e.userAgent)}: ${e.verb} ${e.requestURI} -> ${e.responseStatus?.code}`);
+      if (e.responseStatus?.code === 403 || decision === 'forbid') {
+        const early = /early=true/.test(e.annotations?.['apiserver.k8s.io/startup'] ?? '');
+        (early ? out.deniedEarly : out.denied).push(`${sa} ${agentName(e.userAgent)}: ${e.verb} ${e.requestURI} -> ${e.responseStatus?.code}`);
+      }
       const r = e.objectRef;
       if (!r?.resource) continue; // discovery and other non-resource URLs: allowed to every authenticated user
       const key = `${r.apiGroup || 'core'}/${r.resource}${r.subresource ? `/${r.subresource}` : ''} ${e.verb}`;

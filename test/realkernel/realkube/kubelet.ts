@@ -114,12 +114,19 @@ export class ClusterDuties {
   }
 
   async dropFinalizer(path: string, finalizer: string): Promise<void> {
-    const r = await this.api.request('GET', path);
-    if (r.status === 404) return;
-    const fins: string[] = r.body.metadata.finalizers ?? [];
-    if (!fins.includes(finalizer)) return;
-    // A merge patch replaces the list; resourceVersion makes it fail rather than drop another's new finalizer.
-    await this.api.mergePatch(path, { metadata: { resourceVersion: r.body.metadata.resourceVersion, finalizers: fins.filter((f) => f !== finalizer) } });
+    for (;;) {
+      const r = await this.api.request('GET', path);
+      if (r.status === 404) return;
+      const fins: string[] = r.body.metadata.finalizers ?? [];
+      if (!fins.includes(finalizer)) return;
+      // A merge patch replaces the list; resourceVersion makes it fail (409, then read again) rather than
+      // drop a finalizer another controller (snapshot-controller, external-provisioner) just added.
+      const w = await this.api.request('PATCH', path, { metadata: { resourceVersion: r.body.metadata.resourceVersion, finalizers: fins.filter((f) => f !== finalizer) } }, 'application/merge-patch+json');
+      if (w.status !== 409 && w.status !== 404) {
+        if (w.status >= 300) throw new Error(`dropping ${finalizer} from ${path}: ${w.status} ${w.body?.message}`);
+        return;
+      }
+    }
   }
 
   /** A VolumeSnapshot of a claim, awaited until readyToUse; returns its status. */
