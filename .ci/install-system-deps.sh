@@ -29,6 +29,9 @@ packages=(
   podman
   runc
   mmdebstrap
+  # real Kubernetes suite (test/realkernel/realkube.test.ts): etcd for the kube-apiserver of ../shared/bin
+  etcd-server
+  xz-utils
 )
 
 missing=()

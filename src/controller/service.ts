@@ -66,7 +66,10 @@ export class ControllerService {
   }
 
   async GetCapacity(ctx: OpContext, req: GetCapacityRequest__Output) {
-    const unsupported = (req.volume_capabilities ?? []).some((c) => capabilityProblem(c) !== undefined);
+    // external-provisioner's capacity tracking asks with an UNKNOWN access mode ("the standard makes it
+    // mandatory to pass something"): that names no mode, so it limits nothing.
+    const asked = (req.volume_capabilities ?? []).map((c) => (c.access_mode?.mode ?? 'UNKNOWN') === 'UNKNOWN' ? { ...c, access_mode: { mode: 'SINGLE_NODE_WRITER' as const } } : c);
+    const unsupported = asked.some((c) => capabilityProblem(c) !== undefined);
     const available = unsupported ? 0 : await this.backend.capacity(ctx, req.accessible_topology?.segments);
     return { available_capacity: available, maximum_volume_size: { value: available }, minimum_volume_size: { value: 1024 * 1024 } };
   }

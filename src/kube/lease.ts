@@ -28,6 +28,7 @@ export class LeaderElector {
   /** When the API server last answered a lease call (any answer, a 409 included). */
   private lastContact = 0;
   private lastError = '';
+  private inflight: Promise<void> | undefined;
 
   constructor(coord: CoordinationV1Api, opts: LeaderOptions) {
     this.coord = coord;
@@ -40,8 +41,18 @@ export class LeaderElector {
 
   async start(): Promise<void> {
     await this.tick();
-    this.timer = setInterval(() => { void this.tick(); }, this.o.renewMs);
+    this.timer = setInterval(() => this.tickOnce(), this.o.renewMs);
     this.timer.unref();
+  }
+
+  /**
+   * One tick at a time: against a slow API server (calls taking longer than renewMs) a second
+   * tick would read the lease before the first one's write and then fail that write with 409,
+   * which reads as another replica winning: the only replica dropped its own leadership.
+   */
+  private tickOnce(): void {
+    if (this.inflight) return;
+    this.inflight = this.tick().finally(() => { this.inflight = undefined; });
   }
 
   /**
@@ -50,6 +61,7 @@ export class LeaderElector {
    */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    await this.inflight; // its write would otherwise land after the release
     const held = this.leading;
     this.leading = false;
     if (held) await this.release();

@@ -28,7 +28,9 @@ export class CrWatch {
   private stopped = false;
 
   constructor(opts: WatchOptions) {
-    this.o = { restartBaseMs: 200, restartMaxMs: 30_000, ...opts };
+    // `?? ` rather than spread defaults: the agent passes its option through, undefined when unset, and a
+    // spread undefined replaced the default (NaN backoff: restarts 1 ms apart against a down API server).
+    this.o = { ...opts, restartBaseMs: opts.restartBaseMs ?? 200, restartMaxMs: opts.restartMaxMs ?? 30_000 };
     const { api, plural, labelSelector } = this.o;
     const list = async () => await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector }) as { items: KubernetesObject[] };
     this.informer = makeInformer(this.o.kc, `/apis/${GROUP}/${VERSION}/${plural}`, list, labelSelector);

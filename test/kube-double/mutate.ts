@@ -1,5 +1,6 @@
 // Object preparation rules (create / update / status update) of the Kubernetes API
 // server TEST DOUBLE — pure functions: they compute the next object or throw ApiError.
+import { checkRules } from './cel.ts';
 import { ApiError, STALE_MESSAGE, badRequest, conflict, invalid } from './errors.ts';
 import { apiVersionOf } from './registry.ts';
 import type { KubeObject, ObjectMeta, ResourceDef } from './types.ts';
@@ -95,6 +96,7 @@ export function prepareCreate(def: ResourceDef, namespace: string, body: unknown
   delete m.resourceVersion;
   out.metadata = m;
   if (def.custom && def.statusSubresource) delete out['status'];
+  checkRules(def, undefined, out);
   return out;
 }
 
@@ -166,6 +168,7 @@ export function prepareUpdate(def: ResourceDef, old: KubeObject, body: unknown, 
     else next['status'] = clone(old['status']);
   }
   checkFinalizers(def, old, next);
+  checkRules(def, old, next);
   if (!deepEqual(withoutMetadata(old), withoutMetadata(next))) {
     meta.generation = (old.metadata?.generation ?? 0) + 1;
   }

@@ -1,4 +1,5 @@
 // Resource registry of the Kubernetes API server TEST DOUBLE.
+import { propertyRules } from './cel.ts';
 import { badRequest } from './errors.ts';
 import type { ResourceDef, ResourceInput } from './types.ts';
 import { isPlainObject } from './util.ts';
@@ -29,6 +30,7 @@ export function normalizeResource(input: ResourceInput): ResourceDef {
     fieldSelectors: input.fieldSelectors ?? [],
     shortNames: input.shortNames ?? [],
     microTimeFields: input.microTimeFields ?? [],
+    rules: input.rules ?? [],
   };
 }
 
@@ -129,6 +131,7 @@ export function crdResources(crd: unknown): ResourceInput[] {
       custom: true,
       fieldSelectors: selectableFields(v),
       shortNames,
+      rules: propertyRules(v),
     });
   }
   if (out.length === 0) throw badRequest('CRD: no served version');

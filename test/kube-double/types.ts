@@ -50,6 +50,15 @@ export interface ResourceDef {
    * six fractional digits (a JS `Date#toISOString()` value is refused with 400).
    */
   readonly microTimeFields: readonly string[];
+  /** CRD validation rules (x-kubernetes-validations) of top-level properties, enforced on writes. */
+  readonly rules: readonly PropertyRule[];
+}
+
+/** One x-kubernetes-validations rule on a top-level property (e.g. `spec`) of a custom resource. */
+export interface PropertyRule {
+  property: string;
+  rule: string;
+  message?: string;
 }
 
 /** What `register()` accepts; missing fields get defaults. */
@@ -65,6 +74,7 @@ export interface ResourceInput {
   fieldSelectors?: readonly string[];
   shortNames?: readonly string[];
   microTimeFields?: readonly string[];
+  rules?: readonly PropertyRule[];
 }
 
 export type StoredEventType = 'ADDED' | 'MODIFIED' | 'DELETED';

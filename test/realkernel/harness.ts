@@ -101,12 +101,12 @@ export function assertTxSettled(context = 'tx'): void {
 }
 
 /** Thin device ids that exist in the pool's metadata, read from a metadata snapshot with thin_dump. */
-export function poolThinIds(): number[] {
-  const path = sh('losetup', ['-j', join(STATE, 'pool', 'metadata.img'), '-n', '-O', 'NAME']).trim().split('\n')[0]!;
+export function poolThinIds(pool = POOL, stateDir = STATE): number[] {
+  const path = sh('losetup', ['-j', join(stateDir, 'pool', 'metadata.img'), '-n', '-O', 'NAME']).trim().split('\n')[0]!;
   // The driver's own reconcile may hold the pool's one metadata snapshot for a moment.
   for (let attempt = 1; ; attempt++) {
     try {
-      sh('dmsetup', ['message', POOL, '0', 'reserve_metadata_snap']);
+      sh('dmsetup', ['message', pool, '0', 'reserve_metadata_snap']);
       break;
     } catch (err) {
       if (attempt >= 20) throw err;
@@ -117,7 +117,7 @@ export function poolThinIds(): number[] {
     const xml = sh('thin_dump', ['--metadata-snap', path]);
     return [...xml.matchAll(/<device dev_id="(\d+)"/g)].map((m) => Number(m[1]));
   } finally {
-    sh('dmsetup', ['message', POOL, '0', 'release_metadata_snap']);
+    sh('dmsetup', ['message', pool, '0', 'release_metadata_snap']);
   }
 }
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadYaml } from '@kubernetes/client-node';
+import { load } from 'js-yaml';
 import { startApiDouble, type ApiDouble } from '../kube-double/index.ts';
 import { connectCsi, mountCap, type CsiClients } from '../support/csi-client.ts';
 import { KUBELET, liveThins, LOGS, POOL, poolThinIds, ROOT, STATE, SUITE } from './harness.ts';
@@ -53,7 +53,7 @@ export class KubeWorld {
   async start(): Promise<void> {
     rmSync(STATE, { recursive: true, force: true });
     mkdirSync(STATE, { recursive: true });
-    const crds = ['thinpools', 'thinvolumes', 'thinsnapshots', 'thingroupsnapshots'].map((p) => loadYaml(readFileSync(join(ROOT, `deploy/crds/dmthin.csi.io_${p}.yaml`), 'utf8')));
+    const crds = ['thinpools', 'thinvolumes', 'thinsnapshots', 'thingroupsnapshots'].map((p) => load(readFileSync(join(ROOT, `deploy/crds/dmthin.csi.io_${p}.yaml`), 'utf8')));
     this.api = await startApiDouble({ crds });
     await this.api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: this.node } }); // a live node keeps its finalizers
     this.kubeconfig = join(STATE, 'kubeconfig');

@@ -192,6 +192,9 @@ describe('Controller volumes', () => {
       const full = (await cap()).available_capacity as number;
       assert.ok(full > 15 * GiB && full <= 16 * GiB, String(full));
       assert.equal((await cap({ volume_capabilities: [mountCap('ext4', 'MULTI_NODE_MULTI_WRITER')] })).available_capacity, 0);
+      // What external-provisioner's capacity controller sends (an empty mount, access mode UNKNOWN).
+      assert.equal((await cap({ volume_capabilities: [{ mount: { fs_type: '', mount_flags: [] }, access_mode: { mode: 'UNKNOWN' } }] })).available_capacity, full);
+      assert.equal((await cap({ volume_capabilities: [{ mount: { fs_type: 'vfat', mount_flags: [] }, access_mode: { mode: 'UNKNOWN' } }] })).available_capacity, 0);
       assert.equal((await cap({ accessible_topology: { segments: { 'no-such-key': 'x' } } })).available_capacity, full);
       const node = fd.driver.node.NodeGetInfo().accessible_topology.segments;
       const key = Object.keys(node)[0]!;

@@ -1,6 +1,8 @@
 // CRD-driven registration and discovery of the kube test double.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
+import { load } from 'js-yaml';
 import { ApiextensionsV1Api, CustomObjectsApi, loadYaml } from '@kubernetes/client-node';
 import type { V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { startApiDouble } from '../../kube-double/index.ts';
@@ -56,5 +58,25 @@ describe('kube double: CRDs', () => {
     const res = await fetch(`${d.url}/apis/${GROUP}/${VERSION}`);
     const doc = (await res.json()) as { resources: Array<{ name: string }> };
     assert.deepEqual(doc.resources.map((r) => r.name), ['thinpools', 'thinpools/status']);
+  });
+
+  it('enforces the CRD\'s x-kubernetes-validations as kube-apiserver v1.26.4 does (messages as it words them)', async () => {
+    const crd = load(readFileSync(new URL('../../../deploy/crds/dmthin.csi.io_thinvolumes.yaml', import.meta.url), 'utf8'));
+    const d = await startApiDouble({ crds: [crd] });
+    doubles.push(d);
+    const base = `${d.url}/apis/${GROUP}/${VERSION}/thinvolumes`;
+    const send = (method: string, url: string, body: object, type = 'application/json') =>
+      fetch(url, { method, headers: { 'content-type': type }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: await r.json() as { message?: string } }));
+    const created = await send('POST', base, { apiVersion: `${GROUP}/${VERSION}`, kind: 'ThinVolume', metadata: { name: 'v1' },
+      spec: { nodeName: 'n1', sizeBytes: 100, accessType: 'mount', fsType: 'ext4', csiName: 'x' } });
+    assert.equal(created.status, 201);
+    const patch = (p: object) => send('PATCH', `${base}/v1`, p, 'application/merge-patch+json');
+    const refused = await patch({ spec: { nodeName: 'n2' } });
+    assert.equal(refused.status, 422);
+    assert.equal(refused.body.message, 'ThinVolume.dmthin.csi.io "v1" is invalid: spec: Invalid value: "object": spec.nodeName is immutable: the device lives in that node\'s pool');
+    assert.equal((await patch({ spec: { sizeBytes: 50 } })).status, 422);
+    assert.equal((await patch({ spec: { fsType: null } })).status, 422);
+    assert.equal((await patch({ spec: { source: { kind: 'volume', name: 'a' } } })).status, 422);
+    assert.equal((await patch({ spec: { sizeBytes: 200 } })).status, 200);
   });
 });

@@ -129,6 +129,41 @@ describe('kube mode: contract', () => {
     }
   });
 
+  it('a lone leader keeps its lease when lease calls take longer than the renew interval', async () => {
+    const w = await world();
+    try {
+      const real = w.d.kubeConfig().makeApiClient(CoordinationV1Api);
+      let inFlight = 0;
+      let most = 0;
+      // Every lease call takes 150 ms, three renew intervals: ticks must not overlap (a late write would 409).
+      const slow = new Proxy(real, { get: (t, prop, recv) => {
+        const v = Reflect.get(t, prop, recv) as unknown;
+        if (typeof v !== 'function') return v;
+        return async (...args: unknown[]) => {
+          most = Math.max(most, ++inFlight);
+          try {
+            await new Promise((r) => setTimeout(r, 150));
+            return await (v as (...a: unknown[]) => Promise<unknown>).apply(t, args);
+          } finally {
+            inFlight--;
+          }
+        };
+      } });
+      const a = new LeaderElector(slow, { namespace: 'kube-system', name: 'slow', identity: 'a', leaseDurationSeconds: 5, renewMs: 50, log: silentLogger() });
+      await a.start();
+      let flapped = false;
+      for (let i = 0; i < 30; i++) {
+        await new Promise((r) => setTimeout(r, 40));
+        if (!a.isLeader) flapped = true;
+      }
+      await a.stop();
+      assert.equal(most, 1, 'one lease call at a time');
+      assert.equal(flapped, false, 'never lost leadership');
+    } finally {
+      await w.close();
+    }
+  });
+
   it('a controller that cannot reach the API server reports not ready, with the reason', async () => {
     const w = await world();
     const coord = w.d.kubeConfig().makeApiClient(CoordinationV1Api);

@@ -1,0 +1,234 @@
+/**
+ * Real Kubernetes end to end, in the VM: etcd + the real kube-apiserver (RBAC, audit log, CEL),
+ * the chart's objects, our controller and node agent with the chart's command lines as the chart's
+ * ServiceAccounts, and the real external-provisioner, snapshot-controller + csi-snapshotter and
+ * external-resizer. Everything happens through Kubernetes objects; the test does only what the
+ * absent scheduler, kube-controller-manager and kubelet would (./realkube/kubelet.ts).
+ */
+import assert from 'node:assert/strict';
+import { closeSync, fsyncSync, openSync, readFileSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { poolThinIds, ROOT, LOGS } from './harness.ts';
+import { summarize } from './realkube/audit.ts';
+import { NS, RELEASE } from './realkube/chart.ts';
+import { sharedBin } from './realkube/cluster.ts';
+import { ClusterDuties, PVC_NS, type Bound } from './realkube/kubelet.ts';
+import { DRIVER, RealKube, RUN, TOPOLOGY_KEY, until } from './realkube/world.ts';
+
+const NODE = 'rk-worker-1';
+const POOL = 'dmthin-pool'; // the chart's default pool flags, as rendered
+const STATE_DIR = '/var/lib/dmthin-csi';
+const CR = '/apis/dmthin.csi.io/v1alpha1';
+const SIDECARS = ['csi-provisioner', 'csi-snapshotter', 'csi-resizer'];
+/** Flags these sidecar versions need instead of the chart's (README: "Real Kubernetes"). */
+// Leader election as the chart has it, with client-go's deadlines stretched: in the emulated guest one
+// API call can take seconds, and a sidecar that misses its 10 s renew deadline exits.
+const SLOW_LEASES = { 'leader-election-lease-duration': ['--leader-election-lease-duration=40s', '--leader-election-renew-deadline=30s'] };
+const OVERRIDES: Record<string, Record<string, string[]>> = {
+  // No pod or ReplicaSet owns the process here, so capacity objects get no owner; poll often so the test sees changes.
+  'csi-provisioner': { 'capacity-ownerref-level': ['--capacity-ownerref-level=-1'], 'capacity-poll-interval': ['--capacity-poll-interval=5s'], ...SLOW_LEASES },
+  'csi-snapshotter': SLOW_LEASES,
+  'csi-resizer': SLOW_LEASES,
+};
+
+const w = new RealKube({ root: ROOT, logs: join(LOGS, 'realkube'), node: NODE });
+const k = new ClusterDuties(w.api, NODE, () => w.nodeCsi!);
+const t0 = Date.now();
+const mark = (what: string) => console.log(`realkube: ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+const bound: Record<string, Bound> = {};
+const GiB = 1024 ** 3;
+
+async function capacityBytes(): Promise<number | undefined> {
+  const list = await w.api.get(`/apis/storage.k8s.io/v1/namespaces/${NS}/csistoragecapacities`);
+  const c = list.items.find((x: any) => x.storageClassName === 'dmthin' && x.nodeTopology?.matchLabels?.[TOPOLOGY_KEY] === NODE && x.capacity);
+  return c ? parseQuantity(c.capacity) : undefined;
+}
+
+function parseQuantity(q: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi|Ti)?$/.exec(q);
+  assert.ok(m, `quantity ${q}`);
+  return Number(m[1]) * 1024 ** ['', 'Ki', 'Mi', 'Gi', 'Ti'].indexOf(m[2] ?? '');
+}
+
+async function crs(plural: string): Promise<any[]> { return (await w.api.get(`${CR}/${plural}`)).items; }
+
+function writeData(dir: string, text: string): void {
+  const fd = openSync(join(dir, 'data.txt'), 'w');
+  writeSync(fd, text);
+  fsyncSync(fd);
+  closeSync(fd);
+}
+
+async function provision(name: string, size: string, dataSource?: { kind: string; name: string; apiGroup?: string }): Promise<Bound> {
+  await k.createPvc(name, size, dataSource);
+  bound[name] = await k.bind(name);
+  return bound[name];
+}
+
+/** The steps build on each other: after one fails the rest fail at once instead of waiting out their timeouts. */
+let failed = '';
+function step(name: string, fn: () => Promise<void> | void): void {
+  it(name, async () => {
+    if (failed) throw new Error(`not run: "${failed}" failed first`);
+    try {
+      await fn();
+    } catch (err) {
+      failed = name;
+      throw err;
+    }
+  });
+}
+
+describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + controller + node agent + real pool', { timeout: 3_000_000 }, () => {
+  let capacityBefore = 0;
+
+  before(async () => {
+    await w.install(join(sharedBin(ROOT), '..', 'reference', 'external-snapshotter-v8.6.0-crds'));
+    mark('control plane ready, chart installed');
+  });
+  after(async () => {
+    await w.stop();
+    mark('stopped');
+  });
+
+  step('runs the chart\'s pods as its ServiceAccounts; the node registers as kubelet would', async () => {
+    await w.registerNode();
+    w.startNodeAgent();
+    w.startControllerPod('controller-a', ['dmthin-csi', ...SIDECARS], OVERRIDES);
+    w.startSnapshotController();
+    await until('node agent ready', () => w.probe(w.nodeSocket));
+    await w.registerPlugin();
+    await until('controller ready', () => w.probe(join(RUN, 'controller-a', 'csi.sock')));
+    const pool = await w.api.get(`${CR}/thinpools/${NODE}`);
+    assert.equal(pool.spec.nodeName, NODE);
+    const lease = await w.api.get(`/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/dmthin-csi-controller`).catch(() => undefined);
+    mark(`pods running (driver lease holder ${lease?.spec?.holderIdentity})`);
+    capacityBefore = await until('CSIStorageCapacity for the node', capacityBytes);
+    assert.ok(capacityBefore > 100 * GiB, `capacity ${capacityBefore} published for the node's 256Gi pool`);
+  });
+
+  step('binds a WaitForFirstConsumer claim with the node\'s affinity; stage, publish, write', async () => {
+    const b = await provision('data', '1Gi');
+    const pv = await w.api.get(`/api/v1/persistentvolumes/${b.pv}`);
+    const terms = pv.spec.nodeAffinity.required.nodeSelectorTerms;
+    assert.deepEqual(terms, [{ matchExpressions: [{ key: TOPOLOGY_KEY, operator: 'In', values: [NODE] }] }]);
+    assert.equal(pv.spec.csi.driver, DRIVER);
+    const tv = await w.api.get(`${CR}/thinvolumes/${b.handle}`);
+    assert.equal(tv.spec.nodeName, NODE);
+    assert.ok(tv.metadata.finalizers.includes('dmthin.csi.io/device'));
+    writeData(await k.mount(b), 'written before the snapshot\n');
+    mark('first claim bound and mounted');
+  });
+
+  step('snapshots through VolumeSnapshot, restores it larger and clones the claim; data reads back', async () => {
+    const st = await k.snapshot('snap-1', 'data');
+    assert.equal(parseQuantity(st.restoreSize), GiB);
+    assert.equal((await crs('thinsnapshots')).length, 1);
+    const restored = await provision('restored', '2Gi', { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: 'snap-1' });
+    assert.equal(readFileSync(join(await k.mount(restored), 'data.txt'), 'utf8'), 'written before the snapshot\n');
+    const clone = await provision('clone', '1Gi', { kind: 'PersistentVolumeClaim', name: 'data' });
+    assert.equal(readFileSync(join(await k.mount(clone), 'data.txt'), 'utf8'), 'written before the snapshot\n');
+    assert.equal((await w.api.get(`${CR}/thinvolumes/${restored.handle}`)).spec.source.kind, 'snapshot');
+    assert.equal((await w.api.get(`${CR}/thinvolumes/${clone.handle}`)).spec.source.kind, 'volume');
+    const table = await w.api.table(`${CR}/thinvolumes`, true);
+    writeFileSync(join(LOGS, 'realkube', 'thinvolumes-wide.txt'), `$ kubectl get thinvolumes -o wide\n${table}\n`);
+    console.log(`realkube: kubectl get thinvolumes -o wide, from the server's Table:\n${table}`);
+    mark('snapshot, restore, clone');
+  });
+
+  step('expands a claim: external-resizer, ControllerExpandVolume, then kubelet\'s NodeExpandVolume grows the filesystem', async () => {
+    const b = bound.data!;
+    const before = statfsSync(k.target(b));
+    await k.resize(b, '2Gi', 2 * GiB);
+    const pv = await w.api.get(`/api/v1/persistentvolumes/${b.pv}`);
+    assert.equal(pv.spec.capacity.storage, '2Gi');
+    assert.equal((await w.api.get(`${CR}/thinvolumes/${b.handle}`)).spec.sizeBytes, 2 * GiB);
+    const grown = statfsSync(k.target(b));
+    assert.ok(grown.blocks * grown.bsize > before.blocks * before.bsize * 1.8, 'filesystem about twice as large');
+    mark('expanded');
+  });
+
+  step('publishes lower capacity once volumes are made', async () => {
+    await until('capacity lowered', async () => ((await capacityBytes())! < capacityBefore ? true : undefined));
+  });
+
+  step('refuses an edit of an immutable ThinVolume field (the CRD\'s CEL rules, enforced by the real server)', async () => {
+    const name = bound.data!.handle;
+    for (const [patch, message] of [[{ spec: { nodeName: 'elsewhere' } }, 'spec.nodeName is immutable'], [{ spec: { sizeBytes: 1 } }, 'spec.sizeBytes can only grow'],
+      [{ spec: { fsType: null } }, 'spec.fsType is immutable'], [{ spec: { source: { kind: 'volume', name: 'x' } } }, 'spec.source is immutable']] as const) {
+      const r = await w.api.request('PATCH', `${CR}/thinvolumes/${name}`, patch, 'application/merge-patch+json');
+      assert.equal(r.status, 422, JSON.stringify(patch));
+      assert.match(r.body.message, new RegExp(message.replace('.', '\\.')));
+    }
+  });
+
+  step('converges when the node agent is SIGKILLed while a claim provisions', async () => {
+    await k.createPvc('killed', '512Mi');
+    await until('ThinVolume made for the claim', async () => (await crs('thinvolumes')).length === 4);
+    await w.nodeAgent!.kill(); // kubelet restarts the container, as this one does
+    bound.killed = await k.bind('killed');
+    await until('node agent back', () => w.probe(w.nodeSocket));
+    w.reconnectNode();
+    const tv = await w.api.get(`${CR}/thinvolumes/${bound.killed.handle}`);
+    assert.equal(tv.status.state, 'Created');
+    mark('agent kill mid-provision');
+  });
+
+  step('keeps working when the apiserver restarts under the watches, after an etcd compaction (410 Gone for old versions)', async () => {
+    const rv = (await w.api.get(`${CR}/thinvolumes`)).metadata.resourceVersion;
+    await w.api.create(`/api/v1/namespaces/${PVC_NS}/configmaps`, { metadata: { name: 'after-rv' } }); // so the compaction passes rv
+    await w.plane.compactEtcd();
+    const restartedAt = new Date();
+    await w.plane.restartApiserver();
+    const gone = await w.api.request('GET', `${CR}/thinvolumes?watch=1&resourceVersion=${rv}&timeoutSeconds=1`);
+    assert.ok(gone.status === 410 || JSON.stringify(gone.body).includes('"code":410'), `watch from a compacted version: ${gone.status} ${JSON.stringify(gone.body).slice(0, 200)}`);
+    mark('apiserver restarted');
+    await provision('after-restart', '256Mi');
+    const relisted = w.plane.auditEvents().filter((e) => e.user.username === `system:serviceaccount:${NS}:${RELEASE}-node` && e.verb === 'list'
+      && e.objectRef?.resource === 'thinvolumes' && new Date((e as any).requestReceivedTimestamp) > restartedAt);
+    assert.ok(relisted.length > 0, 'the agent listed ThinVolumes again after the restart');
+    await assertConverged();
+    mark('claim bound after the restart');
+  });
+
+  step('hands over to a second controller replica when the leader is killed', async () => {
+    w.startControllerPod('controller-b', ['dmthin-csi', ...SIDECARS], { ...OVERRIDES, 'dmthin-csi': { 'metrics-address': ['--metrics-address=:8082'] } });
+    await until('standby controller ready', () => w.probe(join(RUN, 'controller-b', 'csi.sock')));
+    const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/dmthin-csi-controller`;
+    assert.equal((await w.api.get(leasePath)).spec.holderIdentity, 'controller-a');
+    for (const c of w.pods['controller-a']!) await c.kill(true);
+    await provision('after-failover', '256Mi');
+    assert.equal((await w.api.get(leasePath)).spec.holderIdentity, 'controller-b');
+    mark('failover');
+  });
+
+  step('deletes everything: no ThinVolume, ThinSnapshot, device or finalizer left', async () => {
+    for (const b of [bound.data!, bound.restored!, bound.clone!]) await k.unmount(b);
+    await k.deleteSnapshot('snap-1');
+    for (const b of Object.values(bound)) await k.deletePvc(b);
+    await until('ThinVolumes and ThinSnapshots gone', async () => (await crs('thinvolumes')).length + (await crs('thinsnapshots')).length === 0);
+    assert.deepEqual((await w.api.get('/api/v1/persistentvolumes')).items, []);
+    assert.deepEqual(poolThinIds(POOL, STATE_DIR), []);
+    mark('all deleted');
+  });
+
+  // Not gated on the steps before: whatever ran, the server's record of it must show no denial.
+  it('every request of the chart\'s ServiceAccounts was allowed by the real RBAC; lists the grants never used', () => {
+    const s = summarize(w.plane.auditEvents(), w.objs, [`${RELEASE}-controller`, `${RELEASE}-node`]);
+    assert.ok(s.requests > 100, `audit log holds our requests (${s.requests})`);
+    assert.deepEqual(s.denied, []);
+    // Right after the restart the server answers before its RBAC caches are in: it marks those itself.
+    console.log(`realkube: ${s.requests} requests audited; ${s.deniedEarly.length} refused while the restarted apiserver was not yet ready:\n  ${s.deniedEarly.join('\n  ')}`);
+    const lines = [...s.unused].map(([sa, verbs]) => `${sa}: ${verbs.join(', ') || '(none)'}`);
+    const used = [...s.used].flatMap(([sa, m]) => [...m].map(([verb, agents]) => `${sa}\t${verb}\t${[...agents].join(',')}`)).sort();
+    writeFileSync(join(LOGS, 'realkube', 'rbac-usage.txt'), `granted but never used:\n${lines.join('\n')}\n\nused:\n${used.join('\n')}\n`);
+    console.log(`realkube: RBAC granted but never used:\n  ${lines.join('\n  ')}`);
+  });
+});
+
+async function assertConverged(): Promise<void> {
+  const all = [...await crs('thinvolumes'), ...await crs('thinsnapshots')];
+  assert.deepEqual(all.filter((o) => !['Created', 'Activated', 'Deactivated', 'Resumed'].includes(o.status?.state)).map((o) => `${o.metadata.name}:${o.status?.state}`), []);
+  assert.deepEqual(poolThinIds(POOL, STATE_DIR).sort((a, b) => a - b), all.map((o) => o.status.deviceId).sort((a: number, b: number) => a - b), 'pool thin ids == resources\' device ids');
+}
