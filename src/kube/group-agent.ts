@@ -52,6 +52,11 @@ export class GroupWork {
 
   private async make(cr: ThinGroupSnapshot): Promise<void> {
     const { store } = this.o;
+    // The CRD cannot hold this rule: kube-apiserver 1.24's CEL estimator refuses size() of two lists.
+    if (cr.spec.members.length !== cr.spec.sourceVolumes.length) {
+      await this.reportFailure(cr, 'CreateFailed', new Error(`${cr.spec.members.length} members for ${cr.spec.sourceVolumes.length} source volumes: one member ThinSnapshot per source volume`));
+      return;
+    }
     try {
       if (!cr.metadata.finalizers?.includes(FINALIZER)) cr = await store.setFinalizer(cr, true);
       const crs = await Promise.all(cr.spec.members.map((name) => store.readDevice(name) as Promise<ThinSnapshot | undefined>));

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status as Code } from '@grpc/grpc-js';
 import { groupIdFor } from '../../../src/controller/validate.ts';
-import { FINALIZER, type ThinGroupSnapshot, type ThinSnapshot } from '../../../src/kube/types.ts';
+import { FINALIZER, NODE_LABEL, type ThinGroupSnapshot, type ThinSnapshot } from '../../../src/kube/types.ts';
 import { createReq, deadline, until, world, type World } from './harness.ts';
 
 const groupReq = (name: string, sources: string[]) => ({ name, source_volume_ids: sources, secrets: { token: 'ignored' }, parameters: {} }) as never;
@@ -50,6 +50,21 @@ describe('kube mode: group snapshots through custom resources', () => {
     await assert.rejects(w.groupController.CreateVolumeGroupSnapshot(deadline(), groupReq('spread', [on1[0]!, on2])),
       (e: { code: number; message: string }) => e.code === Code.INVALID_ARGUMENT && /one node/.test(e.message) && e.message.includes('n2'));
     assert.equal(w.d.object('thingroupsnapshots.dmthin.csi.io', groupIdFor('spread')), undefined);
+  });
+
+  it('a group object whose members do not pair with its sources is refused in status, nothing made', async () => {
+    // The CRD cannot say this (kube-apiserver 1.24's CEL estimator refuses the rule), so the agent does.
+    const acts = () => w.dms.get('n1')!.ops.filter((o) => o.op === 'message' || o.op === 'suspend').length;
+    const before = acts();
+    w.d.seed('thingroupsnapshots.dmthin.csi.io', { metadata: { name: 'odd', labels: { [NODE_LABEL]: 'n1' } },
+      spec: { nodeName: 'n1', csiName: 'odd', sourceVolumes: on1, members: ['snap-only-one'] } } as never);
+    const cr = () => w.d.object('thingroupsnapshots.dmthin.csi.io', 'odd') as unknown as ThinGroupSnapshot;
+    await until(() => cr()?.status?.message !== undefined, 'the failure in status');
+    assert.match(cr().status!.message!, /1 members for 2 source volumes/);
+    assert.equal(cr().status!.readyToUse, undefined);
+    assert.deepEqual(cr().metadata.finalizers ?? [], []);
+    assert.equal(acts(), before, 'no suspend, no pool message');
+    w.d.remove('thingroupsnapshots.dmthin.csi.io', 'odd');
   });
 
   it('members are listed and restorable, refused alone; the group delete removes every device and object', async () => {
