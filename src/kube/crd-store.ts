@@ -164,6 +164,9 @@ export class CrdStore implements StateStore, GroupStore {
       const list = await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.group, labelSelector: `${NODE_LABEL}=${this.node}` }) as { items: ThinGroupSnapshot[] };
       return list.items.filter((cr) => cr.spec?.nodeName === this.node);
     } catch (err) {
+      // No ThinGroupSnapshot CRD (an upgrade where `helm upgrade` left crds/ as they were): no group
+      // can exist, and the node must still serve its volumes.
+      if (isNotFound(err)) return [];
       throw new StoreError('io', `listing ${PLURAL.group}: ${apiMessage(err)}`, { cause: err });
     }
   }

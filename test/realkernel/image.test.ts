@@ -63,7 +63,7 @@ function thinsOnPool(): string[] {
 }
 
 async function startPods(): Promise<void> {
-  const crds = ['thinpools', 'thinvolumes', 'thinsnapshots'].map((p) => loadCrd(p));
+  const crds = ['thinpools', 'thinvolumes', 'thinsnapshots', 'thingroupsnapshots'].map((p) => loadCrd(p));
   api = await startApiDouble({ crds });
   await api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
   mkdirSync(KUBE_DIR, { recursive: true });

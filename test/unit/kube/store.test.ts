@@ -82,3 +82,15 @@ describe('CrdStore', () => {
     assert.equal(tp.status?.transactionId, 8);
   });
 });
+
+describe('CrdStore without the ThinGroupSnapshot CRD (crds/ left as they were by a helm upgrade)', () => {
+  it('lists no groups instead of failing, so the node agent still starts and serves volumes', async () => {
+    const d = await startApiDouble({ crds: loadCrds().filter((c) => !JSON.stringify(c).includes('thingroupsnapshots')) });
+    try {
+      const store = new CrdStore(d.kubeConfig().makeApiClient(CustomObjectsApi), 'n1', 'pool');
+      assert.deepEqual(await store.listGroups(), []);
+    } finally {
+      await d.close();
+    }
+  });
+});
