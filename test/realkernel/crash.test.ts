@@ -14,7 +14,9 @@ import { groupIdFor, memberIdFor } from '../../src/controller/validate.ts';
 import { KUBELET, groupRecords, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
 
 const TRANSITIONAL = new Set(['Unknown', 'Creating', 'Activating', 'Suspending', 'Suspended', 'Resuming', 'Deactivating', 'Removing', 'Removed']);
-const DELAYS_MS = [150, 400, 700, 1000, 1500, 2200];
+// With the dm calls in process an operation takes tens of milliseconds in the emulated guest: later
+// kills land between operations (seen: 150 ms and later found nothing to repair in one run of two).
+const DELAYS_MS = [25, 50, 80, 120, 160, 250];
 
 let d: DriverProcess;
 const staging = (v: string) => `${KUBELET}/crash-staging/${v}`;
