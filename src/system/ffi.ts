@@ -1,9 +1,10 @@
 import { type OpContext, timeLeft } from './context.ts';
 
 /**
- * The one place koffi is loaded: the libc calls the driver makes in process (ioctl, mknod),
- * each failure a SysError with the errno's name. Calls that can block (a dm suspend that
- * flushes, a remove, a pool message) run as koffi asynchronous calls on libuv's worker threads,
+ * The one place koffi is loaded: the libc calls the driver makes in process (ioctl, mknod,
+ * mount, umount2), each failure a SysError with the errno's name. Calls that can block (a dm
+ * suspend that flushes, a remove, a pool message, a mount replaying a journal, an unmount
+ * writing back) run as koffi asynchronous calls on libuv's worker threads,
  * bounded by the caller's deadline: past it the caller gets ETIMEDOUT while the call itself
  * finishes in the background (a syscall cannot be taken back).
  */
@@ -28,6 +29,8 @@ interface KoffiFn {
 interface Libc {
   ioctl: KoffiFn;
   mknod: KoffiFn;
+  mount: KoffiFn;
+  umount2: KoffiFn;
   errno: () => number;
   names: Map<number, string>;
 }
@@ -44,6 +47,8 @@ async function loadLibc(): Promise<Libc> {
     // (koffi cannot call variadic functions asynchronously).
     ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)') as unknown as KoffiFn,
     mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as unknown as KoffiFn,
+    mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as unknown as KoffiFn,
+    umount2: lib.func('int umount2(const char *target, int flags)') as unknown as KoffiFn,
     errno: () => koffi.errno() as number,
     names,
   };
@@ -67,10 +72,12 @@ export async function ioctlSync(fd: number, request: number, buf: Buffer, what: 
 }
 
 /**
- * ioctl(2) on a worker thread, answered within the caller's deadline (`maxMs` caps it). The
- * buffer stays referenced by the pending call, so a late answer writes into live memory.
+ * Runs one koffi asynchronous call on a worker thread and answers within the caller's deadline
+ * (`maxMs` caps it): ETIMEDOUT past it, ECANCELED on the caller's abort. Either way the call
+ * itself runs to its end in the background, since a syscall cannot be taken back; whatever it
+ * was given stays referenced by the pending call, so a late answer writes into live memory.
  */
-export async function ioctlAsync(ctx: OpContext, fd: number, request: number, buf: Buffer, what: string, maxMs: number): Promise<void> {
+async function bounded(ctx: OpContext, what: string, maxMs: number, start: (c: Libc, done: (err: Error | null, res: number) => void) => void): Promise<void> {
   const c = await ffi();
   const ms = timeLeft(ctx, maxMs);
   await new Promise<void>((resolve, reject) => {
@@ -85,13 +92,31 @@ export async function ioctlAsync(ctx: OpContext, fd: number, request: number, bu
     const onAbort = (): void => finish(new SysError(what, 'ECANCELED', 125, 'the request was cancelled'));
     const timer = setTimeout(() => finish(new SysError(what, 'ETIMEDOUT', 110, `no answer within ${ms} ms`)), ms);
     ctx.signal?.addEventListener('abort', onAbort, { once: true });
-    // koffi sets errno for the callback from the worker thread's own errno.
-    c.ioctl.async(fd, request, buf, (err: Error | null, res: number) => {
+    // koffi sets errno for the callback from the worker thread's own errno (AsyncCall::Complete).
+    start(c, (err, res) => {
       if (err) finish(err);
       else if (res < 0) finish(failure(c, what));
       else finish();
     });
   });
+}
+
+/** ioctl(2) on a worker thread, answered within the caller's deadline. */
+export function ioctlAsync(ctx: OpContext, fd: number, request: number, buf: Buffer, what: string, maxMs: number): Promise<void> {
+  return bounded(ctx, what, maxMs, (c, done) => c.ioctl.async(fd, request, buf, done));
+}
+
+/**
+ * mount(2) on a worker thread, answered within the caller's deadline: a first mount may replay
+ * a journal or recover an xfs log. `data` is the filesystem's own option string, or null.
+ */
+export function mountAsync(ctx: OpContext, source: string | null, target: string, fsType: string | null, flags: number, data: string | null, what: string, maxMs: number): Promise<void> {
+  return bounded(ctx, what, maxMs, (c, done) => c.mount.async(source, target, fsType, flags, data, done));
+}
+
+/** umount2(2) on a worker thread, answered within the caller's deadline: the last unmount writes back. */
+export function umount2Async(ctx: OpContext, target: string, flags: number, what: string, maxMs: number): Promise<void> {
+  return bounded(ctx, what, maxMs, (c, done) => c.umount2.async(target, flags, done));
 }
 
 /** mknod(2) of a block device node. */
