@@ -43,8 +43,24 @@ export function e2fsprogsAtLeast(out: { stdout: string; stderr: string }, want: 
   return have !== undefined && !versionBelow(have, want);
 }
 
+/**
+ * libmount prints its own words for the commonest mount(2) failures instead of strerror's;
+ * they name the errno it got, so a failure carries the errno mount(2) would have given.
+ */
+const LIBMOUNT_ERRNO: ReadonlyArray<[RegExp, string]> = [
+  [/wrong fs type, bad option, bad superblock/, 'EINVAL'],
+  [/mount point does not exist|special device \S+ does not exist/, 'ENOENT'],
+  [/mount point is not a directory/, 'ENOTDIR'],
+  [/already mounted on|already mounted or mount point busy/, 'EBUSY'],
+];
+
+function withLibmountErrno(e: MountError): MountError {
+  const errno = e.errno === undefined ? LIBMOUNT_ERRNO.find(([re]) => re.test(e.stderr))?.[1] : undefined;
+  return errno === undefined ? e : new MountError(e.message, { errno, exitCode: e.exitCode, stderr: e.stderr, cause: e.cause });
+}
+
 /** Resolves symlinks where the path exists so it compares equal to the kernel's view. */
-async function canonical(p: string): Promise<string> {
+export async function canonical(p: string): Promise<string> {
   const abs = path.resolve(p);
   try {
     return await fsp.realpath(abs);
@@ -81,7 +97,11 @@ export class SystemMounter implements Mounter {
 
   async mount(ctx: OpContext, source: string, target: string, fsType: string, options: readonly string[]): Promise<void> {
     const opt = options.length > 0 ? ['-o', options.join(',')] : [];
-    await this.#run(ctx, 'mount', ['-t', fsType, ...opt, source, target]);
+    try {
+      await this.#run(ctx, 'mount', ['-t', fsType, ...opt, source, target]);
+    } catch (err) {
+      throw withLibmountErrno(err as MountError);
+    }
   }
 
   async bindMount(ctx: OpContext, source: string, target: string, options: readonly string[]): Promise<void> {

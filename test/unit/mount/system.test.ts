@@ -87,6 +87,15 @@ describe('SystemMounter mount/bind/unmount argv', () => {
     await rejectsWith(m.mount(background, '/dev/x', '/mnt/a', 'ext4', []), { errno: 'ENOENT', exitCode: 32, stderr: /system call failed/ });
   });
 
+  it('libmount\'s own words for a failed mount(2) carry the errno it got', async () => {
+    bin.answer('mount', { exit: [32, 32, 32], stderr: 'mount: /mnt/a: wrong fs type, bad option, bad superblock on /dev/loop0, missing codepage or helper program, or other error.\n' });
+    await rejectsWith(m.mount(background, '/dev/x', '/mnt/a', 'xfs', []), { errno: 'EINVAL', exitCode: 32, stderr: /wrong fs type/ });
+    bin.answer('mount', { exit: [32], stderr: 'mount: /mnt/b: mount point does not exist.\n' });
+    await rejectsWith(m.mount(background, '/dev/x', '/mnt/b', 'ext4', []), { errno: 'ENOENT', exitCode: 32 });
+    bin.answer('mount', { exit: [32], stderr: 'mount: /mnt/c: unknown filesystem type \'zfs\'.\n' });
+    assert.equal((await rejectsWith(m.mount(background, '/dev/x', '/mnt/c', 'zfs', []), { exitCode: 32 })).errno, undefined);
+  });
+
   it('a plain bind is a single mount --bind', async () => {
     await m.bindMount(background, '/src', '/dst', []);
     await m.bindMount(background, '/src', '/dst2', ['rw']);
