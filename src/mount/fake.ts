@@ -137,6 +137,8 @@ export class FakeMounter implements Mounter {
   readonly #faults = new FaultInjector<FakeMountOp>();
   readonly #mounts: FakeMount[] = [];
   readonly #filesystems = new Map<string, FakeFilesystem>();
+  /** Filesystems of types the driver does not mount, put there by a test (blkid sees them, probe does not). */
+  readonly #foreign = new Map<string, string>();
   readonly #majorMinor = new Map<string, string>();
   readonly #sbRefs = new Map<string, number>();
 
@@ -171,6 +173,10 @@ export class FakeMounter implements Mounter {
   filesystem(device: string): FakeFilesystem | undefined {
     const fs = this.#filesystems.get(device);
     return fs && { ...fs };
+  }
+  /** Puts a filesystem the driver does not mount (btrfs, swap, ...) on the device, as a restore of one would hold; mkfs replaces it. */
+  addForeignFilesystem(device: string, fsType: string): void {
+    this.#foreign.set(device, fsType);
   }
   /** Sets what fsStats reports as used for the filesystem mounted at (or containing) `target`. */
   setUsage(target: string, usedBytes: number, usedInodes: number): void {
@@ -292,7 +298,7 @@ export class FakeMounter implements Mounter {
   async detectFs(_ctx: OpContext, device: string): Promise<string | undefined> {
     this.#faults.enter('detectFs', device);
     this.#deviceSize(device);
-    return this.#filesystems.get(device)?.fsType;
+    return this.#filesystems.get(device)?.fsType ?? this.#foreign.get(device);
   }
 
   async probe(_ctx: OpContext, device: string): Promise<{ fsType: FsType; sizeBytes: number } | undefined> {
@@ -308,6 +314,7 @@ export class FakeMounter implements Mounter {
     const type = this.#supported(fsType, 'mkfs');
     const size = this.#deviceSize(device);
     if ((this.#sbRefs.get(device) ?? 0) > 0) throw fail('EBUSY', `mkfs ${device}: device is mounted; will not make a filesystem here`, 1);
+    this.#foreign.delete(device);
     this.#filesystems.set(device, { fsType: type, sizeBytes: size, usedBytes: 0, usedInodes: 0 });
   }
 

@@ -33,18 +33,26 @@ export function stageOptions(fsType: string, flags: readonly string[], readOnly:
   return opts;
 }
 
+/**
+ * The filesystem on the volume, made when there is none. A device the kernel reports with no
+ * block mapped reads zeros everywhere, so nothing can be on it and blkid is not asked; one that
+ * holds data but no ext4/xfs superblock (a restore or clone of something else) is asked of
+ * blkid, and anything it names there is never formatted over.
+ */
 async function ensureFilesystem(ctx: OpContext, d: StageDeps, device: string, wanted: FsType | '', rec: DeviceRecord) {
   const found = await d.mounter.probe(ctx, device);
   if (found) {
     if (wanted && found.fsType !== wanted) throw failedPrecondition(`volume ${rec.id} holds ${found.fsType}, ${wanted} was requested`);
     return found;
   }
-  const other = await d.mounter.detectFs(ctx, device);
-  if (other) throw failedPrecondition(`volume ${rec.id} holds a ${other} filesystem, which this driver does not mount`);
+  const zeroed = await d.devices.unwritten(ctx, rec);
+  if (!zeroed) {
+    const other = await d.mounter.detectFs(ctx, device);
+    if (other) throw failedPrecondition(`volume ${rec.id} holds a ${other} filesystem, which this driver does not mount`);
+  }
   const fsType = (wanted || (rec.meta[META.fsType] as FsType | undefined) || d.defaultFs) as FsType;
-  // Only ext4 has tables to zero; asked of the kernel, since a restore or clone may hold data but no filesystem.
-  const zeroed = fsType === 'ext4' && await d.devices.unwritten(ctx, rec);
-  await d.mounter.mkfs(ctx, device, fsType, { zeroed });
+  // Only ext4 has tables to mark zeroed.
+  await d.mounter.mkfs(ctx, device, fsType, { zeroed: zeroed && fsType === 'ext4' });
   return { fsType, sizeBytes: rec.sizeBytes };
 }
 

@@ -63,7 +63,42 @@ describe('Node service', () => {
       fd.dm.ops.length = 0;
       await stage(x, { volume_capability: mountCap('xfs') });
       assert.deepEqual(mkfsArgs(), ['ext4 zeroed', 'ext4', 'xfs']);
-      assert.ok(!fd.dm.ops.some((o) => o.op === 'thinStatus'), 'xfs has no tables to zero: no status read for it');
+    });
+    it('a device never written goes to mkfs without blkid, ext4 or xfs; one holding data is asked of blkid first', async () => {
+      const probed = () => fd.mounter.ops.filter((o) => o.op === 'detectFs').map((o) => o.args[0]);
+      const fresh = await createVol('fresh');
+      const freshXfs = await createVol('fresh-xfs', mountCap('xfs'));
+      await stage(fresh);
+      await unstage(fresh);
+      await stage(freshXfs, { volume_capability: mountCap('xfs') });
+      await unstage(freshXfs);
+      assert.deepEqual(probed(), [], 'nothing on a device with no block mapped for blkid to find');
+      assert.equal(ops('mkfs'), 2);
+      const written = await createVol('written', mountCap('xfs'));
+      await fd.driver.devices.activate(ctx, written);
+      fd.dm.write(`dmthin-${written}`, 1024 * 1024, 0);
+      await stage(written, { volume_capability: mountCap('xfs') });
+      assert.deepEqual(probed(), [dev(written)]);
+      assert.equal(fd.mounter.filesystem(dev(written))?.fsType, 'xfs');
+    });
+    it('a device holding another filesystem is refused, never formatted over', async () => {
+      const id = await createVol('other');
+      await fd.driver.devices.activate(ctx, id);
+      fd.dm.write(`dmthin-${id}`, 1024 * 1024, 0);
+      fd.mounter.addForeignFilesystem(dev(id), 'btrfs');
+      assert.equal(await code(stage(id)), 'FAILED_PRECONDITION');
+      assert.equal(ops('mkfs'), 0);
+      assert.equal(ops('detectFs'), 1);
+      assert.equal(fd.mounter.filesystem(dev(id)), undefined);
+    });
+    it('when the kernel cannot say whether the device was written, blkid is asked', async () => {
+      const id = await createVol('unknown');
+      await fd.driver.devices.activate(ctx, id);
+      fd.mounter.addForeignFilesystem(dev(id), 'swap');
+      fd.dm.inject({ op: 'thinStatus', error: new Error('EIO') });
+      assert.equal(await code(stage(id)), 'FAILED_PRECONDITION');
+      assert.equal(ops('detectFs'), 1);
+      assert.equal(ops('mkfs'), 0);
     });
     it('staged already but with an incompatible capability is ALREADY_EXISTS', async () => {
       const id = await createVol('v');
