@@ -18,11 +18,14 @@ export interface DriverConfig {
   logLevel: string;
   /** How device-mapper is reached: ioctls in process (default) or one dmsetup run per step. */
   dmInterface?: DmInterface;
+  /** How filesystems are mounted: mount(2) in process (default) or one mount/umount run per call. */
+  mountInterface?: MountInterface;
   /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
   nodePathRoots: string[];
 }
 
 export type DmInterface = 'ioctl' | 'dmsetup';
+export type MountInterface = 'syscall' | 'commands';
 
 export const FLAG_SPEC = {
   endpoint: { type: 'string' },
@@ -42,6 +45,7 @@ export const FLAG_SPEC = {
   'metrics-address': { type: 'string' },
   'log-level': { type: 'string' },
   'dm-interface': { type: 'string' },
+  'mount-interface': { type: 'string' },
   'node-path-root': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -65,6 +69,9 @@ export const USAGE = `Flags (environment variable in brackets):
   --metrics-address HOST:PORT  serve Prometheus /metrics there [METRICS_ADDRESS]
   --log-level LEVEL            error, warn, info, debug [LOG_LEVEL] (default info)
   --dm-interface ioctl|dmsetup device-mapper in process, or one dmsetup run per step [DMTHIN_DM_INTERFACE] (default ioctl)
+  --mount-interface syscall|commands
+                               mount(2) in process, or one mount/umount run per call (for a platform
+                               where the FFI cannot load) [DMTHIN_MOUNT_INTERFACE] (default syscall)
   --node-path-root DIR         repeatable: the node service mounts only at staging and target paths
                                under one of these (the kubelet's directory); default anywhere`;
 
@@ -114,6 +121,8 @@ export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): Dr
   const defaultFs = v['default-fs'] ?? 'ext4';
   const dmInterface = v['dm-interface'] ?? env.DMTHIN_DM_INTERFACE ?? 'ioctl';
   if (dmInterface !== 'ioctl' && dmInterface !== 'dmsetup') throw invalidArgument(`--dm-interface "${dmInterface}" is not ioctl or dmsetup`);
+  const mountInterface = v['mount-interface'] ?? env.DMTHIN_MOUNT_INTERFACE ?? 'syscall';
+  if (mountInterface !== 'syscall' && mountInterface !== 'commands') throw invalidArgument(`--mount-interface "${mountInterface}" is not syscall or commands`);
   if (!(SUPPORTED_FS as readonly string[]).includes(defaultFs)) throw invalidArgument(`--default-fs "${defaultFs}" is not supported (use ext4 or xfs)`);
   return {
     endpoint: v.endpoint ?? env.CSI_ENDPOINT ?? 'unix:///run/dmthin-csi/csi.sock',
@@ -125,6 +134,7 @@ export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): Dr
     metricsAddress: v['metrics-address'] ?? env.METRICS_ADDRESS,
     logLevel: v['log-level'] ?? env.LOG_LEVEL ?? 'info',
     dmInterface,
+    mountInterface,
     nodePathRoots: nodePathRoots(v['node-path-root'] ?? []),
   };
 }

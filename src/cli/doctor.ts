@@ -42,7 +42,7 @@ export const TOOLS: readonly Tool[] = [
   { command: 'resize2fs', args: [], pkg: 'e2fsprogs', usedFor: 'growing ext4 volumes' },
   { command: 'mkfs.xfs', args: ['-V'], pkg: 'xfsprogs', usedFor: 'xfs volumes' },
   { command: 'xfs_growfs', args: ['-V'], pkg: 'xfsprogs', usedFor: 'growing xfs volumes' },
-  { command: 'blkid', args: ['-V'], pkg: 'util-linux', usedFor: 'detecting filesystems' },
+  { command: 'blkid', args: ['-V'], pkg: 'util-linux', usedFor: 'recognising what a restored or cloned volume holds when it is not ext4 or xfs' },
   { command: 'losetup', args: ['--version'], pkg: 'mount', usedFor: 'file-backed pools' },
   { command: 'thin_check', args: ['-V'], pkg: 'thin-provisioning-tools', usedFor: 'checking pool metadata' },
   { command: 'thin_ls', args: ['-V'], pkg: 'thin-provisioning-tools', usedFor: 'finding devices deleted or added behind the driver\'s back' },

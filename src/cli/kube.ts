@@ -15,7 +15,7 @@ import { LeaderElector, leaderOnly } from '../kube/lease.ts';
 import { startKubeNode } from '../kube/node.ts';
 import { LEASE_NAME } from '../kube/types.ts';
 import { LosetupLoopDevices } from '../mount/loop.ts';
-import { SystemMounter } from '../mount/system.ts';
+import { realMounter } from '../mount/choose.ts';
 import { serveMetrics } from '../observability/http.ts';
 import { createLogger, logCommands } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
@@ -89,7 +89,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   const dm = realDeviceMapper(cfg.dmInterface);
   await checkKernel(dm);
   const starting = startKubeNode(background, {
-    kc: kubeConfig(), node: cfg.nodeId, dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), log, metrics,
+    kc: kubeConfig(), node: cfg.nodeId, dm, mounter: realMounter(cfg.mountInterface), loops: new LosetupLoopDevices(), log, metrics,
     pool: cfg.pool, overprovisionRatio: cfg.overprovisionRatio, defaultFs: cfg.defaultFs,
     stateDir: cfg.stateDir, nodePathRoots: cfg.nodePathRoots,
   });

@@ -4,7 +4,7 @@ import { type DeviceMapper, isDmError } from '../devmapper/types.ts';
 import { loadCsi } from '../csi/proto.ts';
 import { createDriver, serveDriver } from '../driver.ts';
 import { LosetupLoopDevices } from '../mount/loop.ts';
-import { SystemMounter } from '../mount/system.ts';
+import { realMounter } from '../mount/choose.ts';
 import { createLogger, logCommands } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { FileStore } from '../state/file.ts';
@@ -40,7 +40,7 @@ export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<vo
   const dm = realDeviceMapper(cfg.dmInterface);
   await checkKernel(dm);
   const store = await FileStore.open(join(cfg.stateDir, 'store'));
-  const parts = { dm, mounter: new SystemMounter(), loops: new LosetupLoopDevices(), store, groups: store, log, metrics };
+  const parts = { dm, mounter: realMounter(cfg.mountInterface), loops: new LosetupLoopDevices(), store, groups: store, log, metrics };
   const starting = createDriver(background, cfg, parts);
   loadCsi(); // builds the CSI codecs while the start's commands run, not after them
   const driver = await starting;
