@@ -1,14 +1,13 @@
 // The in-process ioctl floor: the dm steps of each operation as the driver now makes them
 // (src/devmapper/ioctl), on the bare pool, timed in a tight loop with no gRPC, no store, no
 // reconcile: what is left of an operation once everything but the kernel's work is gone.
-import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { IoctlDeviceMapper } from '../src/devmapper/ioctl/device-mapper.ts';
+import { KernelMounter } from '../src/mount/kernel.ts';
 import { background as ctx } from '../src/system/context.ts';
 
-const exec = promisify(execFile);
 const dm = new IoctlDeviceMapper({ udev: false });
+const mounter = new KernelMounter();
 const now = () => performance.now();
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -44,15 +43,15 @@ export const floor = {
       await dm.resume(ctx, name);
     });
   },
-  /** create + mount(8): the mount is still a command here, as it is in the driver. */
+  /** create + mount(2), both in process, as the driver makes them. */
   stage: async (pool: string, name: string, id: number, bytes: number, mnt: string): Promise<number> => {
     const dev = await poolDev(pool);
     mkdirSync(mnt, { recursive: true });
     const t = await timed(async () => {
       await dm.create(ctx, name, `0 ${bytes / 512} thin ${dev} ${id}`);
-      await exec('mount', ['-t', 'ext4', `/dev/mapper/${name}`, mnt]);
+      await mounter.mount(ctx, `/dev/mapper/${name}`, mnt, 'ext4', []);
     });
-    await exec('umount', [mnt]);
+    await mounter.unmount(ctx, mnt);
     await dm.remove(ctx, name);
     return t;
   },
