@@ -4,6 +4,7 @@ import type { OpContext } from '../system/context.ts';
 import { Semaphore } from '../system/lock.ts';
 import type { DeviceKind, DeviceRecord, DeviceState } from '../state/types.ts';
 import { toStatus } from './errors.ts';
+import { resumeLateSuspend } from './late-suspend.ts';
 import { BUSY_RETRY, retry, SUSPEND_RETRY } from './retry.ts';
 import type { ThinPool } from './thinpool.ts';
 import { transition, USABLE } from './transition.ts';
@@ -135,7 +136,10 @@ export class Devices {
           during: async () => {
             await this.store.updateDevice(origin.id, (r) => { r.state = 'Suspending'; r.updatedAt = now(); });
             endWindow = this.pool.deps.metrics.suspendWindow.startTimer();
-            await retry(ctx, SUSPEND_RETRY, () => this.dm.suspend(ctx, origin.dmName));
+            await retry(ctx, SUSPEND_RETRY, () => this.dm.suspend(ctx, origin.dmName)).catch((err: unknown) => {
+              if (isDmError(err, 'timeout')) void resumeLateSuspend(this.pool, origin);
+              throw err;
+            });
             suspended = true;
           },
           after: async () => {

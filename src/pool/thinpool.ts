@@ -236,6 +236,9 @@ export class ThinPool {
     });
   }
 
+  /** Runs fn in the messages' serialised section: no snapshot's suspend-message-resume is under way meanwhile. */
+  serialised<T>(fn: () => Promise<T>): Promise<T> { return this.messages.run(fn); }
+
   /**
    * Several messages in one serialised section, between one `during` and one `after`: a group
    * snapshot suspends every member, sends a create_snap for each and resumes them all, and no
