@@ -13,11 +13,17 @@ export class SysError extends Error {
   /** errno name, e.g. 'EBUSY'; 'ETIMEDOUT' when the deadline passed first, 'ECANCELED' on a cancel. */
   readonly errno: string;
   readonly code: number;
-  constructor(call: string, errno: string, code: number, detail = '') {
+  /**
+   * On ETIMEDOUT and ECANCELED: settles when the call the kernel is still running returns. Its
+   * file descriptor must stay open until then (a closed number may be reused by the next open).
+   */
+  readonly settled: Promise<void> | undefined;
+  constructor(call: string, errno: string, code: number, detail = '', settled?: Promise<void>) {
     super(`${call}: ${errno}${detail ? ` (${detail})` : ''}`);
     this.name = 'SysError';
     this.errno = errno;
     this.code = code;
+    this.settled = settled;
   }
 }
 
@@ -72,14 +78,22 @@ export async function ioctlSync(fd: number, request: number, buf: Buffer, what: 
 }
 
 /**
- * Runs one koffi asynchronous call on a worker thread and answers within the caller's deadline
- * (`maxMs` caps it): ETIMEDOUT past it, ECANCELED on the caller's abort. Either way the call
- * itself runs to its end in the background, since a syscall cannot be taken back; whatever it
- * was given stays referenced by the pending call, so a late answer writes into live memory.
+ * What a call on a worker thread was given, held until it returns: koffi passes a Buffer to
+ * the native side as a bare pointer and keeps only the callback alive, so without this a call
+ * that outlived its caller could write into memory the collector has already reused.
  */
-async function bounded(ctx: OpContext, what: string, maxMs: number, start: (c: Libc, done: (err: Error | null, res: number) => void) => void): Promise<void> {
+const pinned = new Set<unknown[]>();
+
+/**
+ * Runs one koffi asynchronous call on a worker thread and answers within the caller's deadline
+ * (`maxMs` caps it): ETIMEDOUT past it, ECANCELED on the caller's abort, each carrying `settled`.
+ * Either way the call runs to its end in the background, since a syscall cannot be taken back.
+ */
+async function bounded(ctx: OpContext, what: string, maxMs: number, args: unknown[], start: (c: Libc, done: (err: Error | null, res: number) => void) => void): Promise<void> {
   const c = await ffi();
   const ms = timeLeft(ctx, maxMs);
+  let returned!: () => void;
+  const settled = new Promise<void>((r) => { returned = r; });
   await new Promise<void>((resolve, reject) => {
     let done = false;
     const finish = (err?: Error): void => {
@@ -89,11 +103,14 @@ async function bounded(ctx: OpContext, what: string, maxMs: number, start: (c: L
       ctx.signal?.removeEventListener('abort', onAbort);
       if (err) reject(err); else resolve();
     };
-    const onAbort = (): void => finish(new SysError(what, 'ECANCELED', 125, 'the request was cancelled'));
-    const timer = setTimeout(() => finish(new SysError(what, 'ETIMEDOUT', 110, `no answer within ${ms} ms`)), ms);
+    const onAbort = (): void => finish(new SysError(what, 'ECANCELED', 125, 'the request was cancelled', settled));
+    const timer = setTimeout(() => finish(new SysError(what, 'ETIMEDOUT', 110, `no answer within ${ms} ms`, settled)), ms);
     ctx.signal?.addEventListener('abort', onAbort, { once: true });
+    pinned.add(args);
     // koffi sets errno for the callback from the worker thread's own errno (AsyncCall::Complete).
     start(c, (err, res) => {
+      pinned.delete(args);
+      returned();
       if (err) finish(err);
       else if (res < 0) finish(failure(c, what));
       else finish();
@@ -103,7 +120,7 @@ async function bounded(ctx: OpContext, what: string, maxMs: number, start: (c: L
 
 /** ioctl(2) on a worker thread, answered within the caller's deadline. */
 export function ioctlAsync(ctx: OpContext, fd: number, request: number, buf: Buffer, what: string, maxMs: number): Promise<void> {
-  return bounded(ctx, what, maxMs, (c, done) => c.ioctl.async(fd, request, buf, done));
+  return bounded(ctx, what, maxMs, [buf], (c, done) => c.ioctl.async(fd, request, buf, done));
 }
 
 /**
@@ -111,12 +128,12 @@ export function ioctlAsync(ctx: OpContext, fd: number, request: number, buf: Buf
  * a journal or recover an xfs log. `data` is the filesystem's own option string, or null.
  */
 export function mountAsync(ctx: OpContext, source: string | null, target: string, fsType: string | null, flags: number, data: string | null, what: string, maxMs: number): Promise<void> {
-  return bounded(ctx, what, maxMs, (c, done) => c.mount.async(source, target, fsType, flags, data, done));
+  return bounded(ctx, what, maxMs, [source, target, fsType, data], (c, done) => c.mount.async(source, target, fsType, flags, data, done));
 }
 
 /** umount2(2) on a worker thread, answered within the caller's deadline: the last unmount writes back. */
 export function umount2Async(ctx: OpContext, target: string, flags: number, what: string, maxMs: number): Promise<void> {
-  return bounded(ctx, what, maxMs, (c, done) => c.umount2.async(target, flags, done));
+  return bounded(ctx, what, maxMs, [target], (c, done) => c.umount2.async(target, flags, done));
 }
 
 /** mknod(2) of a block device node. */

@@ -14,8 +14,8 @@ import { groupIdFor, memberIdFor } from '../../src/controller/validate.ts';
 import { KUBELET, groupRecords, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
 
 const TRANSITIONAL = new Set(['Unknown', 'Creating', 'Activating', 'Suspending', 'Suspended', 'Resuming', 'Deactivating', 'Removing', 'Removed']);
-// With the dm calls in process an operation takes tens of milliseconds in the emulated guest: later
-// kills land between operations (seen: 150 ms and later found nothing to repair in one run of two).
+// Where in the round's batch the kill is aimed: after this delay, at the next moment the store
+// shows an operation halfway (untilMidOperation).
 const DELAYS_MS = [25, 50, 80, 120, 160, 250];
 
 let d: DriverProcess;
@@ -65,6 +65,21 @@ function batch(i: number, base: string) {
   ];
 }
 
+/**
+ * Past the round's delay, the kill waits (up to 2 s) for the store to show an operation between
+ * its intent and its confirmation: a timer alone lands between operations once they take tens of
+ * milliseconds, and then the restart has nothing to repair and the round proves nothing.
+ */
+async function untilMidOperation(): Promise<void> {
+  for (const until = Date.now() + 2_000; Date.now() < until; await new Promise((r) => setTimeout(r, 2))) {
+    try {
+      if (records().some((r) => TRANSITIONAL.has(r.state))) return;
+    } catch {
+      // a record replaced while it was read: look again
+    }
+  }
+}
+
 function assertConverged(context: string) {
   const recs = records();
   const stuck = recs.filter((r) => TRANSITIONAL.has(r.state) || r.state === 'Faulty');
@@ -97,6 +112,7 @@ describe('SIGKILL mid-operation, then restart', { timeout: 1_800_000 }, () => {
       const ops = batch(i, base);
       const inflight = ops.map((op) => op().catch(() => undefined));
       await new Promise((r) => setTimeout(r, delay));
+      await untilMidOperation();
       d.child.kill('SIGKILL');
       await d.exited;
       const durableAtKill = writer.durable();

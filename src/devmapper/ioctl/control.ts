@@ -81,6 +81,8 @@ export class Control {
   readonly #transport: Transport;
   /** A plain descriptor, not a FileHandle: nothing may close it behind a call in flight. */
   #fd: number | undefined;
+  /** Calls answered past their deadline that the kernel is still running, with the fd each uses. */
+  readonly #inKernel = new Set<{ fd: number }>();
 
   constructor(path: string, maxMs: number, transport: Transport = FFI) {
     this.#path = path;
@@ -115,6 +117,7 @@ export class Control {
         else await this.#transport.async(ctx, fd, ioctlRequest(Cmd[cmd]), buf, what, this.#maxMs);
         failed = false;
       } catch (err) {
+        if (err instanceof SysError && err.settled) this.#stillRunning(err.settled, fd);
         throw classifyIoctlError(err, cmd, what);
       } finally {
         reportCall({ command: 'dm-ioctl', args: dmsetupWords(cmd, req), durationMs: Math.round(performance.now() - started), exitCode: failed ? 1 : 0, failed });
@@ -128,9 +131,25 @@ export class Control {
     }
   }
 
+  #stillRunning(settled: Promise<void>, fd: number): void {
+    const call = { fd };
+    this.#inKernel.add(call);
+    void settled.then(() => {
+      this.#inKernel.delete(call);
+      // Closed meanwhile: the descriptor was left open for this call, and is closed after it.
+      if (this.#fd !== fd && !this.#uses(fd)) closeSync(fd);
+    });
+  }
+
+  #uses(fd: number): boolean {
+    for (const call of this.#inKernel) if (call.fd === fd) return true;
+    return false;
+  }
+
+  /** Closes the descriptor now, or, while a call the kernel is still running uses it, after that call. */
   async close(): Promise<void> {
     const fd = this.#fd;
     this.#fd = undefined;
-    if (fd !== undefined) closeSync(fd);
+    if (fd !== undefined && !this.#uses(fd)) closeSync(fd);
   }
 }

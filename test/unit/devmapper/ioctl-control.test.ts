@@ -4,7 +4,7 @@
  * that acted is never made twice, quick requests stay on the calling thread, errnos become kinds.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { fstatSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -80,5 +80,28 @@ describe('Control', () => {
   it('says the kernel has no device-mapper when the control node cannot be opened', async () => {
     const c = new Control('/nonexistent/control', 1000, kernel(0).t);
     await assert.rejects(c.call({}, 'VERSION'), (e: unknown) => e instanceof DmError && e.kind === 'unsupported');
+  });
+
+  it('keeps the descriptor open for a call still in the kernel past its deadline, and closes it after', async () => {
+    let returned!: () => void;
+    const settled = new Promise<void>((r) => { returned = r; });
+    const fds: number[] = [];
+    const t: Transport = {
+      sync: async () => undefined,
+      async: async (_c, fd, _r, _b, what) => { fds.push(fd); throw new SysError(what, 'ETIMEDOUT', 110, 'no answer', settled); },
+    };
+    const c = control(t);
+    await assert.rejects(c.call({}, 'DEV_SUSPEND', { name: 'v' }), (e: unknown) => e instanceof DmError && e.kind === 'timeout');
+    const fd = fds[0]!;
+    await c.close();
+    assert.ok(fstatSync(fd), 'the descriptor the kernel is still using stays open after close()');
+    await c.call({}, 'DEV_STATUS', { name: 'v' }).catch(() => undefined);
+    await assert.rejects(c.call({}, 'DEV_SUSPEND', { name: 'v' }));
+    assert.notEqual(fds[1], fd, 'a call after close() opens a descriptor of its own');
+    returned();
+    await settled;
+    await new Promise((r) => setImmediate(r));
+    assert.throws(() => fstatSync(fd), /EBADF/, 'closed once the call returned');
+    await c.close();
   });
 });
