@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CpuMeter } from './cpu.ts';
 import { DriverProcess, tail } from './driver.ts';
 import { floor } from './floor.ts';
 import { histDelta, histQuantile, parseHistogram, render, script, sh, stats, type Histogram } from './lib.ts';
@@ -287,21 +288,28 @@ async function scalePhase(restartEmptyMs: number): Promise<void> {
     const v = await createVol(`warm-${i}`, 64 * MiB);
     await ctl().call('DeleteVolume', { volume_id: v.id });
   }
+  const meter = new CpuMeter(drv.running.child.pid!, scrape);
   for (let j = 0; j < 3; j++) {
+    const before = await meter.sample('CreateVolume');
     const t0 = now();
-    await pool(per[j]!, conc[j]!, async () => { const v = await createVol(`n-${k++}`, 64 * MiB); ids.push(v.id); });
+    const calls: number[] = [];
+    await pool(per[j]!, conc[j]!, async () => { const [t, v] = await timed(() => createVol(`n-${k++}`, 64 * MiB)); calls.push(t); ids.push(v.id); });
     const seconds = (now() - t0) / 1000;
-    throughput.push({ concurrency: conc[j], count: per[j], seconds, perSecond: per[j]! / seconds });
-    log(`scale: ${per[j]} creates at concurrency ${conc[j]}: ${(per[j]! / seconds).toFixed(2)}/s`);
+    const cpu = CpuMeter.between(before, await meter.sample('CreateVolume'), per[j]!);
+    throughput.push({ concurrency: conc[j], count: per[j], seconds, perSecond: per[j]! / seconds, callMs: stats(calls).mean, ...cpu });
+    log(`scale: ${per[j]} creates at concurrency ${conc[j]}: ${(per[j]! / seconds).toFixed(2)}/s ${JSON.stringify(cpu)}`);
   }
   let snapshotThroughput;
   if (SCALE_SNAPS > 0) {
     const n = Math.min(SCALE_SNAPS, ids.length);
+    const before = await meter.sample('CreateSnapshot');
     const t0 = now();
-    await pool(n, 32, async (i) => { await ctl().call('CreateSnapshot', { name: `ns-${i}`, source_volume_id: ids[i] }); });
+    const calls: number[] = [];
+    await pool(n, 32, async (i) => { calls.push((await timed(() => ctl().call('CreateSnapshot', { name: `ns-${i}`, source_volume_id: ids[i] })))[0]); });
     const seconds = (now() - t0) / 1000;
-    snapshotThroughput = { concurrency: 32, count: n, seconds, perSecond: n / seconds };
-    log(`scale: ${n} snapshots at concurrency 32: ${(n / seconds).toFixed(2)}/s`);
+    const cpu = CpuMeter.between(before, await meter.sample('CreateSnapshot'), n);
+    snapshotThroughput = { concurrency: 32, count: n, seconds, perSecond: n / seconds, callMs: stats(calls).mean, ...cpu };
+    log(`scale: ${n} snapshots at concurrency 32: ${(n / seconds).toFixed(2)}/s ${JSON.stringify(cpu)}`);
   }
   const peakRssBeforeListMiB = vmHWM(drv.running.child.pid!);
   const listAll: number[] = [];

@@ -134,9 +134,10 @@ export function render(r: any): string {
     const s = r.scale;
     out.push('');
     out.push(`scale: ${s.volumes} volumes${s.snapshots ? ` + ${s.snapshots} snapshots` : ''} in one pool`);
-    const sr = [['concurrency', 'creates', 'seconds', 'creates/s', 'vs c=1']];
-    for (const t of s.throughput) sr.push([String(t.concurrency), String(t.count), f(t.seconds, 2), f(t.perSecond, 2), f(t.perSecond / s.throughput[0].perSecond, 2)]);
-    if (s.snapshotThroughput) sr.push([`snapshots c=${s.snapshotThroughput.concurrency}`, String(s.snapshotThroughput.count), f(s.snapshotThroughput.seconds, 2), f(s.snapshotThroughput.perSecond, 2), '']);
+    const sr = [['concurrency', 'creates', 'seconds', 'creates/s', 'vs c=1', 'call ms', 'server ms', 'message ms', 'msgs/op', 'driver cpu ms/op', 'client cpu ms/op', 'guest busy %']];
+    const cpuCols = (t: any) => [f(t.callMs), f(t.serverMs), f(t.messageMs), f(t.messagesPerOp, 2), f(t.driverCpuMs), f(t.clientCpuMs), f(t.guestBusy === undefined ? undefined : t.guestBusy * 100, 0)];
+    for (const t of s.throughput) sr.push([String(t.concurrency), String(t.count), f(t.seconds, 2), f(t.perSecond, 2), f(t.perSecond / s.throughput[0].perSecond, 2), ...cpuCols(t)]);
+    if (s.snapshotThroughput) sr.push([`snapshots c=${s.snapshotThroughput.concurrency}`, String(s.snapshotThroughput.count), f(s.snapshotThroughput.seconds, 2), f(s.snapshotThroughput.perSecond, 2), '', ...cpuCols(s.snapshotThroughput)]);
     out.push(pad(sr));
     out.push(`ListVolumes over all ${s.listed ?? ''} volumes (one page) median ${f(s.listAll.median)} ms p95 ${f(s.listAll.p95)} ms; paged by 100: median ${f(s.listPaged.median)} ms`);
     out.push(`restart (process start -> Probe ready): ${f(s.restartMs)} ms with ${s.devices ?? s.volumes + (s.snapshots ?? 0)} devices, ${f(s.restartEmptyMs)} ms with none; reconcile itself (driver histogram) ${f(s.reconcileMs)} ms; the pass after it that also reads the pool metadata ${f(s.fullReconcileMs)} ms`);

@@ -3,13 +3,13 @@ import * as path from 'node:path';
 import { applyMutation, assertStorable, deviceProblem, jsonCopy, poolProblem, recordCopy } from './memory.ts';
 import { KeyedMutex } from '../system/lock.ts';
 import { step } from '../system/crashpoint.ts';
+import { fsyncDir, syncDir, TEMP_MARK, writeAtomic } from './durable.ts';
 import { byId, groupProblem, type DeviceRecord, type GroupRecord, type GroupStore, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
 
 const DEVICES_DIR = 'devices';
 const GROUPS_DIR = 'groups';
 const POOL_FILE = 'pool.json';
 const LOCK_FILE = 'lock';
-const TEMP_MARK = '.tmp-';
 const POOL_KEY = '\0pool';
 
 /**
@@ -31,39 +31,10 @@ function ioError(what: string, err: unknown): StoreError {
   return new StoreError('io', `${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
+export { writeAtomic } from './durable.ts';
+
 function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-let tempSeq = 0;
-
-/** Crash-safe replace: temp file in the same directory, fsync, rename over, fsync the directory. */
-export async function writeAtomic(target: string, data: string): Promise<void> {
-  const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}${TEMP_MARK}${process.pid}-${++tempSeq}`);
-  try {
-    const fh = await fsp.open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, target);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    throw err;
-  }
-  await fsyncDir(dir);
 }
 
 /** Start time of a process in clock ticks since boot (/proc/PID/stat field 22), if readable. */
@@ -299,7 +270,7 @@ export class FileStore implements StateStore, GroupStore {
       const file = this.#devicePath(id);
       try {
         await fsp.unlink(file);
-        await fsyncDir(path.dirname(file));
+        await syncDir(path.dirname(file));
       } catch (err) {
         if (!isErrno(err, 'ENOENT')) throw ioError(`deleting device record ${id}`, err);
       }
@@ -343,7 +314,7 @@ export class FileStore implements StateStore, GroupStore {
       const file = path.join(this.dir, GROUPS_DIR, `${encodeId(id)}.json`);
       try {
         await fsp.unlink(file);
-        await fsyncDir(path.dirname(file));
+        await syncDir(path.dirname(file));
       } catch (err) {
         if (!isErrno(err, 'ENOENT')) throw ioError(`deleting group record ${id}`, err);
       }
