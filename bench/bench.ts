@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { CpuMeter } from './cpu.ts';
 import { DriverProcess, tail } from './driver.ts';
 import { floor } from './floor.ts';
-import { histDelta, histQuantile, parseHistogram, render, script, sh, stats, type Histogram } from './lib.ts';
+import { histDelta, histQuantile, labelledMeans, parseHistogram, pool, render, script, sh, stats, timed, vmHWM, type Histogram } from './lib.ts';
 
 const ROOT = process.cwd();
 const BARE = join(ROOT, 'bench/bare/ops.sh');
@@ -68,17 +68,6 @@ const scrape = () => drv.scrape();
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const ctl = () => drv.running.csi.controller;
 const node = () => drv.running.csi.node;
-function vmHWM(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
-  const t0 = now();
-  const v = await fn();
-  return [now() - t0, v];
-}
-
 async function createVol(name: string, size = VOL, fs = 'ext4', source?: { snapshot_id: string }): Promise<{ id: string; ctx: Record<string, string> }> {
   const r = await ctl().call<any>('CreateVolume', {
     name, capacity_range: { required_bytes: size }, volume_capabilities: [mountCap(fs)],
@@ -255,27 +244,7 @@ async function opsPhase(): Promise<void> {
   results.driverMetrics = labelledMeans(await scrape());
 }
 
-/** Mean latency per label set of the driver's dm-command and RPC histograms (its own profile of the ops phase). */
-function labelledMeans(text: string): Record<string, { count: number; meanMs: number }> {
-  const sums = new Map<string, number>();
-  const counts = new Map<string, number>();
-  for (const m of text.matchAll(/^dmthin_csi_(dm_command|rpc)_duration_seconds_(sum|count)\{([^}]*)\}\s+(\S+)$/gm)) {
-    const key = `${m[1]} ${m[3]!.replace(/"/g, '')}`;
-    (m[2] === 'sum' ? sums : counts).set(key, Number(m[4]));
-  }
-  const out: Record<string, { count: number; meanMs: number }> = {};
-  for (const [k, c] of counts) if (c > 0) out[k] = { count: c, meanMs: ((sums.get(k) ?? 0) / c) * 1000 };
-  return out;
-}
-
 // ---------------------------------------------------------------- scale (driver only, plus the bare walk)
-async function pool<T>(n: number, conc: number, fn: (i: number) => Promise<T>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(conc, n) }, async () => {
-    while (next < n) await fn(next++);
-  }));
-}
-
 async function scalePhase(restartEmptyMs: number): Promise<void> {
   const per = [Math.floor(SCALE / 3), Math.floor(SCALE / 3), SCALE - 2 * Math.floor(SCALE / 3)];
   const conc = [1, 8, 32];

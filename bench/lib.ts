@@ -1,6 +1,7 @@
 // Small helpers of the benchmark: statistics, scripts, a CSI client with fast reconnects,
 // Prometheus text parsing and the table renderer. Bundled with bench/bench.ts.
 import { execFile, type ExecFileException } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { loadCsi } from '../src/csi/proto.ts';
 
@@ -157,4 +158,38 @@ export function render(r: any): string {
     for (const e of r.errors) out.push(`  ${e}`);
   }
   return out.join('\n');
+}
+
+// ---------------------------------------------------------------- helpers of the phases
+
+export function vmHWM(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const t0 = performance.now();
+  const v = await fn();
+  return [performance.now() - t0, v];
+}
+
+/** Mean latency per label set of the driver's dm-command and RPC histograms (its own profile of the ops phase). */
+export function labelledMeans(text: string): Record<string, { count: number; meanMs: number }> {
+  const sums = new Map<string, number>();
+  const counts = new Map<string, number>();
+  for (const m of text.matchAll(/^dmthin_csi_(dm_command|rpc)_duration_seconds_(sum|count)\{([^}]*)\}\s+(\S+)$/gm)) {
+    const key = `${m[1]} ${m[3]!.replace(/"/g, '')}`;
+    (m[2] === 'sum' ? sums : counts).set(key, Number(m[4]));
+  }
+  const out: Record<string, { count: number; meanMs: number }> = {};
+  for (const [k, c] of counts) if (c > 0) out[k] = { count: c, meanMs: ((sums.get(k) ?? 0) / c) * 1000 };
+  return out;
+}
+
+/** Runs fn(0..n-1), at most `conc` at a time. */
+export async function pool<T>(n: number, conc: number, fn: (i: number) => Promise<T>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(conc, n) }, async () => {
+    while (next < n) await fn(next++);
+  }));
 }

@@ -114,6 +114,10 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     // kernel's lazy init has none to write out (provisioning pool blocks for zeros).
     const groups = sh('dumpe2fs', [`/dev/mapper/dmthin-${ids.v1}`]).split('\n').filter((l) => /^Group \d+:/.test(l));
     assert.ok(groups.length > 1 && groups.every((g) => g.includes('ITABLE_ZEROED')), groups.join('\n'));
+    // A fresh device: mkfs is the only process stage starts (no blkid, no mount); publish none.
+    const stageSpawns = spawnedAnyDuring(d.log, 'NodeStageVolume', { volume_id: ids.v1!, staging_target_path: staging(ids.v1!) });
+    assert.ok(stageSpawns.length > 0 && stageSpawns.every((c) => c.startsWith('mkfs.ext4 ')), stageSpawns.join('\n'));
+    assert.deepEqual(spawnedAnyDuring(d.log, 'NodePublishVolume', { volume_id: ids.v1!, target_path: target(ids.v1!) }), []);
     await stageAndPublish(ids.v1!);
     const mounts = readFileSync('/proc/self/mounts', 'utf8');
     assert.match(mounts, new RegExp(`${staging(ids.v1!)} ext4`));
@@ -263,7 +267,7 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
 
   it('survives a restart with volumes mounted', async () => {
     await stopDriver(d);
-    d = await startDriver(['--metrics-address', METRICS]);
+    d = await startDriver(['--metrics-address', METRICS, '--log-level', 'debug']);
     assert.equal(readFileSync(`${target(ids.v1!)}/hello.txt`, 'utf8'), 'hello from the first volume\n');
     assertTxSettled();
   });
@@ -274,7 +278,7 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     await stopDriver(d);
     sh('dmsetup', ['message', POOL, '0', `delete ${goneId}`]);
     sh('dmsetup', ['message', POOL, '0', 'create_thin 4242']);
-    d = await startDriver(['--metrics-address', METRICS]);
+    d = await startDriver(['--metrics-address', METRICS, '--log-level', 'debug']);
     await metadataChecked(d.log); // the start settles records only; the metadata check follows it
     const rec = records().find((r) => r.id === gone)!;
     assert.equal(rec.state, 'Faulty');
@@ -288,8 +292,11 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
 
   it('tears everything down and leaves nothing behind', async () => {
     for (const id of [ids.v1!, ids.v2!, ids.v3!]) await teardown(id);
+    // Unpublish, unstage and delete start no process at all: unmounts and dm calls are in process.
+    for (const rpc of ['NodeUnpublishVolume', 'NodeUnstageVolume']) assert.deepEqual(spawnedAnyDuring(d.log, rpc, { volume_id: ids.v2! }), [], rpc);
     await teardown(ids.v1!); // unstaging twice is fine
     for (const id of [ids.v1, ids.v2, ids.v3, ids.v4]) await C().call('DeleteVolume', { volume_id: id });
+    assert.deepEqual(spawnedAnyDuring(d.log, 'DeleteVolume', { volume_id: ids.v2! }), []);
     await C().call('DeleteVolume', { volume_id: ids.v1 });
     await C().call('DeleteSnapshot', { snapshot_id: ids.s1 });
     await C().call('DeleteSnapshot', { snapshot_id: ids.s1 });
@@ -314,7 +321,18 @@ function spawnedDuring(log: string, rpc: string, request: Record<string, string>
   return logged(log, rpc, request, (c) => c === 'dmsetup');
 }
 
-function logged(log: string, rpc: string, request: Record<string, string>, which: (command: string) => boolean): string[] {
+/** In process: the dm ioctls and mount(2)/umount2(2), logged in their commands' words. */
+const IN_PROCESS = new Set(['dm-ioctl', 'mount(2)', 'umount2(2)']);
+
+/**
+ * Every process the driver started meanwhile, "command args". thin_ls is left out: it is the
+ * periodic metadata pass, which runs on its own timer and may fall inside any RPC's window.
+ */
+function spawnedAnyDuring(log: string, rpc: string, request: Record<string, string> = {}): string[] {
+  return logged(log, rpc, request, (c) => !IN_PROCESS.has(c) && c !== 'thin_ls', true);
+}
+
+function logged(log: string, rpc: string, request: Record<string, string>, which: (command: string) => boolean, named = false): string[] {
   const out: string[] = [];
   let inside = false;
   const wanted = (req: Record<string, unknown> = {}) => Object.entries(request).every(([k, v]) => req[k] === v);
@@ -323,7 +341,7 @@ function logged(log: string, rpc: string, request: Record<string, string>, which
     const e = JSON.parse(line) as { message?: string; rpc?: string; command?: string; args?: string; request?: Record<string, unknown> };
     if (e.message === 'rpc request' && e.rpc === rpc && wanted(e.request)) inside = true;
     else if (inside && e.message === 'rpc' && e.rpc === rpc) return out;
-    else if (inside && e.message === 'command' && which(e.command ?? '')) out.push(e.args ?? '');
+    else if (inside && e.message === 'command' && which(e.command ?? '')) out.push(named ? `${e.command} ${e.args ?? ''}` : e.args ?? '');
   }
   throw new Error(`no complete ${rpc} in ${log}`);
 }
