@@ -295,6 +295,11 @@ export class FakeMounter implements Mounter {
       .map((m) => structuredClone(m.entry));
   }
 
+  async mountAtAndOf(ctx: OpContext, target: string, device: string): Promise<{ top: MountEntry | undefined; ofDevice: MountEntry[] }> {
+    const top = await this.findMount(ctx, target);
+    return { top, ofDevice: top ? await this.mountsOf(ctx, device) : [] };
+  }
+
   async detectFs(_ctx: OpContext, device: string): Promise<string | undefined> {
     this.#faults.enter('detectFs', device);
     this.#deviceSize(device);

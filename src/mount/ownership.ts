@@ -40,10 +40,12 @@ async function isDeviceBind(entry: MountEntry, device: string, path: string): Pr
  * for block access, a bind of the volume's device node. Anything else is foreign.
  */
 export async function mountOwner(ctx: OpContext, mounter: Mounter, path: string, device: string, access: AccessKind): Promise<MountOwner> {
-  const top = await mounter.findMount(ctx, path);
+  if (access === 'block') {
+    const top = await mounter.findMount(ctx, path);
+    if (!top) return { kind: 'none' };
+    return (await isDeviceBind(top, device, path)) ? { kind: 'ours', entry: top } : { kind: 'foreign', entry: top };
+  }
+  const { top, ofDevice } = await mounter.mountAtAndOf(ctx, path, device);
   if (!top) return { kind: 'none' };
-  const ours = access === 'block'
-    ? await isDeviceBind(top, device, path)
-    : (await mounter.mountsOf(ctx, device)).some((m) => sameMount(m, top));
-  return ours ? { kind: 'ours', entry: top } : { kind: 'foreign', entry: top };
+  return ofDevice.some((m) => sameMount(m, top)) ? { kind: 'ours', entry: top } : { kind: 'foreign', entry: top };
 }

@@ -147,6 +147,17 @@ export class SystemMounter implements Mounter {
   }
 
   async mountsOf(_ctx: OpContext, device: string): Promise<MountEntry[]> {
+    return SystemMounter.#ofDevice(await this.#mountinfo(), device);
+  }
+
+  async mountAtAndOf(_ctx: OpContext, target: string, device: string): Promise<{ top: MountEntry | undefined; ofDevice: MountEntry[] }> {
+    const want = await canonical(target);
+    const entries = await this.#mountinfo();
+    const top = entries.findLast((e) => e.target === want);
+    return { top, ofDevice: top ? await SystemMounter.#ofDevice(entries, device) : [] };
+  }
+
+  static async #ofDevice(entries: readonly MountEntry[], device: string): Promise<MountEntry[]> {
     let majorMinor: string | undefined;
     try {
       const st = await fsp.stat(device, { bigint: true });
@@ -154,7 +165,6 @@ export class SystemMounter implements Mounter {
     } catch {
       // Device node gone: fall back to matching the source string.
     }
-    const entries = await this.#mountinfo();
     return majorMinor !== undefined
       ? entries.filter((e) => e.majorMinor === majorMinor)
       : entries.filter((e) => e.source === device);

@@ -67,6 +67,11 @@ export interface Mounter {
   findMount(ctx: OpContext, target: string): Promise<MountEntry | undefined>;
   /** Every mount whose source is `device` (by major:minor when the device exists). */
   mountsOf(ctx: OpContext, device: string): Promise<MountEntry[]>;
+  /**
+   * findMount(target) and, only when something is mounted there, mountsOf(device), both from one
+   * reading of the mount table: what deciding whose mount is at a path needs (ownership.ts).
+   */
+  mountAtAndOf(ctx: OpContext, target: string, device: string): Promise<{ top: MountEntry | undefined; ofDevice: MountEntry[] }>;
   /** Filesystem type found on the device (blkid probe), undefined if none. */
   detectFs(ctx: OpContext, device: string): Promise<string | undefined>;
   /**

@@ -61,13 +61,64 @@ export class DirSync {
   }
 }
 
+/** The calls HeldDirs makes; unit tests count them. */
+export interface DirCalls {
+  open(dir: string): Promise<number>;
+  fsync(fd: number): Promise<void>;
+  close(fd: number): Promise<void>;
+}
+
+const DIR_CALLS: DirCalls = { open: (dir) => openP(dir, 'r'), fsync: fsyncP, close: closeP };
+
+/**
+ * Directory fsyncs through a descriptor opened once per directory and kept until close():
+ * fsync(2) of a directory makes durable whatever was renamed or unlinked in it before the call,
+ * whichever descriptor names it, so the open and close around each fsync were two of a record
+ * write's eight thread-pool round trips for nothing. A failed fsync drops its descriptor (the
+ * next one is opened afresh). For a store that owns its directories while it is open, through a
+ * DirSync, which runs one fsync per directory at a time (so no fsync uses a descriptor being closed).
+ */
+export class HeldDirs {
+  readonly #calls: DirCalls;
+  readonly #fds = new Map<string, Promise<number>>();
+
+  constructor(calls: DirCalls = DIR_CALLS) {
+    this.#calls = calls;
+  }
+
+  readonly sync = async (dir: string): Promise<void> => {
+    let fd = this.#fds.get(dir);
+    if (!fd) {
+      fd = this.#calls.open(dir);
+      this.#fds.set(dir, fd);
+      fd.catch(() => this.#drop(dir, fd!));
+    }
+    const n = await fd;
+    try {
+      await this.#calls.fsync(n);
+    } catch (err) {
+      if (this.#drop(dir, fd)) await this.#calls.close(n).catch(() => undefined);
+      throw err;
+    }
+  };
+
+  /** Forgets `fd` if it is still the one held for `dir`; true when it was. */
+  #drop(dir: string, fd: Promise<number>): boolean {
+    if (this.#fds.get(dir) !== fd) return false;
+    this.#fds.delete(dir);
+    return true;
+  }
+
+  /** Closes every held descriptor; call only once no sync is in flight. */
+  async close(): Promise<void> {
+    const fds = [...this.#fds.values()];
+    this.#fds.clear();
+    await Promise.all(fds.map((fd) => fd.then((n) => this.#calls.close(n)).catch(() => undefined)));
+  }
+}
+
 const dirSync = new DirSync();
 let tempSeq = 0;
-
-/** Makes the renames and unlinks done in `dir` so far durable, sharing the fsync with concurrent callers. */
-export function syncDir(dir: string): Promise<void> {
-  return dirSync.after(dir);
-}
 
 /** Crash-safe replace: temp file in the same directory, fsync, rename over, fsync the directory. */
 export async function writeAtomic(target: string, data: string, syncs: DirSync = dirSync): Promise<void> {
@@ -75,14 +126,18 @@ export async function writeAtomic(target: string, data: string, syncs: DirSync =
   const tmp = path.join(dir, `.${path.basename(target)}${TEMP_MARK}${process.pid}-${++tempSeq}`);
   try {
     const fd = await openP(tmp, 'wx', 0o600);
+    let closing: Promise<void> | undefined;
     try {
       const buf = Buffer.from(data, 'utf8');
       for (let off = 0; off < buf.length;) off += (await writeP(fd, buf, off, buf.length - off, null)).bytesWritten;
       await fsyncP(fd);
+      // The content is durable once fsync returns; the close adds nothing to that (and Linux frees
+      // the descriptor even when close reports an error), so it runs beside the rename.
+      closing = closeP(fd).catch(() => undefined);
+      await renameP(tmp, target);
     } finally {
-      await closeP(fd);
+      await (closing ?? closeP(fd));
     }
-    await renameP(tmp, target);
   } catch (err) {
     await rmP(tmp, { force: true }).catch(() => undefined);
     throw err;

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { applyMutation, assertStorable, deviceProblem, jsonCopy, poolProblem, recordCopy } from './memory.ts';
 import { KeyedMutex } from '../system/lock.ts';
 import { step } from '../system/crashpoint.ts';
-import { fsyncDir, syncDir, TEMP_MARK, writeAtomic } from './durable.ts';
+import { DirSync, fsyncDir, HeldDirs, TEMP_MARK, writeAtomic } from './durable.ts';
 import { byId, groupProblem, type DeviceRecord, type GroupRecord, type GroupStore, type Mutation, type PoolRecord, type StateStore, StoreError } from './types.ts';
 
 const DEVICES_DIR = 'devices';
@@ -114,6 +114,9 @@ export class FileStore implements StateStore, GroupStore {
   #revision = 0;
   readonly #problems: string[] = [];
   readonly #mutex = new KeyedMutex();
+  /** The store's directories stay open for their fsyncs while it is (see HeldDirs). */
+  readonly #dirs = new HeldDirs();
+  readonly #syncs = new DirSync(this.#dirs.sync);
   #closed = false;
 
   private constructor(dir: string) {
@@ -233,13 +236,13 @@ export class FileStore implements StateStore, GroupStore {
   async #persistDevice(next: DeviceRecord): Promise<DeviceRecord> {
     const stored = { ...next, revision: this.#nextRevision() };
     try {
-      await writeAtomic(this.#devicePath(stored.id), `${JSON.stringify(stored, null, 2)}\n`);
+      await writeAtomic(this.#devicePath(stored.id), `${JSON.stringify(stored, null, 2)}\n`, this.#syncs);
     } catch (err) {
       throw ioError(`writing device record ${stored.id}`, err);
     }
     this.#devices.set(stored.id, stored);
     step(`store: device ${stored.id} ${stored.state}`);
-    return jsonCopy(stored);
+    return recordCopy(stored);
   }
 
   // Writes check for close() when called, not when their turn comes: a write issued
@@ -270,7 +273,7 @@ export class FileStore implements StateStore, GroupStore {
       const file = this.#devicePath(id);
       try {
         await fsp.unlink(file);
-        await syncDir(path.dirname(file));
+        await this.#syncs.after(path.dirname(file));
       } catch (err) {
         if (!isErrno(err, 'ENOENT')) throw ioError(`deleting device record ${id}`, err);
       }
@@ -298,7 +301,7 @@ export class FileStore implements StateStore, GroupStore {
     return this.#mutex.run(`\0group/${copy.id}`, async () => {
       const stored = { ...copy, revision: this.#nextRevision() };
       try {
-        await writeAtomic(path.join(this.dir, GROUPS_DIR, `${encodeId(copy.id)}.json`), `${JSON.stringify(stored, null, 2)}\n`);
+        await writeAtomic(path.join(this.dir, GROUPS_DIR, `${encodeId(copy.id)}.json`), `${JSON.stringify(stored, null, 2)}\n`, this.#syncs);
       } catch (err) {
         throw ioError(`writing group record ${copy.id}`, err);
       }
@@ -314,7 +317,7 @@ export class FileStore implements StateStore, GroupStore {
       const file = path.join(this.dir, GROUPS_DIR, `${encodeId(id)}.json`);
       try {
         await fsp.unlink(file);
-        await syncDir(path.dirname(file));
+        await this.#syncs.after(path.dirname(file));
       } catch (err) {
         if (!isErrno(err, 'ENOENT')) throw ioError(`deleting group record ${id}`, err);
       }
@@ -335,7 +338,7 @@ export class FileStore implements StateStore, GroupStore {
       assertStorable('pool', next);
       const stored = { ...next, revision: this.#nextRevision() };
       try {
-        await writeAtomic(path.join(this.dir, POOL_FILE), `${JSON.stringify(stored, null, 2)}\n`);
+        await writeAtomic(path.join(this.dir, POOL_FILE), `${JSON.stringify(stored, null, 2)}\n`, this.#syncs);
       } catch (err) {
         throw ioError('writing pool record', err);
       }
@@ -349,6 +352,7 @@ export class FileStore implements StateStore, GroupStore {
     if (this.#closed) return;
     this.#closed = true;
     await this.#mutex.idle();
+    await this.#dirs.close();
     const lockPath = path.join(this.dir, LOCK_FILE);
     const held = await fsp.readFile(lockPath, 'utf8').catch(() => '');
     if (Number(held.split('\n')[0]) === process.pid) await fsp.rm(lockPath, { force: true });

@@ -64,7 +64,9 @@ export function assertStorable(kind: 'device' | 'pool', x: unknown): void {
  * key, so a mutation may not change it; the revision belongs to the store.
  */
 export function applyMutation(current: DeviceRecord, mutate: Mutation<DeviceRecord>): DeviceRecord {
-  const draft = jsonCopy(current);
+  // `current` is a stored record: recordCopy is as deep as it needs (see there); the result is
+  // the caller's mutation, so it goes through jsonCopy.
+  const draft = recordCopy(current);
   const result = mutate(draft) ?? draft;
   if (result.id !== current.id) {
     throw new StoreError('conflict', `updateDevice ${current.id}: the mutation changed the id to ${JSON.stringify(result.id)}`);

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, statfsSync, chmodSync } from 'node:fs';
+import { mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync, statfsSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { background } from '../../../src/system/context.ts';
 import { LosetupLoopDevices } from '../../../src/mount/loop.ts';
+import { mountOwner } from '../../../src/mount/ownership.ts';
 import { e2fsprogsAtLeast, majorMinorOf, SystemMounter } from '../../../src/mount/system.ts';
 import { MountError } from '../../../src/mount/types.ts';
 
@@ -314,6 +315,37 @@ describe('SystemMounter findMount/mountsOf from mountinfo', () => {
     assert.deepEqual(byMm.map((e) => [e.target, e.root]), [['/mnt/st age', '/'], ['/mnt/pub', '/sub']]);
     const bySource = await sm.mountsOf(background, '/dev/mapper/gone');
     assert.deepEqual(bySource.map((e) => e.target), ['/mnt/gone']);
+  });
+
+  it('mountOwner judges a path from one reading of the mount table, and mountAtAndOf agrees with findMount + mountsOf', async () => {
+    const blk = someBlockDevice();
+    const info = path.join(bin.dir, 'mountinfo');
+    writeFileSync(info, [
+      '27 1 254:0 / / rw,relatime - ext4 /dev/vda rw',
+      `40 27 ${blk.mm} / /mnt/stage rw,relatime - ext4 ${blk.path} rw`,
+      `41 27 ${blk.mm} / /mnt/pub rw,relatime - ext4 ${blk.path} rw`,
+      '42 27 0:44 / /mnt/other rw,relatime - tmpfs tmpfs rw',
+      '',
+    ].join('\n'));
+    const sm = new SystemMounter({ binDir: bin.dir, mountinfoPath: info });
+    const reads: string[] = [];
+    const readFile = fsp.readFile;
+    fsp.readFile = ((file: string, ...rest: unknown[]) => {
+      if (file === info) reads.push(file);
+      return (readFile as (...a: unknown[]) => Promise<unknown>)(file, ...rest);
+    }) as typeof fsp.readFile;
+    try {
+      for (const [at, want] of [['/mnt/stage', 'ours'], ['/mnt/other', 'foreign'], ['/mnt/none', 'none']] as const) {
+        reads.length = 0;
+        assert.equal((await mountOwner(background, sm, at, blk.path, 'mount')).kind, want, at);
+        assert.equal(reads.length, 1, `${at}: mountinfo read ${reads.length} times`);
+      }
+      const both = await sm.mountAtAndOf(background, '/mnt/pub', blk.path);
+      assert.deepEqual(both, { top: await sm.findMount(background, '/mnt/pub'), ofDevice: await sm.mountsOf(background, blk.path) });
+      assert.deepEqual(await sm.mountAtAndOf(background, '/mnt/none', blk.path), { top: undefined, ofDevice: [] });
+    } finally {
+      fsp.readFile = readFile;
+    }
   });
 
   it('an unreadable mountinfo is a MountError', async () => {

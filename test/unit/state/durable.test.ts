@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { DirSync, fsyncDir, writeAtomic } from '../../../src/state/durable.ts';
+import { type DirCalls, DirSync, fsyncDir, HeldDirs, writeAtomic } from '../../../src/state/durable.ts';
 import { FileStore } from '../../../src/state/file.ts';
 import { device } from './store-contract.ts';
 
@@ -134,6 +134,63 @@ describe('FileStore under concurrent writes', () => {
       assert.deepEqual(recs.map((r) => r.id).sort(), ids.slice(8).sort());
       assert.ok(recs.every((r) => r.state === 'Created'));
       await s2.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Directory calls that succeed and are logged; `failFsync` makes the next fsync fail. */
+function loggedDirCalls() {
+  const log: string[] = [];
+  let fds = 100;
+  const st = { failFsync: false };
+  const calls: DirCalls = {
+    open: async (dir) => { const fd = fds++; log.push(`open ${dir} ${fd}`); return fd; },
+    fsync: async (fd) => {
+      log.push(`fsync ${fd}`);
+      if (st.failFsync) { st.failFsync = false; throw new Error('EIO'); }
+    },
+    close: async (fd) => { log.push(`close ${fd}`); },
+  };
+  return { log, calls, st };
+}
+
+describe('HeldDirs (directory descriptors kept for their fsyncs)', () => {
+  it('opens each directory once and fsyncs it through that descriptor every time', async () => {
+    const { log, calls } = loggedDirCalls();
+    const dirs = new HeldDirs(calls);
+    for (let i = 0; i < 3; i++) await dirs.sync('/a');
+    await dirs.sync('/b');
+    assert.deepEqual(log, ['open /a 100', 'fsync 100', 'fsync 100', 'fsync 100', 'open /b 101', 'fsync 101']);
+    await dirs.close();
+    assert.deepEqual(log.slice(6).sort(), ['close 100', 'close 101']);
+  });
+
+  it('a failed fsync fails its caller, closes that descriptor, and the next sync opens afresh', async () => {
+    const { log, calls, st } = loggedDirCalls();
+    const dirs = new HeldDirs(calls);
+    await dirs.sync('/a');
+    st.failFsync = true;
+    await assert.rejects(dirs.sync('/a'), /EIO/);
+    await dirs.sync('/a');
+    assert.deepEqual(log, ['open /a 100', 'fsync 100', 'fsync 100', 'close 100', 'open /a 101', 'fsync 101']);
+  });
+
+  it('a FileStore holds its devices directory open while open, and lets it go at close', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'filestore-fds-'));
+    const devices = path.join(dir, 'devices');
+    const heldOn = (p: string) => readdirSync('/proc/self/fd').filter((fd) => {
+      try { return readlinkSync(`/proc/self/fd/${fd}`) === p; } catch { return false; }
+    }).length;
+    try {
+      const s = await FileStore.open(dir);
+      await s.createDevice(device('vol-a'));
+      await s.updateDevice('vol-a', (r) => { r.state = 'Created'; });
+      await s.deleteDevice('vol-a');
+      assert.equal(heldOn(devices), 1, 'one descriptor serves every write and delete');
+      await s.close();
+      assert.equal(heldOn(devices), 0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
