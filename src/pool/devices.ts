@@ -4,7 +4,7 @@ import type { OpContext } from '../system/context.ts';
 import { Semaphore } from '../system/lock.ts';
 import type { DeviceKind, DeviceRecord, DeviceState } from '../state/types.ts';
 import { toStatus } from './errors.ts';
-import { resumeLateSuspend } from './late-suspend.ts';
+import { suspendForSnapshot } from './late-suspend.ts';
 import { BUSY_RETRY, retry, SUSPEND_RETRY } from './retry.ts';
 import type { ThinPool } from './thinpool.ts';
 import { transition, USABLE } from './transition.ts';
@@ -136,10 +136,7 @@ export class Devices {
           during: async () => {
             await this.store.updateDevice(origin.id, (r) => { r.state = 'Suspending'; r.updatedAt = now(); });
             endWindow = this.pool.deps.metrics.suspendWindow.startTimer();
-            await retry(ctx, SUSPEND_RETRY, () => this.dm.suspend(ctx, origin.dmName)).catch((err: unknown) => {
-              if (isDmError(err, 'timeout')) void resumeLateSuspend(this.pool, origin);
-              throw err;
-            });
+            await suspendForSnapshot(this.pool, ctx, origin);
             suspended = true;
           },
           after: async () => {

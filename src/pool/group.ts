@@ -5,7 +5,7 @@ import { crashScope } from '../system/crashpoint.ts';
 import type { DeviceRecord, GroupRecord, GroupStore } from '../state/types.ts';
 import type { Devices } from './devices.ts';
 import { toStatus } from './errors.ts';
-import { resumeLateSuspend } from './late-suspend.ts';
+import { suspendForSnapshot } from './late-suspend.ts';
 import { retry, SUSPEND_RETRY } from './retry.ts';
 import { USABLE } from './transition.ts';
 
@@ -125,10 +125,7 @@ export class GroupSnapshots {
         for (const o of frozen) await this.store.updateDevice(o.id, (r) => { r.state = 'Suspending'; r.updatedAt = now(); });
         endWindow = metrics.groupSuspendWindow.startTimer();
         for (const o of frozen) {
-          await retry(ctx, SUSPEND_RETRY, () => dm.suspend(ctx, o.dmName)).catch((err: unknown) => {
-            if (isDmError(err, 'timeout')) void resumeLateSuspend(this.pool, o);
-            throw err;
-          });
+          await suspendForSnapshot(this.pool, ctx, o);
           suspended.push(o);
         }
       },

@@ -1,5 +1,6 @@
+import { isDmError } from '../devmapper/types.ts';
 import { errorMessage } from '../errors.ts';
-import { background } from '../system/context.ts';
+import { background, type OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import { retry, SUSPEND_RETRY } from './retry.ts';
 import type { ThinPool } from './thinpool.ts';
@@ -46,5 +47,19 @@ export async function resumeLateSuspend(pool: ThinPool, origin: DeviceRecord, wa
     log.warn('a suspend that outlived its deadline has not completed; the periodic reconcile takes over', { volume: origin.id });
   } catch (err) {
     log.error('could not resume a device whose suspend outlived its deadline; the periodic reconcile takes over', { volume: origin.id, error: errorMessage(err) });
+  }
+}
+
+/**
+ * A snapshot's flush suspend of `origin` (single or group: the one way either freezes an origin).
+ * When it outlives its deadline the kernel may still complete it, so the origin is watched and
+ * resumed (resumeLateSuspend) while the caller gets the timeout.
+ */
+export async function suspendForSnapshot(pool: ThinPool, ctx: OpContext, origin: DeviceRecord): Promise<void> {
+  try {
+    await retry(ctx, SUSPEND_RETRY, () => pool.deps.dm.suspend(ctx, origin.dmName));
+  } catch (err) {
+    if (isDmError(err, 'timeout')) void resumeLateSuspend(pool, origin);
+    throw err;
   }
 }
