@@ -55,6 +55,8 @@ describe('kube mode: group snapshots through custom resources', () => {
   it('a group object whose members do not pair with its sources is refused in status, nothing made', async () => {
     // The CRD cannot say this (kube-apiserver 1.24's CEL estimator refuses the rule), so the agent does.
     const acts = () => w.dms.get('n1')!.ops.filter((o) => o.op === 'message' || o.op === 'suspend').length;
+    // The earlier group's transaction-id stamp is deferred; let it land so only this object's acts count.
+    await w.nodes.get('n1')!.devices.pool.settled();
     const before = acts();
     w.d.seed('thingroupsnapshots.dmthin.csi.io', { metadata: { name: 'odd', labels: { [NODE_LABEL]: 'n1' } },
       spec: { nodeName: 'n1', csiName: 'odd', sourceVolumes: on1, members: ['snap-only-one'] } } as never);

@@ -109,7 +109,7 @@ describe('Devices', () => {
       const ops = () => fd.dm.ops.map((o) => (o.op === 'message' ? o.args[1]!.split(' ')[0]! : o.op)).filter((o) => ['poolStatus', 'create_thin'].includes(o));
       const after = async (id: string, at: number) => {
         t = at;
-        fd.dm.ops.length = 0;
+        await fd.clearOps();
         await devices().create(ctx, spec(id, { roomBytes: GiB }));
         await pool().settled();
         return ops();
@@ -125,7 +125,7 @@ describe('Devices', () => {
       fd = await fakeDriver({ clock: () => t });
       const probe = async (at: number) => {
         t = at;
-        fd.dm.ops.length = 0;
+        await fd.clearOps();
         const r = await fd.driver.identity.Probe({});
         return { ready: r.ready.value, reads: fd.dm.ops.filter((o) => o.op === 'poolStatus').length };
       };
@@ -142,7 +142,7 @@ describe('Devices', () => {
       fd.dm.write('dm-v', 2.5 * GiB);
       await pool().health(ctx); // metadata above its threshold
       t = 10_000;
-      fd.dm.ops.length = 0;
+      await fd.clearOps();
       await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
       assert.equal(fd.dm.ops.filter((o) => o.op === 'poolStatus').length, 1);
     });
@@ -151,7 +151,7 @@ describe('Devices', () => {
   describe('activate', () => {
     it('creates the table with one command when the record says inactive', async () => {
       await devices().create(ctx, spec('v'));
-      fd.dm.ops.length = 0;
+      await fd.clearOps();
       await devices().activate(ctx, 'v');
       assert.deepEqual(fd.dm.ops.map((o) => o.op), ['create']);
       assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
@@ -161,7 +161,7 @@ describe('Devices', () => {
       await devices().activate(ctx, 'v');
       await fd.dm.suspend(ctx, 'dm-v');
       await fd.store.updateDevice('v', (r) => { r.state = 'Deactivated'; });
-      fd.dm.ops.length = 0;
+      await fd.clearOps();
       await devices().activate(ctx, 'v');
       assert.deepEqual(fd.dm.ops.map((o) => o.op), ['create', 'info', 'resume']);
       const rec = await fd.store.getDevice('v');
@@ -186,7 +186,7 @@ describe('Devices', () => {
   describe('delete', () => {
     it('a device recorded inactive gets the delete message with no info read first', async () => {
       await devices().create(ctx, spec('v'));
-      fd.dm.ops.length = 0;
+      await fd.clearOps();
       await devices().remove(ctx, 'v');
       await pool().settled();
       assert.deepEqual(fd.dm.ops.map((o) => `${o.op} ${o.args[1] ?? ''}`.replace(/ \d+/g, '')), ['message delete', 'message set_transaction_id']);
@@ -222,7 +222,7 @@ describe('Devices', () => {
     beforeEach(async () => {
       await devices().create(ctx, spec('v'));
       await devices().activate(ctx, 'v');
-      fd.dm.ops.length = 0;
+      await fd.clearOps();
     });
     it('suspends the origin, sends create_snap, resumes; no violations', async () => {
       await devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' }));
@@ -343,7 +343,7 @@ describe('Devices', () => {
     it('grows a live table with reload and resume (the resume suspends to swap), reading only its table first', async () => {
       await devices().create(ctx, spec('v'));
       await devices().activate(ctx, 'v');
-      fd.dm.ops.length = 0;
+      await fd.clearOps();
       await devices().resize(ctx, 'v', 2 * GiB);
       assert.deepEqual(fd.dm.ops.map((o) => o.op), ['liveThinSectors', 'reload', 'resume']);
       assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);

@@ -42,6 +42,11 @@ export interface FakeDriver {
   restart(): Promise<Driver>;
   /** A node reboot: every dm device goes, the pool is re-created over the same metadata, then a restart. */
   reboot(): Promise<Driver>;
+  /**
+   * Lets the pending transaction-id stamps land, then forgets the recorded dm calls: a test that
+   * asserts an operation's exact calls must not see an earlier change's deferred stamp among them.
+   */
+  clearOps(): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -79,6 +84,10 @@ export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriv
       dm.simulateReboot();
       await dm.create(ctx, POOL, poolTable);
       return fd.restart();
+    },
+    async clearOps() {
+      await fd.driver.pool.settled();
+      dm.ops.length = 0;
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
