@@ -3,7 +3,6 @@
 //   node dist/bench.mjs [--quick] [--reps N] [--scale N] [--scale-snapshots N] [--mkfs-reps N]
 //                       [--list-reps N] [--skip ops,scale,mkfs] [--out FILE]
 //   node dist/bench.mjs --render FILE      prints the table of a results file
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { CpuMeter } from './cpu.ts';
 import { DriverProcess, tail } from './driver.ts';
 import { floor } from './floor.ts';
+import { Writers } from './writers.ts';
 import { histDelta, histQuantile, labelledMeans, parseHistogram, pool, render, script, sh, stats, timed, vmHWM, type Histogram } from './lib.ts';
 
 const ROOT = process.cwd();
@@ -79,21 +79,7 @@ const stage = (v: { id: string; ctx: Record<string, string> }, path: string, fs 
   node().call('NodeStageVolume', { volume_id: v.id, staging_target_path: path, volume_capability: mountCap(fs), volume_context: v.ctx });
 const unstage = (v: { id: string }, path: string) => node().call('NodeUnstageVolume', { volume_id: v.id, staging_target_path: path });
 
-// ---------------------------------------------------------------- writers (the "under write" load)
-const writers: ChildProcess[] = [];
-function startWriter(dir: string): void {
-  // ~1 MiB every 100 ms, buffered: dirty pages are what a suspend (with its fs freeze) must flush.
-  const w = spawn('bash', ['-c', `while :; do dd if=/dev/zero of="${dir}/load" bs=64k count=16 conv=notrunc status=none; sleep 0.1; done`], { stdio: 'ignore' });
-  writers.push(w);
-}
-async function stopWriters(): Promise<void> {
-  for (const w of writers.splice(0)) {
-    const gone = new Promise((r) => w.once('exit', r));
-    w.kill('SIGTERM');
-    await gone;
-  }
-  await sh('sync', []);
-}
+const writers = new Writers();
 
 // ---------------------------------------------------------------- operations, three contenders
 type Who = 'driver' | 'bare' | 'lvm';
@@ -169,7 +155,7 @@ async function opsPhase(): Promise<void> {
   await script(BARE, ['mkfs', `/dev/mapper/${VG}-origin`, 'ext4', 'driver']);
   mkdirSync(lMnt, { recursive: true });
   await sh('mount', [`/dev/mapper/${VG}-origin`, lMnt]);
-  for (const m of [dMnt, bMnt, lMnt]) startWriter(m);
+  for (const m of [dMnt, bMnt, lMnt]) writers.start(m);
   await sleep(1000);
   const h0 = parseHistogram(await scrape(), 'dmthin_csi_snapshot_suspend_seconds');
   const dSnaps: string[] = [];
@@ -191,7 +177,7 @@ async function opsPhase(): Promise<void> {
     lvm: async (i) => ms((await script(LVM, ['snapshot', VG, `s${i}`, 'origin'])).us),
   }, { stamps: true, floorRun: () => floor.snapshot(BPOOL, bareId++, bOrigin, 'bare-origin') });
   const h1 = parseHistogram(await scrape(), 'dmthin_csi_snapshot_suspend_seconds');
-  await stopWriters();
+  await writers.stop();
   const hd: Histogram = histDelta(h0, h1);
   const bw = stats(bWindows);
   results.suspend = {
@@ -395,7 +381,7 @@ async function main(): Promise<void> {
     results.errors.push(`at the failure:\n${await sh('df', ['-k', '/tmp', '/']).catch(String)}${await sh('dmsetup', ['status', POOL, BPOOL]).catch(String)}`);
     console.error(err);
   } finally {
-    await stopWriters().catch(() => undefined);
+    await writers.stop().catch(() => undefined);
     if (drv.current) writeFileSync(join(ROOT, 'bench/out/driver-last.log'), readFileSync(drv.current.log));
     await stopDriver().catch(() => undefined);
   }

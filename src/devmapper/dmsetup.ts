@@ -10,7 +10,8 @@ import {
   DmError, type DeviceMapper, type DmDeviceInfo, type RemoveOptions, type ThinPoolStatus,
   type ThinIds, type ThinPoolTable, type ThinStatus, type ThinTable,
 } from './types.ts';
-import { dmNamesInSysfs, liveSectorsInSysfs, nodeDevNo } from './sysfs.ts';
+import { nodeDevNo } from '../system/blockdev.ts';
+import { dmNamesInSysfs, liveSectorsInSysfs } from './sysfs.ts';
 import { thinIdsFromMetadata } from './thin-ls.ts';
 
 export interface DmsetupOptions {

@@ -1,21 +1,4 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
-
-/** "major:minor" of a device number as the kernel encodes st_rdev (glibc's makedev: 32-bit major and minor, each split in two). */
-export function devNo(rdev: bigint): string {
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
-  return `${major}:${minor}`;
-}
-
-/** "major:minor" of the block device behind a node; undefined when there is no such node or it is no block device. */
-export async function nodeDevNo(node: string): Promise<string | undefined> {
-  try {
-    const st = await stat(node, { bigint: true });
-    return st.isBlockDevice() ? devNo(st.rdev) : undefined;
-  } catch {
-    return undefined;
-  }
-}
+import { readdir, readFile } from 'node:fs/promises';
 
 /**
  * The length in sectors of the live table of the block device DEV when it is the dm device NAME

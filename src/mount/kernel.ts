@@ -1,3 +1,4 @@
+import { blockDeviceBytes } from '../system/blockdev.ts';
 import type { OpContext } from '../system/context.ts';
 import { step } from '../system/crashpoint.ts';
 import { reportCall } from '../system/exec.ts';
@@ -106,5 +107,16 @@ export class KernelMounter extends SystemMounter {
   /** umount2(target, 0): "not mounted" is the kernel's own EINVAL, a missing path ENOENT. */
   override async unmount(ctx: OpContext, target: string): Promise<void> {
     await this.#umount(ctx, await canonical(target));
+  }
+
+  /** The kernel's size of the device from sysfs (no `blockdev` process); the command only where sysfs cannot tell. */
+  override async blockSize(ctx: OpContext, device: string): Promise<number> {
+    let bytes: number | undefined;
+    try {
+      bytes = await blockDeviceBytes(device);
+    } catch (err) {
+      throw toMountError(err, `size of ${device}`);
+    }
+    return bytes ?? super.blockSize(ctx, device);
   }
 }

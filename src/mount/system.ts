@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { devNo } from '../system/blockdev.ts';
 import type { OpContext } from '../system/context.ts';
 import { CommandError, run } from '../system/exec.ts';
 import { versionBelow } from '../system/version.ts';
@@ -27,12 +28,6 @@ export function toMountError(err: unknown, what: string): MountError {
   return new MountError(`${what}: ${e?.message ?? String(err)}`, { errno, cause: err });
 }
 
-/** Linux dev_t → "major:minor" as mountinfo prints it (glibc's gnu_dev_major/minor). */
-export function majorMinorOf(rdev: bigint): string {
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
-  return `${major}:${minor}`;
-}
 
 /** The first e2fsprogs whose mke2fs takes `-E assume_storage_prezeroed`. */
 export const E2FSPROGS_PREZEROED = '1.47';
@@ -161,7 +156,7 @@ export class SystemMounter implements Mounter {
     let majorMinor: string | undefined;
     try {
       const st = await fsp.stat(device, { bigint: true });
-      if (st.isBlockDevice()) majorMinor = majorMinorOf(st.rdev);
+      if (st.isBlockDevice()) majorMinor = devNo(st.rdev);
     } catch {
       // Device node gone: fall back to matching the source string.
     }

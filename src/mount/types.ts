@@ -87,7 +87,7 @@ export interface Mounter {
   /** Check a filesystem before its first mount after a crash (fsck -p / xfs_repair -n style); resolves when clean or repaired. */
   checkFs(ctx: OpContext, device: string, fsType: string): Promise<void>;
   fsStats(ctx: OpContext, path: string): Promise<FsStats>;
-  /** Size of a block device in bytes (blockdev --getsize64). */
+  /** Size of a block device in bytes (what BLKGETSIZE64 answers). */
   blockSize(ctx: OpContext, device: string): Promise<number>;
 }
 

@@ -10,7 +10,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync } from 
 import { after, before, describe, it } from 'node:test';
 import { DmsetupDeviceMapper } from '../../src/devmapper/dmsetup.ts';
 import { IoctlDeviceMapper } from '../../src/devmapper/ioctl/device-mapper.ts';
-import { devNo } from '../../src/devmapper/sysfs.ts';
+import { devNo } from '../../src/system/blockdev.ts';
 import { type DeviceMapper, DmError } from '../../src/devmapper/types.ts';
 import { background as ctx } from '../../src/system/context.ts';
 import { sh } from './harness.ts';

@@ -207,6 +207,10 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
     readSync(fd, back, 0, back.length, MiB);
     closeSync(fd);
     assert.deepEqual(back, data);
+    // A block volume's stats are its size, read from sysfs: no blockdev process.
+    const stats = await N().call('NodeGetVolumeStats', { volume_id: ids.v4, volume_path: target(ids.v4!) });
+    assert.deepEqual(stats.usage.map((u: any) => [u.unit, Number(u.total)]), [['BYTES', 64 * MiB]]);
+    assert.deepEqual(spawnedAnyDuring(d.log, 'NodeGetVolumeStats', { volume_id: ids.v4! }), []);
     await teardown(ids.v4!);
   });
 

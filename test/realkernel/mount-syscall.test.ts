@@ -11,7 +11,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { after, before, describe, it } from 'node:test';
 import { KernelMounter } from '../../src/mount/kernel.ts';
 import { parseMountinfo } from '../../src/mount/mountinfo.ts';
-import { majorMinorOf, SystemMounter } from '../../src/mount/system.ts';
+import { SystemMounter } from '../../src/mount/system.ts';
+import { devNo } from '../../src/system/blockdev.ts';
 import { type FsType, type Mounter, MountError } from '../../src/mount/types.ts';
 import { background as ctx } from '../../src/system/context.ts';
 import { sh } from './harness.ts';
@@ -37,7 +38,7 @@ function observe(s: Side, target: string): string {
   const lines = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((r) => r.target === target);
   const r = lines.at(-1);
   if (!r) return 'not mounted';
-  const own = majorMinorOf(statSync(s.dev, { bigint: true }).rdev);
+  const own = devNo(statSync(s.dev, { bigint: true }).rdev);
   const loop = s.dev.replace('/dev/', '');
   return [
     r.majorMinor === own ? 'DEV' : r.majorMinor, r.root.replace(loop, 'LOOP'), r.options.join(','),
@@ -125,6 +126,13 @@ function compareSequence(fs: FsType): void {
         assert.equal((await both((s) => s.m.unmount(ctx, `${s.dir}/${t}`), [t, 'a']))[0], 'ok');
       }
       assert.equal((await both((s) => s.m.unmount(ctx, `${s.dir}/a`), ['a']))[1], 'not mounted');
+    });
+    it('a block device\'s size: blockdev(8) and sysfs agree; a missing node is ENOENT, a directory ENOTBLK', async () => {
+      const sizes = await Promise.all(sides.map((s) => s.m.blockSize(ctx, s.dev)));
+      assert.equal(sizes[1], sizes[0]);
+      assert.equal(sizes[0], statSync(`${DIR}/${fs}-cmd.img`).size);
+      assert.equal(await answer(sides[1]!.m.blockSize(ctx, `${DIR}/no-such-node`)), 'MountError ENOENT');
+      assert.equal(await answer(sides[1]!.m.blockSize(ctx, sides[1]!.dir)), 'MountError ENOTBLK');
     });
     it('failures: not mounted is EINVAL, a missing mount point ENOENT, the wrong type EINVAL', async () => {
       assert.equal((await both((s) => s.m.unmount(ctx, `${s.dir}/a`), ['a']))[0], 'MountError EINVAL');

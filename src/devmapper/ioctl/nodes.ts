@@ -1,6 +1,6 @@
 import { chown, lstat, mkdir, readlink, stat, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { devNo } from '../sysfs.ts';
+import { devNo } from '../../system/blockdev.ts';
 import { mknodBlock, SysError } from '../../system/ffi.ts';
 
 /**

@@ -1,34 +1,14 @@
 // The sysfs shortcuts for "is this dm device live": a node that leads to a live disk says yes;
 // a trusted listing of the dm disks without the name says no; anything else asks dmsetup.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { DmsetupDeviceMapper } from '../../../src/devmapper/dmsetup.ts';
-import { devNo, dmNamesInSysfs, liveSectorsInSysfs, MAX_DM_SCAN, nodeDevNo } from '../../../src/devmapper/sysfs.ts';
+import { dmNamesInSysfs, liveSectorsInSysfs, MAX_DM_SCAN } from '../../../src/devmapper/sysfs.ts';
 import { background as ctx } from '../../../src/system/context.ts';
 import { FakeDmsetup } from './fake-dmsetup.ts';
-
-describe('devNo', () => {
-  it('decodes the kernel encoding of st_rdev, large minors included', () => {
-    assert.equal(devNo((253n << 8n) | 5n), '253:5');
-    // minor 0x12345: low 8 bits in bits 0-7, the rest from bit 20 up
-    assert.equal(devNo((253n << 8n) | 0x45n | (0x123n << 20n)), `253:${0x12345}`);
-    // major 0x1fff: low 12 bits in bits 8-19, the rest from bit 44 up
-    assert.equal(devNo((0xfffn << 8n) | (0x1n << 44n)), `${0x1fff}:0`);
-  });
-  it('agrees with the kernel on a real node (/dev/null is 1:3)', () => {
-    assert.equal(devNo(statSync('/dev/null', { bigint: true }).rdev), '1:3');
-  });
-});
-
-describe('nodeDevNo', () => {
-  it('answers only for block devices', async () => {
-    assert.equal(await nodeDevNo('/dev/null'), undefined, 'a character device');
-    assert.equal(await nodeDevNo('/dev/mapper/no-such-device-here'), undefined);
-  });
-});
 
 describe('liveSectorsInSysfs', () => {
   const sys = mkdtempSync(join(tmpdir(), 'dmthin-sysfs-'));

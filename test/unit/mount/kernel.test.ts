@@ -3,13 +3,14 @@
  * that keeps the flags the new mount already has, the cleanup when it fails, the errors.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { KernelMounter, type SyscallTransport } from '../../../src/mount/kernel.ts';
 import { MS } from '../../../src/mount/options.ts';
 import { MountError } from '../../../src/mount/types.ts';
+import { devNo } from '../../../src/system/blockdev.ts';
 import { background as ctx } from '../../../src/system/context.ts';
 import { SysError } from '../../../src/system/ffi.ts';
 
@@ -129,5 +130,13 @@ describe('KernelMounter', () => {
     assert.deepEqual(k.calls.at(-1), { op: 'umount2', target, flags: 0 });
     assert.equal(k.mounted().length, 0);
     assert.equal((await errorOf(m.unmount(ctx, target))).errno, 'EINVAL');
+  });
+  it('blockSize reads sysfs, no blockdev process: a block node its size, /dev/null ENOTBLK', async () => {
+    const noTools = new KernelMounter({ mountinfoPath: k.mountinfo, transport: k, binDir: path.join(dir, 'no-tools') });
+    const loop = readdirSync('/dev').map((n) => path.join('/dev', n)).find((p) => { try { return statSync(p).isBlockDevice(); } catch { return false; } });
+    assert.ok(loop, 'this test needs a block device node under /dev');
+    const dev = devNo(statSync(loop, { bigint: true }).rdev);
+    assert.equal(await noTools.blockSize(ctx, loop), Number(readFileSync(`/sys/dev/block/${dev}/size`, 'utf8').trim()) * 512);
+    assert.equal((await errorOf(noTools.blockSize(ctx, '/dev/null'))).errno, 'ENOTBLK');
   });
 });

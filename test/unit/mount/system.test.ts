@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { background } from '../../../src/system/context.ts';
 import { LosetupLoopDevices } from '../../../src/mount/loop.ts';
 import { mountOwner } from '../../../src/mount/ownership.ts';
-import { e2fsprogsAtLeast, majorMinorOf, SystemMounter } from '../../../src/mount/system.ts';
+import { e2fsprogsAtLeast, SystemMounter } from '../../../src/mount/system.ts';
+import { devNo } from '../../../src/system/blockdev.ts';
 import { MountError } from '../../../src/mount/types.ts';
 
 const TOOLS = ['mount', 'umount', 'blkid', 'mkfs.ext4', 'mkfs.xfs', 'resize2fs', 'xfs_growfs', 'fsck.ext4', 'blockdev', 'losetup'];
@@ -281,21 +282,13 @@ function someBlockDevice(): { path: string; mm: string } {
     const p = path.join('/dev', name);
     try {
       const st = statSync(p, { bigint: true });
-      if (st.isBlockDevice()) return { path: p, mm: majorMinorOf(st.rdev) };
+      if (st.isBlockDevice()) return { path: p, mm: devNo(st.rdev) };
     } catch { /* unreadable entry */ }
   }
   throw new Error('no block device node under /dev: this test needs one (e.g. /dev/loop0)');
 }
 
 describe('SystemMounter findMount/mountsOf from mountinfo', () => {
-  it('majorMinorOf decodes glibc dev_t encoding, including large numbers', () => {
-    assert.equal(majorMinorOf(0x0700n), '7:0');
-    assert.equal(majorMinorOf((259n << 8n) | 5n), '259:5');
-    const major = 4100n, minor = 70000n;
-    const dev = (minor & 0xffn) | ((major & 0xfffn) << 8n) | ((minor & ~0xffn) << 12n) | ((major & ~0xfffn) << 32n);
-    assert.equal(majorMinorOf(dev), '4100:70000');
-  });
-
   it('finds the top mount at a target and matches devices by major:minor or by source', async () => {
     const blk = someBlockDevice();
     const info = path.join(bin.dir, 'mountinfo');
