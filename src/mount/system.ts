@@ -28,7 +28,6 @@ export function toMountError(err: unknown, what: string): MountError {
   return new MountError(`${what}: ${e?.message ?? String(err)}`, { errno, cause: err });
 }
 
-
 /** The first e2fsprogs whose mke2fs takes `-E assume_storage_prezeroed`. */
 export const E2FSPROGS_PREZEROED = '1.47';
 
