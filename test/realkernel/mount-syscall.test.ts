@@ -97,6 +97,16 @@ function compareSequence(fs: FsType): void {
       assert.match(line!, /^DEV \/ ro[, ]/);
       assert.equal((await both((s) => s.m.unmount(ctx, `${s.dir}/b`), ['b']))[1], 'not mounted');
     });
+    it('propagation words, each its own call after the mount: private, then shared', async () => {
+      const [got, line] = await both((s) => s.m.mount(ctx, s.dev, `${s.dir}/b`, fs, ['ro', 'private', ...data]), ['b']);
+      assert.equal(got, 'ok');
+      assert.doesNotMatch(line!, /shared:/, line);
+      assert.equal((await both((s) => s.m.unmount(ctx, `${s.dir}/b`), ['b']))[1], 'not mounted');
+      const [again, shared] = await both((s) => s.m.mount(ctx, s.dev, `${s.dir}/b`, fs, ['ro', 'shared', ...data]), ['b']);
+      assert.equal(again, 'ok');
+      assert.match(shared!, / shared:N /, shared);
+      assert.equal((await both((s) => s.m.unmount(ctx, `${s.dir}/b`), ['b']))[1], 'not mounted');
+    });
     it('mount with flags and data', async () => {
       const [got, line] = await both((s) => s.m.mount(ctx, s.dev, `${s.dir}/a`, fs, ['noatime', 'nodev', ...data, 'nofail']), ['a']);
       assert.equal(got, 'ok');
