@@ -1,173 +1,34 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 import { DmError } from '../../../src/devmapper/types.ts';
 import type { NewDevice } from '../../../src/pool/devices.ts';
-import { ctx, fakeDriver, GiB, POOL, type FakeDriver } from '../support/fake-driver.ts';
-
-const spec = (id: string, o: Partial<NewDevice> = {}): NewDevice => ({ id, dmName: `dm-${id}`, kind: 'volume', sizeBytes: GiB, meta: {}, ...o });
-const msgs = (fd: FakeDriver) => fd.dm.ops.filter((o) => o.op === 'message').map((o) => o.args[1]!);
+import { ctx, GiB, POOL } from '../support/fake-driver.ts';
+import { msgs, perTestDriver, spec } from './devices-harness.ts';
 
 describe('Devices', () => {
-  let fd: FakeDriver;
-  beforeEach(async () => { fd = await fakeDriver(); });
-  afterEach(() => fd.cleanup());
-  const devices = () => fd.driver.devices;
-  const pool = () => fd.driver.pool;
-  const poolTx = async () => (await fd.dm.poolStatus(ctx, POOL)).transactionId;
-
-  describe('id allocation', () => {
-    it('never reuses an id while a record holds it, also across a restart', async () => {
-      const a = await devices().create(ctx, spec('a'));
-      const b = await devices().create(ctx, spec('b'));
-      assert.notEqual(a.deviceId, b.deviceId);
-      await devices().remove(ctx, 'a');
-      const c = await devices().create(ctx, spec('c'));
-      assert.notEqual(c.deviceId, b.deviceId);
-      await fd.restart();
-      const d = await devices().create(ctx, spec('d'));
-      assert.ok(![b.deviceId, c.deviceId].includes(d.deviceId));
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), [b.deviceId, c.deviceId, d.deviceId].sort((x, y) => x - y));
-    });
-    it('EEXIST from an id held by a device with no record picks another id and leaves the orphan alone', async () => {
-      await fd.dm.message(ctx, POOL, 'create_thin 0');
-      const rec = await devices().create(ctx, spec('a'));
-      assert.notEqual(rec.deviceId, 0);
-      assert.equal(rec.state, 'Created');
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), [0, rec.deviceId]);
-      assert.equal(pool().isIdUsed(0), true);
-      assert.equal((await fd.store.getDevice('a'))?.deviceId, rec.deviceId);
-    });
-  });
-
-  describe('transaction ids', () => {
-    it('every create, snapshot and delete is stamped with the next tx once settled, and the pool record follows', async () => {
-      const t0 = await poolTx();
-      const steps: Array<() => Promise<unknown>> = [
-        () => devices().create(ctx, spec('v')),
-        () => devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })),
-        () => devices().remove(ctx, 's'),
-        () => devices().remove(ctx, 'v'),
-      ];
-      for (const [i, step] of steps.entries()) {
-        await step();
-        await pool().settled();
-        assert.equal(await poolTx(), t0 + i + 1);
-        assert.equal((await fd.store.getPool())?.transactionId, t0 + i + 1);
-        assert.equal(pool().transactionId, t0 + i + 1);
-      }
-      assert.equal(pool().txMismatch, undefined);
-    });
-    it('a failed stamp fails no change: the id stays, and the next change stamps once for both', async () => {
-      await pool().settled();
-      const t0 = await poolTx();
-      fd.dm.inject({ op: 'message', match: /set_transaction_id/, error: new DmError('unknown', 'stamp broke') });
-      assert.equal((await devices().create(ctx, spec('v'))).state, 'Created');
-      await pool().settled();
-      assert.equal(await poolTx(), t0);
-      assert.equal((await fd.store.getPool())?.transactionId, t0);
-      await devices().create(ctx, spec('w'));
-      await pool().settled();
-      assert.equal(await poolTx(), t0 + 1);
-      assert.equal((await fd.store.getPool())?.transactionId, t0 + 1);
-      assert.equal(pool().txMismatch, undefined);
-      const d = await fd.restart();
-      assert.equal(d.startup.tx.verdict, 'in_sync');
-    });
-    it('a start reads the pool status once: its reconcile takes the reading attach made; later reads are fresh', async () => {
-      await devices().create(ctx, spec('v'));
-      const statusReads = () => fd.dm.ops.filter((o) => o.op === 'poolStatus').length;
-      const before = statusReads();
-      const d = await fd.restart();
-      assert.equal(statusReads() - before, 1);
-      assert.equal(d.startup.tx.verdict, 'in_sync');
-      await fd.dm.message(ctx, POOL, `set_transaction_id ${await poolTx()} ${(await poolTx()) + 1}`);
-      const reads = statusReads();
-      assert.equal((await d.pool.status(ctx)).transactionId, await poolTx(), 'a read after the start is a new one');
-      assert.equal(statusReads() - reads, 2); // this one, and poolTx()'s own
-    });
-    it('a foreign set_transaction_id is detected as a mismatch, at runtime and at restart', async () => {
-      await devices().create(ctx, spec('v'));
-      await pool().settled();
-      const t = await poolTx();
-      await fd.dm.message(ctx, POOL, `set_transaction_id ${t} ${t + 10}`);
-      await devices().create(ctx, spec('w'));
-      await pool().settled();
-      assert.match(pool().txMismatch ?? '', /another tool/);
-      assert.equal((await fd.store.getDevice('w'))?.state, 'Created');
-      await fd.dm.message(ctx, POOL, `set_transaction_id ${await poolTx()} ${(await poolTx()) + 7}`);
-      const d = await fd.restart();
-      assert.equal(d.startup.tx.verdict, 'mismatch');
-      assert.ok(d.pool.txMismatch);
-    });
-  });
-
-  describe('status readings for admission', () => {
-    it('a healthy reading up to 30 s old admits a change with no read first; the change reads the status after its message', async () => {
-      let t = 0;
-      await fd.cleanup();
-      fd = await fakeDriver({ clock: () => t });
-      const ops = () => fd.dm.ops.map((o) => (o.op === 'message' ? o.args[1]!.split(' ')[0]! : o.op)).filter((o) => ['poolStatus', 'create_thin'].includes(o));
-      const after = async (id: string, at: number) => {
-        t = at;
-        await fd.clearOps();
-        await devices().create(ctx, spec(id, { roomBytes: GiB }));
-        await pool().settled();
-        return ops();
-      };
-      assert.deepEqual(await after('a', 1_000), ['create_thin'], 'a recent reading is used as it is');
-      assert.deepEqual(await after('b', 20_000), ['create_thin', 'poolStatus'], 'an older one admits, and is read again after the change');
-      assert.deepEqual(await after('c', 21_000), ['create_thin'], 'that reading is recent');
-      assert.deepEqual(await after('d', 60_000), ['poolStatus', 'create_thin'], 'one over 30 s old is read before admitting');
-    });
-    it('Probe takes a reading up to 5 s old only: it must see a pool that went bad', async () => {
-      let t = 0;
-      await fd.cleanup();
-      fd = await fakeDriver({ clock: () => t });
-      const probe = async (at: number) => {
-        t = at;
-        await fd.clearOps();
-        const r = await fd.driver.identity.Probe({});
-        return { ready: r.ready.value, reads: fd.dm.ops.filter((o) => o.op === 'poolStatus').length };
-      };
-      assert.deepEqual(await probe(4_000), { ready: true, reads: 0 });
-      fd.dm.setPoolMode(POOL, 'ro');
-      assert.deepEqual(await probe(10_000), { ready: false, reads: 1 });
-    });
-    it('an older reading that is not healthy is read again before admitting', async () => {
-      let t = 0;
-      await fd.cleanup();
-      fd = await fakeDriver({ clock: () => t, metadataBlocks: 200 });
-      await devices().create(ctx, spec('v', { sizeBytes: 4 * GiB }));
-      await devices().activate(ctx, 'v');
-      fd.dm.write('dm-v', 2.5 * GiB);
-      await pool().health(ctx); // metadata above its threshold
-      t = 10_000;
-      await fd.clearOps();
-      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
-      assert.equal(fd.dm.ops.filter((o) => o.op === 'poolStatus').length, 1);
-    });
-  });
+  const w = perTestDriver();
+  const { devices, pool, poolTx } = w;
 
   describe('activate', () => {
     it('creates the table with one command when the record says inactive', async () => {
       await devices().create(ctx, spec('v'));
-      await fd.clearOps();
+      await w.fd.clearOps();
       await devices().activate(ctx, 'v');
-      assert.deepEqual(fd.dm.ops.map((o) => o.op), ['create']);
-      assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
+      assert.deepEqual(w.fd.dm.ops.map((o) => o.op), ['create']);
+      assert.equal((await w.fd.store.getDevice('v'))?.state, 'Activated');
     });
     it('adopts a live device its record does not know of, as it is, when the name is taken', async () => {
       await devices().create(ctx, spec('v'));
       await devices().activate(ctx, 'v');
-      await fd.dm.suspend(ctx, 'dm-v');
-      await fd.store.updateDevice('v', (r) => { r.state = 'Deactivated'; });
-      await fd.clearOps();
+      await w.fd.dm.suspend(ctx, 'dm-v');
+      await w.fd.store.updateDevice('v', (r) => { r.state = 'Deactivated'; });
+      await w.fd.clearOps();
       await devices().activate(ctx, 'v');
-      assert.deepEqual(fd.dm.ops.map((o) => o.op), ['create', 'info', 'resume']);
-      const rec = await fd.store.getDevice('v');
+      assert.deepEqual(w.fd.dm.ops.map((o) => o.op), ['create', 'info', 'resume']);
+      const rec = await w.fd.store.getDevice('v');
       assert.equal(rec?.state, 'Activated');
       assert.equal(rec?.error, undefined, 'the refused create leaves no error behind');
-      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.equal((await w.fd.dm.info(ctx, 'dm-v'))?.suspended, false);
     });
   });
 
@@ -177,7 +38,7 @@ describe('Devices', () => {
       await devices().create(ctx, spec('v', extra));
       await devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v', ...extra }));
       for (const id of ['v', 's']) {
-        const keys = Object.keys((await fd.store.getDevice(id))!).sort();
+        const keys = Object.keys((await w.fd.store.getDevice(id))!).sort();
         assert.deepEqual(keys, ['createdAt', 'deviceId', 'dmName', 'id', 'kind', 'meta', ...(id === 's' ? ['origin'] : []), 'revision', 'sizeBytes', 'state', 'updatedAt']);
       }
     });
@@ -186,35 +47,35 @@ describe('Devices', () => {
   describe('delete', () => {
     it('a device recorded inactive gets the delete message with no info read first', async () => {
       await devices().create(ctx, spec('v'));
-      await fd.clearOps();
+      await w.fd.clearOps();
       await devices().remove(ctx, 'v');
       await pool().settled();
-      assert.deepEqual(fd.dm.ops.map((o) => `${o.op} ${o.args[1] ?? ''}`.replace(/ \d+/g, '')), ['message delete', 'message set_transaction_id']);
-      assert.equal(await fd.store.getDevice('v'), undefined);
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
+      assert.deepEqual(w.fd.dm.ops.map((o) => `${o.op} ${o.args[1] ?? ''}`.replace(/ \d+/g, '')), ['message delete', 'message set_transaction_id']);
+      assert.equal(await w.fd.store.getDevice('v'), undefined);
+      assert.deepEqual(w.fd.dm.metadataThinIds(POOL), []);
     });
     it('a table the record does not know of makes the kernel refuse; the full path then removes it and deletes', async () => {
       const rec = await devices().create(ctx, spec('v'));
-      await fd.dm.create(ctx, 'dm-v', devices().table(rec));
+      await w.fd.dm.create(ctx, 'dm-v', devices().table(rec));
       await pool().settled();
       const t0 = await poolTx();
       await devices().remove(ctx, 'v');
       await pool().settled();
-      assert.equal(await fd.dm.info(ctx, 'dm-v'), undefined);
-      assert.equal(await fd.store.getDevice('v'), undefined);
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
+      assert.equal(await w.fd.dm.info(ctx, 'dm-v'), undefined);
+      assert.equal(await w.fd.store.getDevice('v'), undefined);
+      assert.deepEqual(w.fd.dm.metadataThinIds(POOL), []);
       assert.equal(await poolTx(), t0 + 1, 'the refused message moved no transaction id');
-      assert.equal((await fd.store.getPool())?.transactionId, t0 + 1);
+      assert.equal((await w.fd.store.getPool())?.transactionId, t0 + 1);
     });
     it('...and when that device is open, FAILED_PRECONDITION with the record as it was', async () => {
       const rec = await devices().create(ctx, spec('v'));
-      await fd.dm.create(ctx, 'dm-v', devices().table(rec));
-      fd.dm.adjustOpen('/dev/mapper/dm-v', 1);
+      await w.fd.dm.create(ctx, 'dm-v', devices().table(rec));
+      w.fd.dm.adjustOpen('/dev/mapper/dm-v', 1);
       await assert.rejects(devices().remove(ctx, 'v'), (e: { code: number; message: string }) => e.code === 9 && /in use/.test(e.message));
-      const after = await fd.store.getDevice('v');
+      const after = await w.fd.store.getDevice('v');
       assert.equal(after?.state, 'Created');
       assert.equal(after?.error, undefined);
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), [rec.deviceId]);
+      assert.deepEqual(w.fd.dm.metadataThinIds(POOL), [rec.deviceId]);
     });
   });
 
@@ -222,79 +83,79 @@ describe('Devices', () => {
     beforeEach(async () => {
       await devices().create(ctx, spec('v'));
       await devices().activate(ctx, 'v');
-      await fd.clearOps();
+      await w.fd.clearOps();
     });
     it('suspends the origin, sends create_snap, resumes; no violations', async () => {
       await devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' }));
-      const seq = fd.dm.ops.filter((o) => ['suspend', 'resume', 'message'].includes(o.op)).map((o) => `${o.op} ${o.args.join(' ')}`);
+      const seq = w.fd.dm.ops.filter((o) => ['suspend', 'resume', 'message'].includes(o.op)).map((o) => `${o.op} ${o.args.join(' ')}`);
       const i = seq.findIndex((s) => s.startsWith('suspend dm-v'));
       assert.ok(i >= 0, seq.join('\n'));
       assert.match(seq[i + 1]!, /^message test-pool create_snap \d+ \d+$/);
       assert.equal(seq[i + 2], 'resume dm-v');
-      assert.deepEqual(fd.dm.violations, []);
-      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
-      assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
+      assert.deepEqual(w.fd.dm.violations, []);
+      assert.equal((await w.fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.equal((await w.fd.store.getDevice('v'))?.state, 'Activated');
     });
     it('an id collision (EEXIST) while the origin is suspended still resumes it and retries with another id', async () => {
-      const next = Math.max(...fd.dm.metadataThinIds(POOL)) + 1;
-      await fd.dm.message(ctx, POOL, `create_thin ${next}`);
+      const next = Math.max(...w.fd.dm.metadataThinIds(POOL)) + 1;
+      await w.fd.dm.message(ctx, POOL, `create_thin ${next}`);
       const s = await devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' }));
       assert.notEqual(s.deviceId, next);
-      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
-      assert.deepEqual(fd.dm.violations, []);
-      const seq = fd.dm.ops.filter((o) => o.op === 'suspend' || o.op === 'resume').map((o) => o.op);
+      assert.equal((await w.fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.deepEqual(w.fd.dm.violations, []);
+      const seq = w.fd.dm.ops.filter((o) => o.op === 'suspend' || o.op === 'resume').map((o) => o.op);
       assert.deepEqual(seq, ['suspend', 'resume', 'suspend', 'resume']);
     });
     it('resumes the origin when create_snap fails, and leaves no snapshot behind', async () => {
-      const before = fd.dm.metadataThinIds(POOL);
-      fd.dm.inject({ op: 'message', match: /create_snap/, error: new DmError('unknown', 'boom') });
+      const before = w.fd.dm.metadataThinIds(POOL);
+      w.fd.dm.inject({ op: 'message', match: /create_snap/, error: new DmError('unknown', 'boom') });
       await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 13 });
-      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
-      assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
-      assert.equal(await fd.store.getDevice('s'), undefined);
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), before);
-      assert.deepEqual(fd.dm.violations, []);
+      assert.equal((await w.fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.equal((await w.fd.store.getDevice('v'))?.state, 'Activated');
+      assert.equal(await w.fd.store.getDevice('s'), undefined);
+      assert.deepEqual(w.fd.dm.metadataThinIds(POOL), before);
+      assert.deepEqual(w.fd.dm.violations, []);
     });
     it('a failed resume marks the origin Faulty, and a restart resumes it', async () => {
-      fd.dm.inject({ op: 'resume', match: /dm-v/, error: new DmError('unknown', 'resume broke'), times: 5 });
+      w.fd.dm.inject({ op: 'resume', match: /dm-v/, error: new DmError('unknown', 'resume broke'), times: 5 });
       await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })));
-      const v = await fd.store.getDevice('v');
+      const v = await w.fd.store.getDevice('v');
       assert.equal(v?.state, 'Faulty');
       assert.equal(v?.faultyFrom, 'Resuming');
-      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, true);
-      assert.equal(await fd.store.getDevice('s'), undefined, 'the snapshot is rolled back');
+      assert.equal((await w.fd.dm.info(ctx, 'dm-v'))?.suspended, true);
+      assert.equal(await w.fd.store.getDevice('s'), undefined, 'the snapshot is rolled back');
       await pool().settled();
-      assert.equal((await fd.store.getPool())?.transactionId, await poolTx(), 'the pool record follows the pool after the rollback');
-      fd.dm.clearFaults();
-      await fd.restart();
-      assert.equal((await fd.dm.info(ctx, 'dm-v'))?.suspended, false);
-      assert.equal((await fd.store.getDevice('v'))?.state, 'Activated');
+      assert.equal((await w.fd.store.getPool())?.transactionId, await poolTx(), 'the pool record follows the pool after the rollback');
+      w.fd.dm.clearFaults();
+      await w.fd.restart();
+      assert.equal((await w.fd.dm.info(ctx, 'dm-v'))?.suspended, false);
+      assert.equal((await w.fd.store.getDevice('v'))?.state, 'Activated');
     });
   });
 
   describe('rollback of a half-made device', () => {
     it('create_thin failing before the message leaves no record and frees the id', async () => {
-      fd.dm.inject({ op: 'message', match: /create_thin/, error: new DmError('no_space', 'full') });
+      w.fd.dm.inject({ op: 'message', match: /create_thin/, error: new DmError('no_space', 'full') });
       await assert.rejects(devices().create(ctx, spec('a')), { code: 8 });
-      assert.equal(await fd.store.getDevice('a'), undefined);
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
+      assert.equal(await w.fd.store.getDevice('a'), undefined);
+      assert.deepEqual(w.fd.dm.metadataThinIds(POOL), []);
       assert.equal(pool().isIdUsed(0), false);
-      assert.ok(!msgs(fd).some((m) => m.startsWith('delete')));
+      assert.ok(!msgs(w.fd).some((m) => m.startsWith('delete')));
     });
     it('an ambiguous failure after the message deletes the device', async () => {
-      fd.dm.inject({ op: 'message', match: /create_thin/, when: 'after', error: new DmError('timeout', 'slow') });
+      w.fd.dm.inject({ op: 'message', match: /create_thin/, when: 'after', error: new DmError('timeout', 'slow') });
       await assert.rejects(devices().create(ctx, spec('a')), { code: 4 });
-      assert.equal(await fd.store.getDevice('a'), undefined);
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
-      assert.ok(msgs(fd).some((m) => m.startsWith('delete')));
+      assert.equal(await w.fd.store.getDevice('a'), undefined);
+      assert.deepEqual(w.fd.dm.metadataThinIds(POOL), []);
+      assert.ok(msgs(w.fd).some((m) => m.startsWith('delete')));
       await pool().settled();
-      assert.equal((await fd.store.getPool())?.transactionId, await poolTx());
+      assert.equal((await w.fd.store.getPool())?.transactionId, await poolTx());
     });
     it('a failed rollback marks the record Faulty and keeps its id', async () => {
-      fd.dm.inject({ op: 'message', match: /create_thin/, when: 'after', error: new DmError('timeout', 'slow') });
-      fd.dm.inject({ op: 'message', match: /^test-pool delete/, error: new DmError('unknown', 'delete broke') });
+      w.fd.dm.inject({ op: 'message', match: /create_thin/, when: 'after', error: new DmError('timeout', 'slow') });
+      w.fd.dm.inject({ op: 'message', match: /^test-pool delete/, error: new DmError('unknown', 'delete broke') });
       await assert.rejects(devices().create(ctx, spec('a')));
-      const rec = await fd.store.getDevice('a');
+      const rec = await w.fd.store.getDevice('a');
       assert.equal(rec?.state, 'Faulty');
       assert.equal(rec?.faultyFrom, 'Creating');
       assert.equal(pool().isIdUsed(rec!.deviceId), true);
@@ -309,7 +170,7 @@ describe('Devices', () => {
       await devices().activate(ctx, 'a');
       await pool().settled();
       const t0 = await poolTx();
-      const stampsBefore = msgs(fd).filter((m) => m.includes('set_transaction_id')).length;
+      const stampsBefore = msgs(w.fd).filter((m) => m.includes('set_transaction_id')).length;
       await Promise.all([
         ...['d', 'e', 'f', 'g'].map((id) => devices().create(ctx, spec(id))),
         devices().create(ctx, spec('sa', { kind: 'snapshot', origin: 'a' })),
@@ -317,22 +178,21 @@ describe('Devices', () => {
         devices().remove(ctx, 'c'),
       ]);
       await pool().settled();
-      const stamps = msgs(fd).filter((m) => m.includes('set_transaction_id')).length - stampsBefore;
+      const stamps = msgs(w.fd).filter((m) => m.includes('set_transaction_id')).length - stampsBefore;
       assert.ok(stamps >= 1 && stamps < 7, `7 changes queued together took ${stamps} stamps`);
       assert.equal(await poolTx(), t0 + stamps);
-      assert.equal((await fd.store.getPool())?.transactionId, t0 + stamps);
-      const recs = await fd.store.listDevices();
+      assert.equal((await w.fd.store.getPool())?.transactionId, t0 + stamps);
+      const recs = await w.fd.store.listDevices();
       assert.equal(new Set(recs.map((r) => r.deviceId)).size, recs.length);
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), recs.map((r) => r.deviceId).sort((x, y) => x - y));
-      assert.deepEqual(fd.dm.violations, []);
+      assert.deepEqual(w.fd.dm.metadataThinIds(POOL), recs.map((r) => r.deviceId).sort((x, y) => x - y));
+      assert.deepEqual(w.fd.dm.violations, []);
     });
   });
 
   describe('overprovisioning', () => {
     it('capacity and ensureRoom agree and scale with the ratio', async () => {
       const free = await pool().capacity(ctx);
-      await fd.cleanup();
-      fd = await fakeDriver({ overprovisionRatio: 3 });
+      await w.replace({ overprovisionRatio: 3 });
       assert.equal(await pool().capacity(ctx), free * 3);
       await pool().ensureRoom(ctx, free * 3);
       await assert.rejects(pool().ensureRoom(ctx, free * 3 + 1), { code: 8 });
@@ -343,24 +203,24 @@ describe('Devices', () => {
     it('grows a live table with reload and resume (the resume suspends to swap), reading only its table first', async () => {
       await devices().create(ctx, spec('v'));
       await devices().activate(ctx, 'v');
-      await fd.clearOps();
+      await w.fd.clearOps();
       await devices().resize(ctx, 'v', 2 * GiB);
-      assert.deepEqual(fd.dm.ops.map((o) => o.op), ['liveThinSectors', 'reload', 'resume']);
-      assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
-      assert.equal((await fd.store.getDevice('v'))?.sizeBytes, 2 * GiB);
+      assert.deepEqual(w.fd.dm.ops.map((o) => o.op), ['liveThinSectors', 'reload', 'resume']);
+      assert.equal(w.fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
+      assert.equal((await w.fd.store.getDevice('v'))?.sizeBytes, 2 * GiB);
     });
     it('a failed size read is a gRPC error with its code (a timeout is DEADLINE_EXCEEDED), and records nothing', async () => {
       await devices().create(ctx, spec('v'));
       await devices().activate(ctx, 'v');
-      fd.dm.inject({ op: 'liveThinSectors', error: new DmError('timeout', 'dmsetup table dm-v: timed out') });
+      w.fd.dm.inject({ op: 'liveThinSectors', error: new DmError('timeout', 'dmsetup table dm-v: timed out') });
       await assert.rejects(devices().resize(ctx, 'v', 2 * GiB), (e: { code?: number; message: string }) => e.code === 4 && /resizing v/.test(e.message));
-      assert.equal((await fd.store.getDevice('v'))?.sizeBytes, GiB);
+      assert.equal((await w.fd.store.getDevice('v'))?.sizeBytes, GiB);
     });
     it('an inactive device only records the size; activation uses it', async () => {
       await devices().create(ctx, spec('v'));
       await devices().resize(ctx, 'v', 3 * GiB);
       await devices().activate(ctx, 'v');
-      assert.equal(fd.dm.sizeOf('/dev/mapper/dm-v'), 3 * GiB);
+      assert.equal(w.fd.dm.sizeOf('/dev/mapper/dm-v'), 3 * GiB);
     });
   });
 
@@ -368,51 +228,50 @@ describe('Devices', () => {
     it('refuses new volumes with RESOURCE_EXHAUSTED without touching existing records', async () => {
       await devices().create(ctx, spec('v'));
       await pool().settled(); // the stamp is a commit, and a commit would take the pool out of out_of_data_space
-      const before = await fd.store.listDevices();
+      const before = await w.fd.store.listDevices();
       for (const mode of ['out_of_data_space', 'ro'] as const) {
-        fd.dm.setPoolMode(POOL, mode);
+        w.fd.dm.setPoolMode(POOL, mode);
         await pool().health(ctx); // a fresh reading (Probe, GetCapacity): the checks now see the mode
         await assert.rejects(pool().ensureRoom(ctx, GiB), { code: 8 });
-        assert.deepEqual(await fd.store.listDevices(), before);
+        assert.deepEqual(await w.fd.store.listDevices(), before);
       }
       await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
-      assert.deepEqual(await fd.store.listDevices(), before);
+      assert.deepEqual(await w.fd.store.listDevices(), before);
       assert.equal(await pool().capacity(ctx), 0);
     });
     it('metadata above its threshold refuses snapshots too, but deletes still work', async () => {
-      await fd.cleanup();
-      fd = await fakeDriver({ metadataBlocks: 200 });
+      await w.replace({ metadataBlocks: 200 });
       await devices().create(ctx, spec('v', { sizeBytes: 4 * GiB }));
       await devices().activate(ctx, 'v');
-      fd.dm.write('dm-v', 2.5 * GiB);
+      w.fd.dm.write('dm-v', 2.5 * GiB);
       const h = await pool().health(ctx);
       assert.equal(h.condition, 'low_space', h.reasons.join());
       assert.match(h.reasons.join(), /metadata/);
       await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
-      assert.equal(await fd.store.getDevice('s'), undefined);
+      assert.equal(await w.fd.store.getDevice('s'), undefined);
       await devices().deactivate(ctx, 'v');
       await devices().remove(ctx, 'v');
-      assert.deepEqual(fd.dm.metadataThinIds(POOL), []);
+      assert.deepEqual(w.fd.dm.metadataThinIds(POOL), []);
     });
     it('a burst of creates reads the pool status once; a pool that turned read-only since is refused by the kernel, and says why', async () => {
       await devices().create(ctx, spec('v'));
-      const statusReads = () => fd.dm.ops.filter((o) => o.op === 'poolStatus').length;
+      const statusReads = () => w.fd.dm.ops.filter((o) => o.op === 'poolStatus').length;
       const reads = statusReads();
       for (const id of ['a', 'b', 'c']) await devices().create(ctx, spec(id, { roomBytes: GiB }));
       assert.ok(statusReads() - reads <= 1, `${statusReads() - reads} status reads for 3 creates`);
-      const before = await fd.store.listDevices();
-      fd.dm.setPoolMode(POOL, 'ro');
+      const before = await w.fd.store.listDevices();
+      w.fd.dm.setPoolMode(POOL, 'ro');
       await pool().ensureMetadataWritable(ctx); // the healthy reading of a moment ago still stands
       await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })),
         (e: { code: number; message: string }) => e.code === 8 && /refused the change: .*read-only/.test(e.message));
-      assert.deepEqual(await fd.store.listDevices(), before, 'no record left of the refused snapshot');
-      assert.deepEqual(fd.dm.violations, []);
+      assert.deepEqual(await w.fd.store.listDevices(), before, 'no record left of the refused snapshot');
+      assert.deepEqual(w.fd.dm.violations, []);
     });
     it('needs_check refuses snapshots too', async () => {
       await devices().create(ctx, spec('v'));
-      fd.dm.setNeedsCheck(POOL, true);
+      w.fd.dm.setNeedsCheck(POOL, true);
       await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
-      assert.equal(await fd.store.getDevice('s'), undefined);
+      assert.equal(await w.fd.store.getDevice('s'), undefined);
     });
   });
 });
