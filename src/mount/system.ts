@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { devNo } from '../system/blockdev.ts';
+import { nodeDevNo } from '../system/blockdev.ts';
 import type { OpContext } from '../system/context.ts';
 import { CommandError, run } from '../system/exec.ts';
 import { versionBelow } from '../system/version.ts';
@@ -152,13 +152,8 @@ export class SystemMounter implements Mounter {
   }
 
   static async #ofDevice(entries: readonly MountEntry[], device: string): Promise<MountEntry[]> {
-    let majorMinor: string | undefined;
-    try {
-      const st = await fsp.stat(device, { bigint: true });
-      if (st.isBlockDevice()) majorMinor = devNo(st.rdev);
-    } catch {
-      // Device node gone: fall back to matching the source string.
-    }
+    // No block node (gone, or never one): match the source string instead.
+    const majorMinor = await nodeDevNo(device);
     return majorMinor !== undefined
       ? entries.filter((e) => e.majorMinor === majorMinor)
       : entries.filter((e) => e.source === device);
