@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { invalidArgument } from '../errors.ts';
 import { parseMultiDevice, parseThinPoolStatus, parseThinPoolTable, parseThinStatus } from '../devmapper/parse.ts';
 import type { ThinPoolStatus } from '../devmapper/types.ts';
-import { deviceProblem, poolProblem } from '../state/memory.ts';
+import { deviceProblem, poolProblem } from '../state/records.ts';
 import { byId, type DeviceRecord, type PoolRecord } from '../state/types.ts';
 import { withTimeout, background } from '../system/context.ts';
 import { run } from '../system/exec.ts';

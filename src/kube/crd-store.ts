@@ -1,5 +1,5 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
-import { applyMutation, jsonCopy } from '../state/memory.ts';
+import { applyMutation, jsonCopy } from '../state/records.ts';
 import { byId, type DeviceRecord, type GroupRecord, type GroupStore, type Mutation, type PoolRecord, type StateStore, StoreError } from '../state/types.ts';
 import { toGroupRecord, toRecord, toStatus } from './map.ts';
 import type { DeviceCr, ThinGroupSnapshot, ThinPoolCr } from './types.ts';

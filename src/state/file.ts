@@ -1,6 +1,6 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { applyMutation, assertStorable, deviceProblem, jsonCopy, poolProblem, recordCopy } from './memory.ts';
+import { applyMutation, assertStorable, deviceProblem, jsonCopy, poolProblem, recordCopy } from './records.ts';
 import { KeyedMutex } from '../system/lock.ts';
 import { step } from '../system/crashpoint.ts';
 import { DirSync, fsyncDir, HeldDirs, TEMP_MARK, writeAtomic } from './durable.ts';

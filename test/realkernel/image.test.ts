@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { after, before, describe, it } from 'node:test';
-import { startApiDouble, type ApiDouble } from '../kube-double/index.ts';
+import { startApiDouble, type ApiDouble } from '../doubles/kube-api/index.ts';
 import { connectCsi, GiB, mountCap, type CsiClients } from '../support/csi-client.ts';
 import { ROOT, tail } from './harness.ts';
 import {

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { load } from 'js-yaml';
-import { startApiDouble, type ApiDouble } from '../kube-double/index.ts';
+import { startApiDouble, type ApiDouble } from '../doubles/kube-api/index.ts';
 import { connectCsi, mountCap, type CsiClients } from '../support/csi-client.ts';
 import { KUBELET, liveThins, LOGS, POOL, poolThinIds, ROOT, STATE, SUITE } from './harness.ts';
 

@@ -5,7 +5,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { DmsetupDeviceMapper } from '../../../src/devmapper/dmsetup.ts';
 import { DmError, type DmErrorKind } from '../../../src/devmapper/types.ts';
 import { background as ctx } from '../../../src/system/context.ts';
-import { FakeDmsetup } from './fake-dmsetup.ts';
+import { FakeDmsetup } from '../../doubles/devmapper/fake-dmsetup.ts';
 import { onlyTarget, recorded, recordedFailure } from './fixtures.ts';
 
 const INFO = ['info', '-c', '--noheadings', '--separator', '|', '-o', 'name,major,minor,attr,open,segments,events,uuid'];

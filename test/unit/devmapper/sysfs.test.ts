@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { DmsetupDeviceMapper } from '../../../src/devmapper/dmsetup.ts';
 import { dmNamesInSysfs, liveSectorsInSysfs, MAX_DM_SCAN } from '../../../src/devmapper/sysfs.ts';
 import { background as ctx } from '../../../src/system/context.ts';
-import { FakeDmsetup } from './fake-dmsetup.ts';
+import { FakeDmsetup } from '../../doubles/devmapper/fake-dmsetup.ts';
 
 describe('liveSectorsInSysfs', () => {
   const sys = mkdtempSync(join(tmpdir(), 'dmthin-sysfs-'));

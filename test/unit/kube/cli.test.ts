@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { startApiDouble } from '../../kube-double/index.ts';
+import { startApiDouble } from '../../doubles/kube-api/index.ts';
 import { loadCrds, until } from './harness.ts';
 
 const MAIN = new URL('../../../src/cli/main.ts', import.meta.url).pathname;

@@ -6,7 +6,7 @@ import { CrdStore } from '../../../src/kube/crd-store.ts';
 import { API_VERSION, FINALIZER, NODE_LABEL, type ThinPoolCr, type ThinVolume } from '../../../src/kube/types.ts';
 import type { DeviceRecord } from '../../../src/state/types.ts';
 import { StoreError } from '../../../src/state/types.ts';
-import { startApiDouble, type ApiDouble } from '../../kube-double/index.ts';
+import { startApiDouble, type ApiDouble } from '../../doubles/kube-api/index.ts';
 import { loadCrds } from './harness.ts';
 
 const TV = 'thinvolumes.dmthin.csi.io';

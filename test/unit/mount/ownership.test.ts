@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeMounter } from '../../../src/mount/fake.ts';
+import { FakeMounter } from '../../doubles/mount/fake.ts';
 import { describeMount, mountOwner } from '../../../src/mount/ownership.ts';
 import { background as ctx } from '../../../src/system/context.ts';
 

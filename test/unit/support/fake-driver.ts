@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DriverConfig } from '../../../src/cli/config.ts';
 import { createDriver, type Driver } from '../../../src/driver.ts';
-import { FakeDeviceMapper } from '../../../src/devmapper/fake.ts';
-import { FakeLoopDevices } from '../../../src/mount/fake-loop.ts';
-import { FakeMounter } from '../../../src/mount/fake.ts';
+import { FakeDeviceMapper } from '../../doubles/devmapper/fake.ts';
+import { FakeLoopDevices } from '../../doubles/mount/fake-loop.ts';
+import { FakeMounter } from '../../doubles/mount/fake.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { background, type OpContext } from '../../../src/system/context.ts';
-import { MemoryStore } from '../../../src/state/memory.ts';
+import { MemoryStore } from '../../doubles/state/memory.ts';
 import { TRANSITIONAL } from '../../../src/pool/transition.ts';
 
 export const POOL = 'test-pool';

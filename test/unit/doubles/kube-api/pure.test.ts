@@ -1,7 +1,7 @@
 // Pure helpers of the kube test double: selectors and patches.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApiError, jsonPatch, matchLabels, mergePatch, parseLabelSelector } from '../../kube-double/index.ts';
+import { ApiError, jsonPatch, matchLabels, mergePatch, parseLabelSelector } from '../../../doubles/kube-api/index.ts';
 
 describe('kube double: selectors and patches', () => {
   it('parses and matches label selectors', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { ArmedFaults } from '../../../src/system/armed.ts';
+import { ArmedFaults } from '../../doubles/armed.ts';
 
 interface F { name: string; times?: number }
 const named = (n: string) => (f: F) => f.name === n;

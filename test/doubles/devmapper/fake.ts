@@ -1,14 +1,14 @@
-import type { OpContext } from '../system/context.ts';
+import type { OpContext } from '../../../src/system/context.ts';
 import { type DmCall, type DmFault, FaultPlan } from './fake-faults.ts';
 import { FakePoolMetadata, KernelError, type PoolMode } from './fake-pool.ts';
 import {
   dmsetupFailure, FAKE_DM_MAJOR, type FakeDevice, type FakeTable, ioctlFailure, loadTable, renderStatus, type TableResolver,
 } from './fake-tables.ts';
-import { parseAs, parseLiveTable, parseThinPoolStatus, parseThinPoolTable, parseThinStatus, parseThinTable } from './parse.ts';
+import { parseAs, parseLiveTable, parseThinPoolStatus, parseThinPoolTable, parseThinStatus, parseThinTable } from '../../../src/devmapper/parse.ts';
 import {
   type DeviceMapper, DmError, type DmDeviceInfo, type RemoveOptions, SECTOR, type ThinPoolStatus,
   type ThinIds, type ThinPoolTable, type ThinStatus, type ThinTable,
-} from './types.ts';
+} from '../../../src/devmapper/types.ts';
 
 export type { PoolMode } from './fake-pool.ts';
 export type { DmCall, DmFault, FakeDmOp } from './fake-faults.ts';

@@ -1,5 +1,5 @@
-import { ArmedFaults } from '../system/armed.ts';
-import type { DeviceMapper } from './types.ts';
+import { ArmedFaults } from '../armed.ts';
+import type { DeviceMapper } from '../../../src/devmapper/types.ts';
 
 export type FakeDmOp = Exclude<keyof DeviceMapper, 'devicePath'> | 'write';
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeDeviceMapper } from '../../../src/devmapper/fake.ts';
-import { DmError, type DmErrorKind } from '../../../src/devmapper/types.ts';
-import { background as ctx } from '../../../src/system/context.ts';
+import { FakeDeviceMapper } from '../../../doubles/devmapper/fake.ts';
+import { DmError, type DmErrorKind } from '../../../../src/devmapper/types.ts';
+import { background as ctx } from '../../../../src/system/context.ts';
 
 const MiB = 1024 * 1024;
 const BLOCK = 64 * 1024; // 128-sector data blocks

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, makeInformer, setHeaderOptions } from '@kubernetes/client-node';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { startApiDouble } from '../../kube-double/index.ts';
-import type { ApiDouble } from '../../kube-double/index.ts';
+import { startApiDouble } from '../../../doubles/kube-api/index.ts';
+import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
 import { DMTHIN_RESOURCES, GROUP, TV, VERSION, rejectsWith, thinVolume, waitFor } from './helpers.ts';
 
 describe('kube double: failNext and the request log', () => {

@@ -5,8 +5,8 @@ import { after, describe, it } from 'node:test';
 import { load } from 'js-yaml';
 import { ApiextensionsV1Api, CustomObjectsApi, loadYaml } from '@kubernetes/client-node';
 import type { V1CustomResourceDefinition } from '@kubernetes/client-node';
-import { startApiDouble } from '../../kube-double/index.ts';
-import type { ApiDouble } from '../../kube-double/index.ts';
+import { startApiDouble } from '../../../doubles/kube-api/index.ts';
+import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
 import { GROUP, VERSION, rejectsWith, thinPoolCrd } from './helpers.ts';
 
 const SNAPSHOT_CRD_YAML = `
@@ -61,7 +61,7 @@ describe('kube double: CRDs', () => {
   });
 
   it('enforces the CRD\'s x-kubernetes-validations as kube-apiserver v1.26.4 does (messages as it words them)', async () => {
-    const crd = load(readFileSync(new URL('../../../deploy/crds/dmthin.csi.io_thinvolumes.yaml', import.meta.url), 'utf8'));
+    const crd = load(readFileSync(new URL('../../../../deploy/crds/dmthin.csi.io_thinvolumes.yaml', import.meta.url), 'utf8'));
     const d = await startApiDouble({ crds: [crd] });
     doubles.push(d);
     const base = `${d.url}/apis/${GROUP}/${VERSION}/thinvolumes`;

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
-import { startApiDouble } from '../../kube-double/index.ts';
-import type { ApiDouble } from '../../kube-double/index.ts';
+import { startApiDouble } from '../../../doubles/kube-api/index.ts';
+import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
 import { DMTHIN_RESOURCES, GROUP, TV, VERSION, thinVolume, waitFor } from './helpers.ts';
 
 interface Obj { kind?: string; code?: number; reason?: string; metadata: { name: string; resourceVersion: string } }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MemoryStore } from '../../../src/state/memory.ts';
-import { StoreError } from '../../../src/state/types.ts';
-import { device, storeContract } from './store-contract.ts';
+import { MemoryStore } from '../../../doubles/state/memory.ts';
+import { StoreError } from '../../../../src/state/types.ts';
+import { device, storeContract } from '../../state/store-contract.ts';
 
 storeContract('MemoryStore', async () => {
   const store = new MemoryStore();

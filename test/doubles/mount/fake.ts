@@ -1,7 +1,7 @@
 import * as path from 'node:path';
-import { ArmedFaults } from '../system/armed.ts';
-import type { OpContext } from '../system/context.ts';
-import { type FsStats, type FsType, type MkfsOptions, type MountEntry, type Mounter, MountError, SUPPORTED_FS } from './types.ts';
+import { ArmedFaults } from '../armed.ts';
+import type { OpContext } from '../../../src/system/context.ts';
+import { type FsStats, type FsType, type MkfsOptions, type MountEntry, type Mounter, MountError, SUPPORTED_FS } from '../../../src/mount/types.ts';
 
 
 /** One recorded call on a fake: the method name and its string arguments in call order. */

@@ -1,8 +1,8 @@
-import { CommandError, errnoFromText } from '../system/exec.ts';
-import { classifyDmsetupError } from './errors.ts';
+import { CommandError, errnoFromText } from '../../../src/system/exec.ts';
+import { classifyDmsetupError } from '../../../src/devmapper/errors.ts';
 import type { FakePoolMetadata } from './fake-pool.ts';
 import { KernelError } from './fake-pool.ts';
-import type { DmError } from './types.ts';
+import type { DmError } from '../../../src/devmapper/types.ts';
 
 /** The fake's major number for dm devices; minors are handed out lowest-free, like the kernel's idr. */
 export const FAKE_DM_MAJOR = 254;

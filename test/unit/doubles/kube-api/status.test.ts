@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { startApiDouble } from '../../kube-double/index.ts';
-import type { ApiDouble } from '../../kube-double/index.ts';
+import { startApiDouble } from '../../../doubles/kube-api/index.ts';
+import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
 import { DMTHIN_RESOURCES, TV, rejectsWith, thinVolume } from './helpers.ts';
 
 interface TVObj {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeDeviceMapper } from '../../../src/devmapper/fake.ts';
-import { parseInfoRows } from '../../../src/devmapper/parse.ts';
-import { DmError, type DmDeviceInfo } from '../../../src/devmapper/types.ts';
-import { background as ctx } from '../../../src/system/context.ts';
-import { recorded, recordedFailure } from './fixtures.ts';
+import { FakeDeviceMapper } from '../../../doubles/devmapper/fake.ts';
+import { parseInfoRows } from '../../../../src/devmapper/parse.ts';
+import { DmError, type DmDeviceInfo } from '../../../../src/devmapper/types.ts';
+import { background as ctx } from '../../../../src/system/context.ts';
+import { recorded, recordedFailure } from '../../devmapper/fixtures.ts';
 
 // The fake set up like test/vm/smoke.sh's recording run must print what the kernel printed.
 

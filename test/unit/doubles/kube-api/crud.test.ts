@@ -4,8 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import {
   CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, KubernetesObjectApi, PatchStrategy, V1MicroTime, setHeaderOptions,
 } from '@kubernetes/client-node';
-import { startApiDouble } from '../../kube-double/index.ts';
-import type { ApiDouble } from '../../kube-double/index.ts';
+import { startApiDouble } from '../../../doubles/kube-api/index.ts';
+import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
 import { DMTHIN_RESOURCES, TV, rejectsWith, thinVolume } from './helpers.ts';
 
 type Obj = { metadata: { name: string; resourceVersion: string; generation?: number; uid?: string }; [k: string]: unknown };

@@ -1,4 +1,4 @@
-import type { ThinPoolStatus } from './types.ts';
+import type { ThinPoolStatus } from '../../../src/devmapper/types.ts';
 
 /** The pool modes the kernel reports ('fail' prints as the bare word 'Fail'). */
 export type PoolMode = ThinPoolStatus['mode'];

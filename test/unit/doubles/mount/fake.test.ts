@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { background as ctx } from '../../../src/system/context.ts';
-import { type BlockDeviceModel, FakeMounter, SimpleBlockDevices } from '../../../src/mount/fake.ts';
-import { FakeLoopDevices } from '../../../src/mount/fake-loop.ts';
-import { MountError } from '../../../src/mount/types.ts';
+import { background as ctx } from '../../../../src/system/context.ts';
+import { type BlockDeviceModel, FakeMounter, SimpleBlockDevices } from '../../../doubles/mount/fake.ts';
+import { FakeLoopDevices } from '../../../doubles/mount/fake-loop.ts';
+import { MountError } from '../../../../src/mount/types.ts';
 
 const GiB = 1024 ** 3;
 

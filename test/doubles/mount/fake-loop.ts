@@ -1,7 +1,7 @@
 import * as path from 'node:path';
-import type { OpContext } from '../system/context.ts';
+import type { OpContext } from '../../../src/system/context.ts';
 import { type FakeCall, type Fault, FaultInjector } from './fake.ts';
-import { type LoopDevices, MountError } from './types.ts';
+import { type LoopDevices, MountError } from '../../../src/mount/types.ts';
 
 export type FakeLoopOp = 'find' | 'attach' | 'detach' | 'refresh';
 
