@@ -1,20 +1,11 @@
-import type { Server } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
+import { assembleNode, probeHealthy, type NodeParts, type NodeSystem } from './assemble.ts';
 import { LocalBackend, LocalGroupBackend } from './controller/local-backend.ts';
 import { ControllerService } from './controller/service.ts';
-import { IdentityService } from './csi/identity.ts';
 import { serve } from './csi/server.ts';
-import type { DeviceMapper } from './devmapper/types.ts';
-import type { LoopDevices, Mounter } from './mount/types.ts';
-import { NodeService } from './node/service.ts';
-import { nodeTargets } from './node/targets.ts';
 import type { Logger } from './observability/log.ts';
-import { Metrics } from './observability/metrics.ts';
-import { serveMetrics } from './observability/http.ts';
-import { Devices } from './pool/devices.ts';
-import { ensurePool } from './pool/provision.ts';
+import { refreshDeviceGauge, serveMetrics, type MetricsEndpoint } from './observability/http.ts';
 import { reconcile, type Exclusive, type ReconcileReport } from './pool/reconcile.ts';
-import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import { background, type OpContext } from './system/context.ts';
 import { KeyedMutex } from './system/lock.ts';
 import { errorMessage } from './errors.ts';
@@ -24,29 +15,17 @@ import { GroupControllerService } from './controller/groups.ts';
 import type { DriverConfig } from './cli/config.ts';
 import { TOPOLOGY_KEY } from './version.ts';
 
-/** The side effects a driver runs on: real ones in production, fakes in unit tests. */
-export interface DriverParts {
-  dm: DeviceMapper;
-  mounter: Mounter;
-  loops: LoopDevices;
+/** What standalone mode runs on: a node's side effects, and the store it keeps its records in. */
+export interface DriverParts extends NodeSystem {
   store: StateStore;
   /** Where group snapshots are recorded; without it the driver offers no GroupController. */
   groups?: GroupStore;
-  log: Logger;
-  metrics?: Metrics;
-  /** Milliseconds, for the pool's reading ages; default performance.now (tests turn it by hand). */
-  clock?: () => number;
 }
 
-export interface Driver {
-  pool: ThinPool;
-  devices: Devices;
-  identity: IdentityService;
+export interface Driver extends NodeParts {
   controller: ControllerService;
   /** Present when the store keeps group records. */
   groupController?: GroupControllerService;
-  node: NodeService;
-  metrics: Metrics;
   /** The start's reconcile: every record settled against the kernel, the pool metadata not yet read. */
   startup: ReconcileReport;
   /**
@@ -58,31 +37,22 @@ export interface Driver {
 
 /** Builds (or adopts) the pool, reconciles every record against it, and wires the CSI services. */
 export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: DriverParts): Promise<Driver> {
-  const metrics = parts.metrics ?? new Metrics();
-  const adopted = await ensurePool(ctx, { dm: parts.dm, loops: parts.loops, mounter: parts.mounter, log: parts.log }, cfg.pool);
-  const deps = { dm: parts.dm, store: parts.store, log: parts.log, metrics, ...(parts.clock ? { clock: parts.clock } : {}) };
-  const pool = await ThinPool.attach(ctx, deps, { name: cfg.pool.name, overprovisionRatio: cfg.overprovisionRatio }, adopted);
-  const devices = new Devices(pool);
+  const node = await assembleNode(ctx, cfg, parts, parts.store, { controller: true, groupController: parts.groups !== undefined });
+  const { pool, devices } = node;
   const groups = parts.groups ? new GroupSnapshots(devices, parts.groups) : undefined;
   const startup = await reconcile(ctx, devices, { metadata: false, groups });
   logReport(parts.log, pool.name, startup);
-  await refreshDeviceGauge(devices);
+  await refreshDeviceGauge(parts.store, node.metrics);
   const checkPool = async (c: OpContext, exclusive?: Exclusive) => {
     const report = await reconcile(c, devices, { exclusive, groups });
     logReport(parts.log, pool.name, report);
     return report;
   };
-  const readiness = poolReadiness(pool);
   const backend = new LocalBackend(devices, cfg.nodeId, TOPOLOGY_KEY);
   return {
-    pool, devices, metrics, startup, checkPool,
-    identity: new IdentityService(readiness, true, groups !== undefined),
+    ...node, startup, checkPool,
     controller: new ControllerService(backend, { fsType: cfg.defaultFs }),
     ...(groups ? { groupController: new GroupControllerService(backend, new LocalGroupBackend(groups)) } : {}),
-    node: new NodeService(
-      { devices, mounter: parts.mounter, defaultFs: cfg.defaultFs, targets: nodeTargets(cfg.stateDir), pathRoots: cfg.nodePathRoots },
-      { nodeId: cfg.nodeId, topologyKey: TOPOLOGY_KEY },
-    ),
   };
 }
 
@@ -90,20 +60,10 @@ function logReport(log: Logger, pool: string, r: ReconcileReport): void {
   log.info('pool reconciled', { pool, tx: r.tx, metadata: r.metadata, repaired: r.repaired.length, faulty: r.faulty.length, orphans: r.orphans.length });
 }
 
-/** Volumes and snapshots by state, for the devices gauge. */
-export async function refreshDeviceGauge(devices: Devices): Promise<void> {
-  const counts = new Map<string, number>();
-  for (const r of await devices.pool.deps.store.listDevices()) counts.set(`${r.kind}|${r.state}`, (counts.get(`${r.kind}|${r.state}`) ?? 0) + 1);
-  devices.pool.deps.metrics.devices.reset();
-  for (const [k, n] of counts) {
-    const [kind, state] = k.split('|') as [string, string];
-    devices.pool.deps.metrics.devices.set({ kind, state }, n);
-  }
-}
-
 export interface Running {
   grpc: grpc.Server;
-  http?: Server;
+  /** /metrics (when configured) and the devices gauge; its stop ends both. */
+  http: MetricsEndpoint;
   driver: Driver;
   /** Stops the periodic pool checks and waits for one in progress; never rejects. */
   stopChecks(): Promise<void>;
@@ -140,10 +100,8 @@ export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger
   // RPC holds meanwhile is skipped, as in the agent's passes.
   const stopChecks = periodically(() => driver.checkPool(background, (id, fn) => locks.tryRun(id, fn))
     .then(() => undefined, (err: unknown) => { log.error('pool check failed', { pool: driver.pool.name, error: errorMessage(err) }); }), opts.poolCheckMs ?? POOL_CHECK_MS);
-  const http = cfg.metricsAddress
-    ? await serveMetrics(cfg.metricsAddress, driver.metrics, log, async () => (await driver.identity.Probe({})).ready.value)
-    : undefined;
-  const timer = setInterval(() => { void refreshDeviceGauge(driver.devices).catch(() => undefined); }, 15_000);
-  timer.unref();
+  const http = await serveMetrics({
+    address: cfg.metricsAddress, metrics: driver.metrics, log, healthy: probeHealthy(driver.identity), devices: driver.store,
+  });
   return { grpc: server, http, driver, stopChecks };
 }

@@ -1,11 +1,9 @@
 import { hostname } from 'node:os';
 import { isAbsolute, join, normalize } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { FsType } from '../mount/types.ts';
 import { SUPPORTED_FS } from '../mount/types.ts';
 import type { PoolSource } from '../pool/provision.ts';
-import { invalidArgument } from '../errors.ts';
-import { parseRatio, parseSize } from './flags.ts';
+import { parseCommandLine, parseRatio, parseSize, UsageError } from './flags.ts';
 
 export interface DriverConfig {
   endpoint: string;
@@ -80,23 +78,19 @@ type Values = {
 };
 
 export function parseFlags(argv: string[]): Values {
-  try {
-    return parseArgs({ args: argv, options: FLAG_SPEC, strict: true, allowPositionals: false }).values as Values;
-  } catch (err) {
-    throw invalidArgument(`${(err as Error).message}\n${USAGE}`);
-  }
+  return parseCommandLine(argv, FLAG_SPEC, USAGE) as Values;
 }
 
 function poolSource(v: Values, stateDir: string): PoolSource {
   const name = v['pool-name'] ?? 'dmthin-pool';
-  if (!/^[A-Za-z0-9_.+-]{1,100}$/.test(name)) throw invalidArgument(`--pool-name "${name}" is not a valid device-mapper name`);
+  if (!/^[A-Za-z0-9_.+-]{1,100}$/.test(name)) throw new UsageError(`--pool-name "${name}" is not a valid device-mapper name`);
   const blockSectors = parseSize(v['block-size'] ?? '64Ki', '--block-size') / 512;
   const features = [...(v['skip-block-zeroing'] ? ['skip_block_zeroing'] : []), ...(v['error-if-no-space'] ? ['error_if_no_space'] : [])];
   if (v['pool-existing']) return { kind: 'existing', name };
   const data = v['pool-data-device'];
   const meta = v['pool-metadata-device'];
   if (data || meta) {
-    if (!data || !meta) throw invalidArgument('--pool-data-device and --pool-metadata-device go together');
+    if (!data || !meta) throw new UsageError('--pool-data-device and --pool-metadata-device go together');
     return { kind: 'devices', name, dataDevice: data, metadataDevice: meta, blockSectors, features };
   }
   return {
@@ -110,7 +104,7 @@ function nodePathRoots(roots: string[]): string[] {
   return roots.map((r) => {
     const t = r.replace(/(?<=.)\/+$/, '');
     if (!isAbsolute(t) || t.includes('\0') || normalize(t) !== t || t === '/') {
-      throw invalidArgument(`--node-path-root "${r}" must be an absolute, normal directory other than /`);
+      throw new UsageError(`--node-path-root "${r}" must be an absolute, normal directory other than /`);
     }
     return t;
   });
@@ -120,10 +114,10 @@ export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): Dr
   const stateDir = v['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
   const defaultFs = v['default-fs'] ?? 'ext4';
   const dmInterface = v['dm-interface'] ?? env.DMTHIN_DM_INTERFACE ?? 'ioctl';
-  if (dmInterface !== 'ioctl' && dmInterface !== 'dmsetup') throw invalidArgument(`--dm-interface "${dmInterface}" is not ioctl or dmsetup`);
+  if (dmInterface !== 'ioctl' && dmInterface !== 'dmsetup') throw new UsageError(`--dm-interface "${dmInterface}" is not ioctl or dmsetup`);
   const mountInterface = v['mount-interface'] ?? env.DMTHIN_MOUNT_INTERFACE ?? 'syscall';
-  if (mountInterface !== 'syscall' && mountInterface !== 'commands') throw invalidArgument(`--mount-interface "${mountInterface}" is not syscall or commands`);
-  if (!(SUPPORTED_FS as readonly string[]).includes(defaultFs)) throw invalidArgument(`--default-fs "${defaultFs}" is not supported (use ext4 or xfs)`);
+  if (mountInterface !== 'syscall' && mountInterface !== 'commands') throw new UsageError(`--mount-interface "${mountInterface}" is not syscall or commands`);
+  if (!(SUPPORTED_FS as readonly string[]).includes(defaultFs)) throw new UsageError(`--default-fs "${defaultFs}" is not supported (use ext4 or xfs)`);
   return {
     endpoint: v.endpoint ?? env.CSI_ENDPOINT ?? 'unix:///run/dmthin-csi/csi.sock',
     stateDir,
@@ -136,5 +130,44 @@ export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): Dr
     dmInterface,
     mountInterface,
     nodePathRoots: nodePathRoots(v['node-path-root'] ?? []),
+  };
+}
+
+/** `dmthin-csi controller`: Identity + Controller only, so none of the pool's or node's flags. */
+export const CONTROLLER_FLAG_SPEC = {
+  endpoint: { type: 'string' },
+  'metrics-address': { type: 'string' },
+  'lease-namespace': { type: 'string' },
+  'default-fs': { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+
+export const CONTROLLER_USAGE = `dmthin-csi controller [flags]
+  --endpoint unix:///path      CSI socket [CSI_ENDPOINT] (default unix:///csi/csi.sock)
+  --metrics-address HOST:PORT  serve Prometheus /metrics there [METRICS_ADDRESS]
+  --lease-namespace NS         namespace of the leader Lease [POD_NAMESPACE] (default kube-system)
+  --default-fs ext4|xfs        filesystem when neither the request nor the class names one (default ext4)
+  --log-level LEVEL            error, warn, info, debug [LOG_LEVEL] (default info)
+Kubernetes access: in-cluster config or KUBECONFIG.`;
+
+export interface ControllerConfig {
+  endpoint: string;
+  metricsAddress: string | undefined;
+  leaseNamespace: string;
+  /** This replica's name in the Lease. */
+  identity: string;
+  defaultFs: string;
+  logLevel: string;
+}
+
+export function controllerConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ControllerConfig {
+  const v = parseCommandLine(argv, CONTROLLER_FLAG_SPEC, CONTROLLER_USAGE);
+  return {
+    endpoint: v.endpoint ?? env.CSI_ENDPOINT ?? 'unix:///csi/csi.sock',
+    metricsAddress: v['metrics-address'] ?? env.METRICS_ADDRESS,
+    leaseNamespace: v['lease-namespace'] ?? env.POD_NAMESPACE ?? 'kube-system',
+    identity: env.POD_NAME ?? hostname(),
+    defaultFs: v['default-fs'] ?? 'ext4',
+    logLevel: v['log-level'] ?? env.LOG_LEVEL ?? 'info',
   };
 }

@@ -1,11 +1,10 @@
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { invalidArgument } from '../errors.ts';
 import { parseTargets, parseThinPoolStatus } from '../devmapper/parse.ts';
 import { CommandError } from '../system/exec.ts';
 import { versionBelow } from '../system/version.ts';
 import { E2FSPROGS_PREZEROED } from '../mount/system.ts';
 import { type Runner, systemRunner } from './status.ts';
+import { parseCommandLine } from './flags.ts';
 
 export const DOCTOR_USAGE = `Usage: dmthin-csi doctor [--pool-name NAME]
   Checks this node: device-mapper in the kernel, the tools the driver runs and their versions,
@@ -180,16 +179,7 @@ export function formatChecks(results: readonly CheckResult[]): string {
 }
 
 export async function runDoctor(argv: string[], deps: DoctorDeps = { runner: systemRunner, exists: existsSync }): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
-      options: { 'pool-name': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    });
-  } catch (err) {
-    throw invalidArgument(`${(err as Error).message}\n${DOCTOR_USAGE}`);
-  }
-  const { values } = parsed;
+  const values = parseCommandLine(argv, { 'pool-name': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, DOCTOR_USAGE);
   if (values.help) {
     process.stdout.write(`${DOCTOR_USAGE}\n`);
     return 0;

@@ -1,5 +1,6 @@
 import { CsiError } from '../errors.ts';
 import { buildConfig, parseFlags, USAGE } from './config.ts';
+import { UsageError } from './flags.ts';
 import { FatalError, runStandalone } from './standalone.ts';
 import { runDoctor } from './doctor.ts';
 import { untilSignalled } from './signals.ts';
@@ -40,7 +41,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    const known = err instanceof FatalError || err instanceof CsiError;
+    // A known failure is said in its message: a bad command line, a kernel without dm-thin, or a
+    // pool the start cannot use (ensurePool's CsiErrors, such as a --pool-existing pool that is not there).
+    const known = err instanceof UsageError || err instanceof FatalError || err instanceof CsiError;
     process.stderr.write(`dmthin-csi: ${known ? (err as Error).message : (err as Error)?.stack ?? String(err)}\n`);
     process.exit(known ? 2 : 1);
   },

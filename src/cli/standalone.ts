@@ -49,7 +49,7 @@ export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<vo
     await new Promise<void>((resolve) => running.grpc.tryShutdown(() => resolve()));
     await running.stopChecks(); // a check in progress is bounded by its commands' own timeouts
     await running.driver.pool.settled(); // the last changes' transaction stamp, so a start finds the ids equal
-    running.http?.close();
+    running.http.stop();
     await store.close();
     log.info('stopped');
   };

@@ -1,7 +1,5 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { invalidArgument } from '../errors.ts';
 import { parseMultiDevice, parseThinPoolStatus, parseThinPoolTable, parseThinStatus } from '../devmapper/parse.ts';
 import type { ThinPoolStatus } from '../devmapper/types.ts';
 import { deviceProblem, poolProblem } from '../state/records.ts';
@@ -9,6 +7,7 @@ import { byId, type DeviceRecord, type PoolRecord } from '../state/types.ts';
 import { withTimeout, background } from '../system/context.ts';
 import { run } from '../system/exec.ts';
 import type { RunResult } from '../system/exec.ts';
+import { parseCommandLine, UsageError } from './flags.ts';
 
 /** Runs one system command; injected so tests need no dmsetup. */
 export type Runner = (command: string, args: readonly string[]) => Promise<RunResult>;
@@ -175,28 +174,19 @@ export function formatStatus(r: StatusReport): string {
 }
 
 export async function runStatus(argv: string[], runner: Runner = systemRunner, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
-      options: {
-          'state-dir': { type: 'string' }, 'pool-name': { type: 'string' }, source: { type: 'string' }, node: { type: 'string' },
-          help: { type: 'boolean', short: 'h' },
-        },
-    });
-  } catch (err) {
-    throw invalidArgument(`${(err as Error).message}\n${STATUS_USAGE}`);
-  }
-  const { values } = parsed;
+  const values = parseCommandLine(argv, {
+    'state-dir': { type: 'string' }, 'pool-name': { type: 'string' }, source: { type: 'string' }, node: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  }, STATUS_USAGE);
   if (values.help) {
     process.stdout.write(`${STATUS_USAGE}\n`);
     return 0;
   }
   const inPod = Boolean(env.KUBERNETES_SERVICE_HOST && env.NODE_NAME);
   const source = values.source ?? (inPod ? 'kube' : 'file');
-  if (source !== 'file' && source !== 'kube') throw invalidArgument(`--source must be file or kube\n${STATUS_USAGE}`);
+  if (source !== 'file' && source !== 'kube') throw new UsageError(`--source must be file or kube\n${STATUS_USAGE}`);
   const node = values.node ?? env.NODE_NAME;
-  if (source === 'kube' && !node) throw invalidArgument(`--source kube needs --node or NODE_NAME\n${STATUS_USAGE}`);
+  if (source === 'kube' && !node) throw new UsageError(`--source kube needs --node or NODE_NAME\n${STATUS_USAGE}`);
   const stateDir = values['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
   const report = source === 'kube'
     ? { ...await collectStatus(runner, stateDir, values['pool-name'], async () => (await import('./status-kube.ts')).readKube(node!, values['pool-name'])), source: `the custom resources of node ${node}` }

@@ -1,0 +1,78 @@
+import { IdentityService } from './csi/identity.ts';
+import type { DeviceMapper } from './devmapper/types.ts';
+import type { FsType, LoopDevices, Mounter } from './mount/types.ts';
+import { NodeService } from './node/service.ts';
+import { nodeTargets } from './node/targets.ts';
+import type { Logger } from './observability/log.ts';
+import { Metrics } from './observability/metrics.ts';
+import { Devices } from './pool/devices.ts';
+import { ensurePool, type PoolSource } from './pool/provision.ts';
+import { poolReadiness, ThinPool } from './pool/thinpool.ts';
+import type { OpContext } from './system/context.ts';
+import type { StateStore } from './state/types.ts';
+import { TOPOLOGY_KEY } from './version.ts';
+
+/** The side effects a node's parts run on: real ones in production, fakes in unit tests. */
+export interface NodeSystem {
+  dm: DeviceMapper;
+  mounter: Mounter;
+  loops: LoopDevices;
+  log: Logger;
+  metrics?: Metrics;
+  /** Milliseconds, for the pool's reading ages; default performance.now (tests turn it by hand). */
+  clock?: () => number;
+}
+
+/** What both modes configure alike for the node's pool and its CSI Node service. */
+export interface NodeSettings {
+  /** The topology value and NodeGetInfo's id; the Kubernetes node name in node mode. */
+  nodeId: string;
+  pool: PoolSource;
+  overprovisionRatio: number;
+  defaultFs: FsType;
+  /** Holds the node's records of the publish targets it created (`--state-dir`). */
+  stateDir: string;
+  /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
+  nodePathRoots: readonly string[];
+}
+
+/** The Identity capabilities beside the Node service: a mode that serves a Controller says so. */
+export interface Offers {
+  controller: boolean;
+  groupController?: boolean;
+}
+
+export interface NodeParts {
+  /** The records the pool was attached over. */
+  store: StateStore;
+  pool: ThinPool;
+  devices: Devices;
+  metrics: Metrics;
+  identity: IdentityService;
+  node: NodeService;
+}
+
+/**
+ * The parts standalone and Kubernetes node mode share: the pool built (or adopted) and attached
+ * over `store`, its devices, an Identity ready while the pool can serve, and the CSI Node service.
+ */
+export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSystem, store: StateStore, offers: Offers): Promise<NodeParts> {
+  const metrics = sys.metrics ?? new Metrics();
+  const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log }, s.pool);
+  const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}) };
+  const pool = await ThinPool.attach(ctx, deps, { name: s.pool.name, overprovisionRatio: s.overprovisionRatio }, adopted);
+  const devices = new Devices(pool);
+  return {
+    store, pool, devices, metrics,
+    identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false),
+    node: new NodeService(
+      { devices, mounter: sys.mounter, defaultFs: s.defaultFs, targets: nodeTargets(s.stateDir), pathRoots: s.nodePathRoots },
+      { nodeId: s.nodeId, topologyKey: TOPOLOGY_KEY },
+    ),
+  };
+}
+
+/** /healthz's answer where the Identity's Probe says whether the node can serve. */
+export function probeHealthy(identity: IdentityService): () => Promise<boolean> {
+  return async () => (await identity.Probe({})).ready.value;
+}
