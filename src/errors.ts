@@ -31,9 +31,3 @@ export const deadlineExceeded = (msg: string) => new CsiError(status.DEADLINE_EX
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
-
-/** Anything that is not already a CsiError becomes INTERNAL, keeping its message. */
-export function toCsiError(err: unknown): CsiError {
-  if (err instanceof CsiError) return err;
-  return internal(errorMessage(err), err);
-}

@@ -1,8 +1,9 @@
 import type * as grpc from '@grpc/grpc-js';
 import { groupIdFor, idFor, memberIdFor } from '../controller/validate.ts';
-import { Code, toCsiError } from '../errors.ts';
+import { Code } from '../errors.ts';
 import { redact, type Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { toStatus } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import type { KeyedMutex } from '../system/lock.ts';
 
@@ -75,7 +76,7 @@ export function wrap(method: string, handler: Handler, deps: WrapDeps): grpc.han
     function finish(err: unknown, res: unknown) {
       done();
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const e = err === undefined ? undefined : toCsiError(err);
+      const e = err === undefined ? undefined : toStatus(err);
       const code = e ? e.code : Code.OK;
       const codeName = Code[code] ?? String(code);
       deps.metrics.rpcDuration.observe({ method, code: codeName }, seconds);

@@ -5,6 +5,7 @@ import type { Devices } from '../pool/devices.ts';
 import { GroupSnapshots } from '../pool/group.ts';
 import { reconcile, type ReconcileReport } from '../pool/reconcile.ts';
 import type { OpContext } from '../system/context.ts';
+import { failureOf } from '../status.ts';
 import { crashScope } from '../system/crashpoint.ts';
 import { withTimeout } from '../system/context.ts';
 import { KeyedMutex } from '../system/lock.ts';
@@ -15,7 +16,7 @@ import { WorkQueue } from './queue.ts';
 import { GroupWork, groupActionFor } from './group-agent.ts';
 import type { DeviceCr, ThinGroupSnapshot } from './types.ts';
 import { dmNameOf, FINALIZER, FORCE_CLEANUP_ANNOTATION, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, REMOVE_ORPHANS_ANNOTATION, RETRY_ANNOTATION, VERSION } from './types.ts';
-import { apiMessage, failureOf, isNotFound, MERGE_PATCH } from './util.ts';
+import { apiMessage, isNotFound, MERGE_PATCH } from './util.ts';
 import { CrWatch } from './watch.ts';
 
 export interface AgentOptions {

@@ -1,13 +1,14 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Condition, NewVolume, VolumeBackend } from '../controller/backend.ts';
 import { META } from '../controller/meta.ts';
-import { CsiError, deadlineExceeded, failedPrecondition, notFound, resourceExhausted, unavailable } from '../errors.ts';
+import { CsiError, deadlineExceeded, failedPrecondition, notFound, resourceExhausted } from '../errors.ts';
+import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import { byId, type DeviceRecord } from '../state/types.ts';
 import { NODE_META, toRecord } from './map.ts';
 import type { DeviceCr, ThinPoolCr, ThinSnapshot, ThinVolume } from './types.ts';
 import { API_VERSION, GROUP, isUnclaimed, KIND, NODE_LABEL, objectPluralOf, PLURAL, pluralOf, VERSION } from './types.ts';
-import { apiMessage, backoff, codeFromName, isConflict, isNotFound, MERGE_PATCH, sleep } from './util.ts';
+import { backoff, isConflict, isNotFound, MERGE_PATCH, sleep } from './util.ts';
 
 export interface KubeBackendOptions {
   topologyKey: string;
@@ -56,7 +57,7 @@ export class KubeBackend implements VolumeBackend {
       return await this.api.getClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id }) as DeviceCr;
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw unavailable(`reading ${objectPluralOf(id)}/${id}: ${apiMessage(err)}`);
+      throw apiStatus(err, `reading ${objectPluralOf(id)}/${id}`);
     }
   }
 
@@ -65,7 +66,7 @@ export class KubeBackend implements VolumeBackend {
       return await this.api.getClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.pool, name: node }) as ThinPoolCr;
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw unavailable(`reading thinpools/${node}: ${apiMessage(err)}`);
+      throw apiStatus(err, `reading thinpools/${node}`);
     }
   }
 
@@ -82,7 +83,7 @@ export class KubeBackend implements VolumeBackend {
         const list = await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural }) as { items: DeviceCr[] };
         out.push(...list.items.filter(settled).map(toRecord));
       } catch (err) {
-        throw unavailable(`listing ${plural}: ${apiMessage(err)}`);
+        throw apiStatus(err, `listing ${plural}`);
       }
     }
     return out.sort(byId);
@@ -172,7 +173,7 @@ export class KubeBackend implements VolumeBackend {
       return true;
     } catch (err) {
       if (isConflict(err)) return false;
-      throw unavailable(`creating ${pluralOf(spec.id)}/${spec.id}: ${apiMessage(err)}`);
+      throw apiStatus(err, `creating ${pluralOf(spec.id)}/${spec.id}`);
     }
   }
 
@@ -218,7 +219,7 @@ export class KubeBackend implements VolumeBackend {
       await this.api.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id });
     } catch (err) {
       if (isNotFound(err)) return;
-      throw unavailable(`deleting ${objectPluralOf(id)}/${id}: ${apiMessage(err)}`);
+      throw apiStatus(err, `deleting ${objectPluralOf(id)}/${id}`);
     }
     await this.releaseIfNodeGone(id);
     await this.waitGone(ctx, id, this.deadline(ctx), since);
@@ -231,7 +232,7 @@ export class KubeBackend implements VolumeBackend {
     try {
       await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id, body: { metadata: { finalizers: [] } } }, MERGE_PATCH);
     } catch (err) {
-      if (!isNotFound(err)) throw unavailable(`releasing ${objectPluralOf(id)}/${id} of deleted node ${cr.spec.nodeName}: ${apiMessage(err)}`);
+      if (!isNotFound(err)) throw apiStatus(err, `releasing ${objectPluralOf(id)}/${id} of deleted node ${cr.spec.nodeName}`);
     }
   }
 
@@ -245,7 +246,7 @@ export class KubeBackend implements VolumeBackend {
       try {
         await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.volume, name: id, body: { spec: { sizeBytes } } }, MERGE_PATCH);
       } catch (err) {
-        throw unavailable(`patching thinvolumes/${id}: ${apiMessage(err)}`);
+        throw apiStatus(err, `patching thinvolumes/${id}`);
       }
     }
     return this.waitReady(ctx, id, this.deadline(ctx), since, (c) => (c.status?.sizeBytes ?? 0) >= sizeBytes);

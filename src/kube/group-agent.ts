@@ -1,5 +1,6 @@
 import type { Logger } from '../observability/log.ts';
 import type { GroupSnapshots, NewGroupMember } from '../pool/group.ts';
+import { failureOf } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import { crashScope } from '../system/crashpoint.ts';
 import type { KeyedMutex } from '../system/lock.ts';
@@ -8,7 +9,7 @@ import type { EventRecorder } from './events.ts';
 import { toGroupRecord, toRecord } from './map.ts';
 import type { ThinGroupSnapshot, ThinSnapshot } from './types.ts';
 import { dmNameOf, FINALIZER, isUnclaimedGroup, KIND, PLURAL } from './types.ts';
-import { apiMessage, failureOf } from './util.ts';
+import { apiMessage } from './util.ts';
 
 export interface GroupWorkOptions {
   store: CrdStore;

@@ -2,13 +2,14 @@ import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { GroupBackend, GroupSnapshotView, NewGroupSnapshot } from '../controller/backend.ts';
 import { META } from '../controller/meta.ts';
 import { CsiError, deadlineExceeded, notFound, unavailable } from '../errors.ts';
+import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import type { KubeBackend } from './backend.ts';
 import { toGroupRecord } from './map.ts';
 import type { DeviceCr, ThinGroupSnapshot, ThinSnapshot } from './types.ts';
 import { API_VERSION, GROUP, isUnclaimed, isUnclaimedGroup, KIND, NODE_LABEL, PLURAL, VERSION } from './types.ts';
-import { apiMessage, backoff, codeFromName, isConflict, isNotFound, sleep } from './util.ts';
+import { backoff, isConflict, isNotFound, sleep } from './util.ts';
 
 /**
  * The controller's group snapshots in Kubernetes mode: a ThinGroupSnapshot, then one member
@@ -31,7 +32,7 @@ export class KubeGroupBackend implements GroupBackend {
       return await this.api.getClusterCustomObject({ group: GROUP, version: VERSION, plural, name }) as T;
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw unavailable(`reading ${plural}/${name}: ${apiMessage(err)}`);
+      throw apiStatus(err, `reading ${plural}/${name}`);
     }
   }
 
@@ -87,7 +88,7 @@ export class KubeGroupBackend implements GroupBackend {
       return await this.api.createClusterCustomObject({ group: GROUP, version: VERSION, plural, body }) as T;
     } catch (err) {
       if (isConflict(err)) return undefined;
-      throw unavailable(`creating ${plural}: ${apiMessage(err)}`);
+      throw apiStatus(err, `creating ${plural}`);
     }
   }
 

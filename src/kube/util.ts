@@ -1,6 +1,5 @@
 import { ApiException, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { status as Code } from '@grpc/grpc-js';
-import { CsiError, errorMessage } from '../errors.ts';
+import { errorMessage } from '../errors.ts';
 
 /** HTTP status of a failed client-node call, or undefined for a non-API failure (network...). */
 export function httpCode(err: unknown): number | undefined {
@@ -34,19 +33,4 @@ export const sleep = (ms: number, signal?: AbortSignal): Promise<void> => new Pr
 export function backoff(attempt: number, baseMs: number, maxMs: number): number {
   const ms = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
   return Math.round(ms * (0.8 + Math.random() * 0.4));
-}
-
-export function codeName(code: number): string {
-  return (Code as unknown as Record<number, string>)[code] ?? 'INTERNAL';
-}
-
-export function codeFromName(name: string | undefined): number {
-  const n = name ? (Code as unknown as Record<string, number>)[name] : undefined;
-  return typeof n === 'number' ? n : Code.INTERNAL;
-}
-
-/** Turns any failure into the CSI code name + message written to a CR's status. */
-export function failureOf(err: unknown): { code: string; message: string } {
-  if (err instanceof CsiError) return { code: codeName(err.code), message: err.details };
-  return { code: 'INTERNAL', message: errorMessage(err) };
 }

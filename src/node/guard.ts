@@ -1,7 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { failedPrecondition, notFound } from '../errors.ts';
 import { type AccessKind, describeMount, mountOwner } from '../mount/ownership.ts';
-import { toStatus } from '../pool/errors.ts';
+import { toStatus } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import type { Mounter } from '../mount/types.ts';
 

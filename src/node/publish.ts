@@ -5,7 +5,7 @@ import { META } from '../controller/meta.ts';
 import { capabilityProblem, viewCapability } from '../controller/validate.ts';
 import { alreadyExists, failedPrecondition, invalidArgument } from '../errors.ts';
 import { describeMount, mountOwner, type AccessKind } from '../mount/ownership.ts';
-import { toStatus } from '../pool/errors.ts';
+import { toStatus } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import { type Placeholder, placeholderAt, unmountOwn } from './guard.ts';

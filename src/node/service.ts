@@ -6,7 +6,7 @@ import type { NodeStageVolumeRequest__Output } from '../csi/generated/csi/v1/Nod
 import type { NodeUnpublishVolumeRequest__Output } from '../csi/generated/csi/v1/NodeUnpublishVolumeRequest.ts';
 import type { NodeUnstageVolumeRequest__Output } from '../csi/generated/csi/v1/NodeUnstageVolumeRequest.ts';
 import { invalidArgument, notFound, outOfRange } from '../errors.ts';
-import { toStatus } from '../pool/errors.ts';
+import { toStatus } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import { checkPath } from './paths.ts';

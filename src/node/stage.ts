@@ -5,7 +5,7 @@ import { capabilityProblem, viewCapability } from '../controller/validate.ts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.ts';
 import type { FsType, Mounter } from '../mount/types.ts';
 import type { Devices } from '../pool/devices.ts';
-import { toStatus } from '../pool/errors.ts';
+import { toStatus } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import { checkPath, checkUnderRoots } from './paths.ts';

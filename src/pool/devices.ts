@@ -3,7 +3,7 @@ import { aborted, failedPrecondition, notFound } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import { Semaphore } from '../system/lock.ts';
 import type { DeviceKind, DeviceRecord, DeviceState } from '../state/types.ts';
-import { toStatus } from './errors.ts';
+import { toStatus } from '../status.ts';
 import { suspendForSnapshot } from './late-suspend.ts';
 import { BUSY_RETRY, retry, SUSPEND_RETRY } from './retry.ts';
 import type { ThinPool } from './thinpool.ts';

@@ -4,7 +4,7 @@ import type { OpContext } from '../system/context.ts';
 import { crashScope } from '../system/crashpoint.ts';
 import type { DeviceRecord, GroupRecord, GroupStore } from '../state/types.ts';
 import type { Devices } from './devices.ts';
-import { toStatus } from './errors.ts';
+import { toStatus } from '../status.ts';
 import { suspendForSnapshot } from './late-suspend.ts';
 import { retry, SUSPEND_RETRY } from './retry.ts';
 import { USABLE } from './transition.ts';
