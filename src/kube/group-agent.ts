@@ -8,7 +8,8 @@ import type { EventRecorder } from './events.ts';
 import { toGroupRecord, toRecord } from './map.ts';
 import type { ThinGroupSnapshot, ThinSnapshot } from './types.ts';
 import { dmNameOf, FINALIZER, isUnclaimedGroup, KIND, PLURAL } from './types.ts';
-import { apiMessage, failureOf } from './util.ts';
+import { apiMessage } from './api.ts';
+import { failureOf } from './util.ts';
 
 export interface GroupWorkOptions {
   store: CrdStore;

@@ -1,6 +1,6 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { GroupBackend, GroupSnapshotView, NewGroupSnapshot } from '../controller/backend.ts';
-import { META } from '../controller/meta.ts';
+import { META } from '../volume/meta.ts';
 import { CsiError, deadlineExceeded, notFound, unavailable } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
@@ -8,7 +8,9 @@ import type { KubeBackend } from './backend.ts';
 import { toGroupRecord } from './map.ts';
 import type { DeviceCr, ThinGroupSnapshot, ThinSnapshot } from './types.ts';
 import { API_VERSION, GROUP, isUnclaimed, isUnclaimedGroup, KIND, NODE_LABEL, PLURAL, VERSION } from './types.ts';
-import { apiMessage, backoff, codeFromName, isConflict, isNotFound, sleep } from './util.ts';
+import { backoff, sleep } from '../system/delay.ts';
+import { apiMessage, isConflict, isNotFound } from './api.ts';
+import { codeFromName } from './util.ts';
 
 /**
  * The controller's group snapshots in Kubernetes mode: a ThinGroupSnapshot, then one member

@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
-import { groupIdFor, memberIdFor } from '../../src/controller/validate.ts';
+import { groupIdFor, memberIdFor } from '../../src/volume/ids.ts';
 import { KUBELET, groupRecords, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
 
 const TRANSITIONAL = new Set(['Unknown', 'Creating', 'Activating', 'Suspending', 'Suspended', 'Resuming', 'Deactivating', 'Removing', 'Removed']);
