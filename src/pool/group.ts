@@ -116,7 +116,7 @@ export class GroupSnapshots {
    * every source. One observation of the group's freeze window, first suspend to last resume.
    */
   private async cut(ctx: OpContext, recs: DeviceRecord[], origins: DeviceRecord[], live: boolean[], progress: Progress): Promise<void> {
-    const { dm, metrics } = this.pool.deps;
+    const { metrics } = this.pool.deps;
     const frozen = origins.filter((_, i) => live[i]).sort((a, b) => (a.id < b.id ? -1 : 1));
     const suspended: DeviceRecord[] = [];
     let endWindow: (() => number) | undefined;
