@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { sleep } from '../src/system/delay.ts';
 import { CpuMeter } from './cpu.ts';
 import { DriverProcess, tail } from './driver.ts';
 import { floor } from './floor.ts';
@@ -65,7 +66,6 @@ const drv = new DriverProcess({ root: ROOT, work: WORK, state: STATE, endpoint: 
 const startDriver = () => drv.start();
 const stopDriver = () => drv.stop();
 const scrape = () => drv.scrape();
-const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const ctl = () => drv.running.csi.controller;
 const node = () => drv.running.csi.node;
 async function createVol(name: string, size = VOL, fs = 'ext4', source?: { snapshot_id: string }): Promise<{ id: string; ctx: Record<string, string> }> {

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { sleep } from '../src/system/delay.ts';
 import { connect, type Csi } from './lib.ts';
 
 export interface DriverSettings {
@@ -19,7 +20,6 @@ export interface DriverSettings {
 
 export interface Running { child: ChildProcess; csi: Csi; log: string; exited: Promise<void> }
 
-const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const now = () => performance.now();
 
 export function tail(file: string, n = 30): string {

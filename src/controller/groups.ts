@@ -7,9 +7,10 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '..
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import type { GroupBackend, GroupSnapshotView, VolumeBackend } from './backend.ts';
-import { META } from './meta.ts';
 import { toSnapshot } from './snapshots.ts';
-import { checkMapSize, groupIdFor, isGroupId, memberIdFor, parseId, validateName } from './validate.ts';
+import { checkMapSize, validateName } from './validate.ts';
+import { groupIdFor, isGroupId, memberIdFor, parseId } from '../volume/ids.ts';
+import { META, snapshotMeta } from '../volume/meta.ts';
 
 /** The group's own meta: its CSI name, for the idempotency check. */
 const GROUP_NAME = 'csi.name';
@@ -67,10 +68,7 @@ export class GroupControllerService {
       id, meta: { [GROUP_NAME]: req.name },
       members: sources.map((s) => ({
         snapshotId: memberIdFor(req.name, s.id), sourceId: s.id,
-        meta: {
-          [META.name]: req.name, [META.sourceKind]: 'volume', [META.sourceId]: s.id, [META.groupId]: id,
-          [META.accessType]: s.meta[META.accessType] ?? 'mount', [META.fsType]: s.meta[META.fsType] ?? '',
-        },
+        meta: { ...snapshotMeta(req.name, s), [META.groupId]: id },
       })),
     });
     return { group_snapshot: toGroup(view) };

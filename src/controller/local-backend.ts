@@ -4,7 +4,7 @@ import type { DeviceRecord } from '../state/types.ts';
 import type { Devices } from '../pool/devices.ts';
 import type { GroupSnapshots } from '../pool/group.ts';
 import type { Condition, GroupBackend, GroupSnapshotView, NewGroupSnapshot, NewVolume, VolumeBackend } from './backend.ts';
-import { dmNameFor } from './validate.ts';
+import { dmNameFor } from '../volume/ids.ts';
 
 /** The standalone backend: one node, one pool, in this process. */
 export class LocalBackend implements VolumeBackend {
@@ -18,10 +18,8 @@ export class LocalBackend implements VolumeBackend {
     this.topologyKey = topologyKey;
   }
 
-  private get store() { return this.devices.pool.deps.store; }
-
-  get(_ctx: OpContext, id: string) { return this.store.getDevice(id); }
-  list(_ctx: OpContext) { return this.store.listDevices(); }
+  get(_ctx: OpContext, id: string) { return this.devices.find(id); }
+  list(_ctx: OpContext) { return this.devices.list(); }
 
   private reachable(segments: Record<string, string>): boolean {
     const node = segments[this.topologyKey];

@@ -12,10 +12,11 @@ import type { ValidateVolumeCapabilitiesRequest__Output } from '../csi/generated
 import { invalidArgument, notFound } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { VolumeBackend } from './backend.ts';
-import { META } from './meta.ts';
 import { paginate } from './paginate.ts';
 import { createSnapshot, listSnapshots } from './snapshots.ts';
-import { capabilityProblem, parseId, viewCapability } from './validate.ts';
+import { capabilityProblem, viewCapability } from '../volume/capability.ts';
+import { parseId } from '../volume/ids.ts';
+import { accessOf, fsTypeOf, META } from '../volume/meta.ts';
 import { createVolume, expandVolume, toVolume, type VolumeDefaults } from './volumes.ts';
 
 const CAPABILITIES = [
@@ -45,9 +46,9 @@ export class ControllerService {
     if (!req.volume_id) throw invalidArgument('volume_id is required');
     if (!req.volume_capabilities?.length) throw invalidArgument('volume_capabilities is required');
     const rec = await this.volume(ctx, req.volume_id);
-    const accessType = rec.meta[META.accessType] ?? 'mount';
+    const accessType = accessOf(rec);
     for (const cap of req.volume_capabilities) {
-      const fsType = rec.meta[META.fsType] ?? '';
+      const fsType = fsTypeOf(rec);
       const problem = capabilityProblem(cap) ?? (viewCapability(cap).accessType !== accessType ? `volume ${rec.id} is a ${accessType} volume` : undefined)
         ?? (cap.mount?.fs_type && fsType && cap.mount.fs_type !== fsType ? `volume ${rec.id} is ${fsType}, not ${cap.mount.fs_type}` : undefined);
       if (problem) return { confirmed: null, message: problem };

@@ -6,9 +6,10 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '..
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import type { VolumeBackend } from './backend.ts';
-import { META } from './meta.ts';
 import { paginate } from './paginate.ts';
-import { checkMapSize, idFor, parseId, validateName } from './validate.ts';
+import { checkMapSize, validateName } from './validate.ts';
+import { idFor, parseId } from '../volume/ids.ts';
+import { META, snapshotMeta } from '../volume/meta.ts';
 
 export function toSnapshot(rec: DeviceRecord): Snapshot {
   const ms = Date.parse(rec.createdAt);
@@ -45,10 +46,7 @@ export async function createSnapshot(ctx: OpContext, backend: VolumeBackend, req
   if (existing) await backend.remove(ctx, id); // a Faulty leftover of an earlier attempt
   const rec = await backend.create(ctx, {
     id, kind: 'snapshot', sizeBytes: source.sizeBytes, origin: source.id,
-    meta: {
-      [META.name]: req.name, [META.sourceKind]: 'volume', [META.sourceId]: source.id,
-      [META.accessType]: source.meta[META.accessType] ?? 'mount', [META.fsType]: source.meta[META.fsType] ?? '',
-    },
+    meta: snapshotMeta(req.name, source),
   });
   return { snapshot: toSnapshot(rec) };
 }

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { CapacityRange__Output } from '../csi/generated/csi/v1/CapacityRange.ts';
 import type { VolumeCapability__Output } from '../csi/generated/csi/v1/VolumeCapability.ts';
 import { invalidArgument, outOfRange } from '../errors.ts';
-import { SUPPORTED_FS, type FsType } from '../mount/types.ts';
+import { SUPPORTED_FS } from '../mount/types.ts';
+import { capabilityProblem, viewCapability, type CapabilityView } from '../volume/capability.ts';
 
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
@@ -15,7 +15,6 @@ export const XFS_MIN = 300 * MiB;
 export const MAX_SIZE = 256 * 1024 * GiB;
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const ID_RE = /^(vol|snap)-[0-9a-f]{32}$/;
 
 export function requireField(value: unknown, field: string): void {
   if (value === undefined || value === null || value === '') throw invalidArgument(`${field} is required`);
@@ -27,31 +26,6 @@ export function validateName(name: string, field = 'name'): void {
     throw invalidArgument(`${field} "${name.slice(0, 140)}" is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`);
   }
 }
-
-/** Ids are derived from CSI names, so a retried CreateVolume lands on the same record. */
-export function idFor(kind: 'vol' | 'snap', name: string): string {
-  return `${kind}-${createHash('sha256').update(name).digest('hex').slice(0, 32)}`;
-}
-
-/** A group snapshot's id, from its CSI name as a snapshot's is from its name. */
-export function groupIdFor(name: string): string {
-  return `group-${createHash('sha256').update(name).digest('hex').slice(0, 32)}`;
-}
-
-export function isGroupId(id: string): boolean { return /^group-[0-9a-f]{32}$/.test(id); }
-
-/** A group member's snapshot id: ':' cannot occur in a CSI name, so no single snapshot ever gets it. */
-export function memberIdFor(groupName: string, sourceVolumeId: string): string {
-  return idFor('snap', `group:${groupName}:${sourceVolumeId}`);
-}
-
-/** undefined when `id` cannot be one of ours (callers turn that into NOT_FOUND or success). */
-export function parseId(id: string): { kind: 'volume' | 'snapshot' } | undefined {
-  if (!ID_RE.test(id)) return undefined;
-  return { kind: id.startsWith('vol-') ? 'volume' : 'snapshot' };
-}
-
-export function dmNameFor(id: string): string { return `dmthin-${id}`; }
 
 export function checkMapSize(map: Record<string, string> | undefined, field: string): void {
   if (!map) return;
@@ -81,37 +55,6 @@ export function chooseSize(range: CapacityRange__Output | null, minimum = 0): nu
   return size;
 }
 
-export type AccessType = 'mount' | 'block';
-
-export const SUPPORTED_MODES = new Set(['SINGLE_NODE_WRITER', 'SINGLE_NODE_READER_ONLY', 'SINGLE_NODE_SINGLE_WRITER', 'SINGLE_NODE_MULTI_WRITER']);
-
-export interface CapabilityView { accessType: AccessType; fsType: FsType | ''; mountFlags: string[]; mode: string }
-
-/** Why a capability is unsupported, or undefined when it is fine. */
-export function capabilityProblem(cap: VolumeCapability__Output): string | undefined {
-  const mode = cap.access_mode?.mode ?? 'UNKNOWN';
-  if (!cap.block && !cap.mount) return 'volume_capability: access_type (mount or block) is required';
-  if (!SUPPORTED_MODES.has(mode)) return `volume_capability: access mode ${mode} is not supported: thin volumes are local to one node`;
-  if (cap.mount) {
-    const fs = cap.mount.fs_type;
-    if (fs && !(SUPPORTED_FS as readonly string[]).includes(fs)) return `volume_capability: fs_type "${fs}" is not supported (use ${SUPPORTED_FS.join(' or ')})`;
-    for (const f of cap.mount.mount_flags) {
-      if (!/^[A-Za-z0-9_.=:@/+-]+$/.test(f) || f.startsWith('-')) return `volume_capability: mount flag "${f}" is not valid`;
-      if (['bind', 'rbind', 'remount', 'move'].includes(f)) return `volume_capability: mount flag "${f}" is not allowed`;
-    }
-  }
-  return undefined;
-}
-
-export function viewCapability(cap: VolumeCapability__Output): CapabilityView {
-  return {
-    accessType: cap.block ? 'block' : 'mount',
-    fsType: (cap.mount?.fs_type ?? '') as FsType | '',
-    mountFlags: cap.mount?.mount_flags ?? [],
-    mode: cap.access_mode?.mode ?? 'UNKNOWN',
-  };
-}
-
 /** Validates a capability list for CreateVolume: non-empty, each supported, one access type. */
 export function validateCapabilities(caps: VolumeCapability__Output[], field = 'volume_capabilities'): CapabilityView[] {
   if (!caps || caps.length === 0) throw invalidArgument(`${field} is required`);
@@ -122,4 +65,23 @@ export function validateCapabilities(caps: VolumeCapability__Output[], field = '
   });
   if (new Set(views.map((v) => v.accessType)).size > 1) throw invalidArgument(`${field}: a volume is either block or mount, not both`);
   return views;
+}
+
+/** StorageClass parameters this driver understands. Kubernetes' own keys are passed through. */
+export interface Parameters { fsType: string }
+
+const CO_PREFIXES = ['csi.storage.k8s.io/'];
+
+export function parseParameters(params: Record<string, string> | undefined, defaultFs: string): Parameters {
+  const out: Parameters = { fsType: defaultFs };
+  for (const [k, v] of Object.entries(params ?? {})) {
+    if (CO_PREFIXES.some((p) => k.startsWith(p))) continue;
+    if (k === 'fsType' || k === 'fstype') {
+      if (!(SUPPORTED_FS as readonly string[]).includes(v)) throw invalidArgument(`parameters.${k}: "${v}" is not supported (use ${SUPPORTED_FS.join(' or ')})`);
+      out.fsType = v;
+      continue;
+    }
+    throw invalidArgument(`parameters.${k} is not a parameter of this driver (known: fsType)`);
+  }
+  return out;
 }

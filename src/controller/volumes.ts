@@ -6,8 +6,9 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRang
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import type { NewVolume, VolumeBackend } from './backend.ts';
-import { META, parseParameters, sourceOf } from './meta.ts';
-import { checkMapSize, chooseSize, idFor, parseId, validateCapabilities, validateName, XFS_MIN } from './validate.ts';
+import { checkMapSize, chooseSize, parseParameters, validateCapabilities, validateName, XFS_MIN } from './validate.ts';
+import { idFor, parseId } from '../volume/ids.ts';
+import { accessOf, fsTypeOf, META, sourceOf } from '../volume/meta.ts';
 
 export interface VolumeDefaults { fsType: string }
 
@@ -34,7 +35,7 @@ export function toVolume(backend: VolumeBackend, rec: DeviceRecord): Volume {
   return {
     volume_id: rec.id,
     capacity_bytes: rec.sizeBytes,
-    volume_context: { fsType: rec.meta[META.fsType] ?? '', accessType: rec.meta[META.accessType] ?? 'mount' },
+    volume_context: { fsType: fsTypeOf(rec), accessType: accessOf(rec) },
     content_source: contentSource(rec),
     accessible_topology: [{ segments: backend.topologyOf(rec) }],
   };
@@ -96,5 +97,5 @@ export async function expandVolume(ctx: OpContext, backend: VolumeBackend, volum
   if (limit > 0 && limit < rec.sizeBytes) throw outOfRange(`capacity_range: limit_bytes ${limit} is smaller than the current size ${rec.sizeBytes}; volumes cannot shrink`);
   const wanted = Number(range.required_bytes ?? 0) > 0 ? chooseSize(range) : rec.sizeBytes;
   const updated = wanted > rec.sizeBytes ? await backend.expand(ctx, volumeId, wanted) : rec;
-  return { capacity_bytes: updated.sizeBytes, node_expansion_required: updated.meta[META.accessType] !== 'block' };
+  return { capacity_bytes: updated.sizeBytes, node_expansion_required: accessOf(updated) !== 'block' };
 }

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { groupIdFor, idFor, memberIdFor } from '../controller/validate.ts';
+import { groupIdFor, idFor, memberIdFor } from '../volume/ids.ts';
 import { Code } from '../errors.ts';
 import { redact, type Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';

@@ -1,4 +1,3 @@
-import { access } from 'node:fs/promises';
 import type { OpContext } from '../system/context.ts';
 import { run } from '../system/exec.ts';
 import { classifyDmsetupError, onlyVanished } from './errors.ts';
@@ -13,6 +12,7 @@ import {
 import { nodeDevNo } from '../system/blockdev.ts';
 import { dmNamesInSysfs, liveSectorsInSysfs } from './sysfs.ts';
 import { thinIdsFromMetadata } from './thin-ls.ts';
+import { UDEV_CONTROL, udevManagesNodes, type UdevSetting } from './udev.ts';
 
 export interface DmsetupOptions {
   /** dmsetup executable; default 'dmsetup' from PATH. */
@@ -20,9 +20,9 @@ export interface DmsetupOptions {
   /**
    * Whether udev manages /dev/mapper nodes. Without udev, dmsetup must create the nodes itself
    * (DM_DISABLE_UDEV=1) or `create` fails waiting for a node that never comes. 'auto' (default)
-   * decides per call from the presence of udev's control socket.
+   * decides per call: udev's control socket exists and DM_DISABLE_UDEV is unset.
    */
-  udev?: boolean | 'auto';
+  udev?: UdevSetting;
   /** Upper bound for one dmsetup run, further capped by the caller's deadline. Default 30 s. */
   maxMs?: number;
   /** Where 'auto' looks for udev; default /run/udev/control. */
@@ -51,7 +51,7 @@ const QUERIES = new Set(['version', 'targets', 'info', 'status', 'table', 'ls', 
 /** DeviceMapper over the dmsetup tool: one dmsetup run per call, no retries of its own. */
 export class DmsetupDeviceMapper implements DeviceMapper {
   readonly #binary: string;
-  readonly #udev: boolean | 'auto';
+  readonly #udev: UdevSetting;
   readonly #maxMs: number;
   readonly #udevControl: string;
   readonly #sysfs: string;
@@ -60,23 +60,13 @@ export class DmsetupDeviceMapper implements DeviceMapper {
     this.#binary = opts.binary ?? 'dmsetup';
     this.#udev = opts.udev ?? 'auto';
     this.#maxMs = opts.maxMs ?? 30_000;
-    this.#udevControl = opts.udevControlPath ?? '/run/udev/control';
+    this.#udevControl = opts.udevControlPath ?? UDEV_CONTROL;
     this.#sysfs = opts.sysfs ?? '/sys';
-  }
-
-  async #udevPresent(): Promise<boolean> {
-    if (this.#udev !== 'auto') return this.#udev;
-    try {
-      await access(this.#udevControl);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   /** Runs dmsetup; every failure becomes a DmError. `tolerateVanished` keeps listings usable under churn. */
   async #dmsetup(ctx: OpContext, args: string[], tolerateVanished = false): Promise<string> {
-    const env: Record<string, string> = (await this.#udevPresent()) ? {} : { DM_DISABLE_UDEV: '1' };
+    const env: Record<string, string> = (await udevManagesNodes(this.#udev, this.#udevControl)) ? {} : { DM_DISABLE_UDEV: '1' };
     try {
       return (await run(ctx, this.#binary, args, { maxMs: this.#maxMs, env, query: QUERIES.has(args[0]!) })).stdout;
     } catch (err) {

@@ -16,7 +16,7 @@ import { WorkQueue } from './queue.ts';
 import { GroupWork, groupActionFor } from './group-agent.ts';
 import type { DeviceCr, ThinGroupSnapshot } from './types.ts';
 import { dmNameOf, FINALIZER, FORCE_CLEANUP_ANNOTATION, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, REMOVE_ORPHANS_ANNOTATION, RETRY_ANNOTATION, VERSION } from './types.ts';
-import { apiMessage, isNotFound, MERGE_PATCH } from './util.ts';
+import { apiMessage, isNotFound, MERGE_PATCH } from './api.ts';
 import { CrWatch } from './watch.ts';
 
 export interface AgentOptions {
@@ -279,10 +279,8 @@ export class NodeAgent {
         continue;
       }
       try {
-        if (o.dmName) await pool.deps.dm.remove(ctx, o.dmName, { retry: true });
         // The agent's worker is the only sender of pool messages in Kubernetes mode, so no interleaving.
-        await pool.send(ctx, `delete ${o.deviceId}`);
-        pool.releaseId(o.deviceId);
+        await this.devices.removeOrphan(ctx, o);
         this.o.events.normal(who, 'OrphanRemoved', `deleted thin device ${o.deviceId} (${o.dmName ?? 'inactive'}), which no custom resource owned`);
       } catch (err) {
         kept.push(o);

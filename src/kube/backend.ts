@@ -1,6 +1,6 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Condition, NewVolume, VolumeBackend } from '../controller/backend.ts';
-import { META } from '../controller/meta.ts';
+import { accessOf, META } from '../volume/meta.ts';
 import { CsiError, deadlineExceeded, failedPrecondition, notFound, resourceExhausted } from '../errors.ts';
 import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
@@ -8,7 +8,8 @@ import { byId, type DeviceRecord } from '../state/types.ts';
 import { NODE_META, toRecord } from './map.ts';
 import type { DeviceCr, ThinPoolCr, ThinSnapshot, ThinVolume } from './types.ts';
 import { API_VERSION, GROUP, isUnclaimed, KIND, NODE_LABEL, objectPluralOf, PLURAL, pluralOf, VERSION } from './types.ts';
-import { backoff, isConflict, isNotFound, MERGE_PATCH, sleep } from './util.ts';
+import { backoff, sleep } from '../system/delay.ts';
+import { isConflict, isNotFound, MERGE_PATCH } from './api.ts';
 
 export interface KubeBackendOptions {
   topologyKey: string;
@@ -137,7 +138,7 @@ export class KubeBackend implements VolumeBackend {
     }
     const s: ThinVolume['spec'] = {
       nodeName: node, sizeBytes: spec.sizeBytes, csiName: spec.meta[META.name] ?? '',
-      accessType: spec.meta[META.accessType] === 'block' ? 'block' : 'mount',
+      accessType: accessOf(spec),
     };
     if (spec.meta[META.fsType]) s.fsType = spec.meta[META.fsType];
     if (source) s.source = { kind: source.kind === KIND.snapshot ? 'snapshot' : 'volume', name: source.metadata.name };

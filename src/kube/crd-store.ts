@@ -5,7 +5,7 @@ import { toGroupRecord, toRecord, toStatus } from './map.ts';
 import type { DeviceCr, ThinGroupSnapshot, ThinPoolCr } from './types.ts';
 import { API_VERSION, FINALIZER, GROUP, isUnclaimed, isUnclaimedGroup, KIND, NODE_LABEL, PLURAL, pluralOf, VERSION } from './types.ts';
 import { step } from '../system/crashpoint.ts';
-import { apiMessage, isConflict, isNotFound } from './util.ts';
+import { apiMessage, isConflict, isNotFound } from './api.ts';
 
 /** Read-modify-write attempts before a record that keeps changing underneath is given up on. */
 const MAX_ATTEMPTS = 50;

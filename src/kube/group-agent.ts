@@ -9,7 +9,7 @@ import type { EventRecorder } from './events.ts';
 import { toGroupRecord, toRecord } from './map.ts';
 import type { ThinGroupSnapshot, ThinSnapshot } from './types.ts';
 import { dmNameOf, FINALIZER, isUnclaimedGroup, KIND, PLURAL } from './types.ts';
-import { apiMessage } from './util.ts';
+import { apiMessage } from './api.ts';
 
 export interface GroupWorkOptions {
   store: CrdStore;

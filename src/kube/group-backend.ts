@@ -1,6 +1,6 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { GroupBackend, GroupSnapshotView, NewGroupSnapshot } from '../controller/backend.ts';
-import { META } from '../controller/meta.ts';
+import { META } from '../volume/meta.ts';
 import { CsiError, deadlineExceeded, notFound, unavailable } from '../errors.ts';
 import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
@@ -9,7 +9,8 @@ import type { KubeBackend } from './backend.ts';
 import { toGroupRecord } from './map.ts';
 import type { DeviceCr, ThinGroupSnapshot, ThinSnapshot } from './types.ts';
 import { API_VERSION, GROUP, isUnclaimed, isUnclaimedGroup, KIND, NODE_LABEL, PLURAL, VERSION } from './types.ts';
-import { backoff, isConflict, isNotFound, sleep } from './util.ts';
+import { backoff, sleep } from '../system/delay.ts';
+import { isConflict, isNotFound } from './api.ts';
 
 /**
  * The controller's group snapshots in Kubernetes mode: a ThinGroupSnapshot, then one member

@@ -1,7 +1,7 @@
 import { type CoordinationV1Api, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import { unavailable } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
-import { apiMessage, isConflict, isNotFound } from './util.ts';
+import { apiMessage, isConflict, isNotFound } from './api.ts';
 
 export interface LeaderOptions {
   namespace: string;

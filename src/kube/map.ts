@@ -1,4 +1,4 @@
-import { META } from '../controller/meta.ts';
+import { META } from '../volume/meta.ts';
 import type { DeviceRecord, DeviceState, GroupRecord } from '../state/types.ts';
 import type { Condition, DeviceCr, DeviceStatus, ThinGroupSnapshot, ThinSnapshot, ThinVolume } from './types.ts';
 import { dmNameOf, isUnclaimed, NODE_LABEL } from './types.ts';

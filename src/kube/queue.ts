@@ -1,4 +1,4 @@
-import { backoff } from './util.ts';
+import { backoff } from '../system/delay.ts';
 
 export interface QueueOptions {
   retryBaseMs: number;

@@ -119,7 +119,7 @@ export interface ThinPoolCr {
   };
 }
 
-/** The resource a CSI id lives in: ids are vol-…, snap-… or group-… (src/controller/validate.ts). */
+/** The resource a CSI id lives in: ids are vol-…, snap-… or group-… (src/volume/ids.ts). */
 export function pluralOf(id: string): typeof PLURAL.volume | typeof PLURAL.snapshot {
   return id.startsWith('snap-') ? PLURAL.snapshot : PLURAL.volume;
 }

@@ -1,7 +1,7 @@
 import { type CustomObjectsApi, type KubeConfig, type KubernetesObject, makeInformer } from '@kubernetes/client-node';
 import type { Logger } from '../observability/log.ts';
 import { GROUP, VERSION } from './types.ts';
-import { backoff } from './util.ts';
+import { backoff } from '../system/delay.ts';
 
 export interface WatchOptions {
   kc: KubeConfig;

@@ -1,17 +1,15 @@
 import { lstat, mkdir, open, rm, rmdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { NodePublishVolumeRequest__Output as PublishReq } from '../csi/generated/csi/v1/NodePublishVolumeRequest.ts';
-import { META } from '../controller/meta.ts';
-import { capabilityProblem, viewCapability } from '../controller/validate.ts';
 import { alreadyExists, failedPrecondition, invalidArgument } from '../errors.ts';
 import { describeMount, mountOwner, type AccessKind } from '../mount/ownership.ts';
 import { toStatus } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import { type Placeholder, placeholderAt, unmountOwn } from './guard.ts';
-import { accessOf, knownVolume, nodePath, type StageDeps } from './stage.ts';
-
-const READ_ONLY_MODES = new Set(['SINGLE_NODE_READER_ONLY', 'MULTI_NODE_READER_ONLY']);
+import { READ_ONLY_MODES } from '../volume/capability.ts';
+import { accessOf } from '../volume/meta.ts';
+import { checkAccess, knownVolume, nodePath, requestedCapability, type StageDeps } from './stage.ts';
 
 /** Refuses a target that holds anything but an absent path or an empty placeholder of the right kind. */
 async function checkTarget(target: string, access: AccessKind): Promise<Placeholder> {
@@ -54,12 +52,9 @@ export async function publishVolume(ctx: OpContext, d: StageDeps, req: PublishRe
   if (!req.volume_capability) throw invalidArgument('volume_capability is required');
   if (!req.staging_target_path) throw failedPrecondition('staging_target_path is required: this driver stages volumes (STAGE_UNSTAGE_VOLUME)');
   const staging = await nodePath(d, req.staging_target_path, 'staging_target_path');
-  const problem = capabilityProblem(req.volume_capability);
-  if (problem) throw invalidArgument(problem);
-  const cap = viewCapability(req.volume_capability);
+  const cap = requestedCapability(req.volume_capability);
   const rec = await d.devices.get(req.volume_id);
-  const accessType = rec.meta[META.accessType] ?? 'mount';
-  if (accessType !== cap.accessType) throw failedPrecondition(`volume ${rec.id} is a ${accessType} volume, ${cap.accessType} access requested`);
+  checkAccess(rec, cap);
   const readOnly = req.readonly || READ_ONLY_MODES.has(cap.mode) || cap.mountFlags.includes('ro');
   const device = d.devices.devicePath(rec);
   try {
@@ -67,7 +62,7 @@ export async function publishVolume(ctx: OpContext, d: StageDeps, req: PublishRe
     // the driver's to use is refused before anything else is looked at.
     if (await alreadyPublished(ctx, d, rec, target, cap.accessType, readOnly)) return;
     const found = await checkTarget(target, cap.accessType);
-    const info = await d.devices.pool.deps.dm.info(ctx, rec.dmName);
+    const info = await d.devices.info(ctx, rec);
     if (!info?.live) throw failedPrecondition(`volume ${rec.id} is not staged on this node (call NodeStageVolume first)`);
     if (cap.accessType === 'mount' && (await mountOwner(ctx, d.mounter, staging, device, 'mount')).kind !== 'ours') {
       throw failedPrecondition(`volume ${rec.id} is not staged at ${staging}`);

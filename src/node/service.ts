@@ -12,7 +12,8 @@ import type { DeviceRecord } from '../state/types.ts';
 import { checkPath } from './paths.ts';
 import { publishVolume, unpublishVolume } from './publish.ts';
 import { requireOwnMount } from './guard.ts';
-import { accessOf, knownVolume, stageVolume, unstageVolume, type StageDeps } from './stage.ts';
+import { accessOf } from '../volume/meta.ts';
+import { knownVolume, stageVolume, unstageVolume, type StageDeps } from './stage.ts';
 
 export interface NodeIdentity { nodeId: string; topologyKey: string }
 

@@ -1,7 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import type { NodeStageVolumeRequest__Output as StageReq } from '../csi/generated/csi/v1/NodeStageVolumeRequest.ts';
-import { META } from '../controller/meta.ts';
-import { capabilityProblem, viewCapability } from '../controller/validate.ts';
+import type { VolumeCapability__Output } from '../csi/generated/csi/v1/VolumeCapability.ts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.ts';
 import type { FsType, Mounter } from '../mount/types.ts';
 import type { Devices } from '../pool/devices.ts';
@@ -11,7 +10,9 @@ import type { DeviceRecord } from '../state/types.ts';
 import { checkPath, checkUnderRoots } from './paths.ts';
 import { placeholderAt, unmountOwn } from './guard.ts';
 import type { TargetRecords } from './targets.ts';
-import { type AccessKind, describeMount, mountOwner } from '../mount/ownership.ts';
+import { describeMount, mountOwner } from '../mount/ownership.ts';
+import { capabilityProblem, READ_ONLY_MODES, viewCapability, type CapabilityView } from '../volume/capability.ts';
+import { accessOf, fsTypeOf } from '../volume/meta.ts';
 
 export interface StageDeps {
   devices: Devices;
@@ -22,8 +23,6 @@ export interface StageDeps {
   /** `--node-path-root`: staging and target paths must land under one of these (none: anywhere). */
   pathRoots: readonly string[];
 }
-
-const READ_ONLY_MODES = new Set(['SINGLE_NODE_READER_ONLY', 'MULTI_NODE_READER_ONLY']);
 
 /** Mount options: the CO's flags, ro for read-only modes, nouuid for xfs (a restored xfs shares its origin's UUID). */
 export function stageOptions(fsType: string, flags: readonly string[], readOnly: boolean): string[] {
@@ -50,10 +49,23 @@ async function ensureFilesystem(ctx: OpContext, d: StageDeps, device: string, wa
     const other = await d.mounter.detectFs(ctx, device);
     if (other) throw failedPrecondition(`volume ${rec.id} holds a ${other} filesystem, which this driver does not mount`);
   }
-  const fsType = (wanted || (rec.meta[META.fsType] as FsType | undefined) || d.defaultFs) as FsType;
+  const fsType = (wanted || fsTypeOf(rec) || d.defaultFs) as FsType;
   // Only ext4 has tables to mark zeroed.
   await d.mounter.mkfs(ctx, device, fsType, { zeroed: zeroed && fsType === 'ext4' });
   return { fsType, sizeBytes: rec.sizeBytes };
+}
+
+/** The capability a stage or publish asks for, refused with INVALID_ARGUMENT when unsupported. */
+export function requestedCapability(cap: VolumeCapability__Output): CapabilityView {
+  const problem = capabilityProblem(cap);
+  if (problem) throw invalidArgument(problem);
+  return viewCapability(cap);
+}
+
+/** A volume is used the way it was created: block as block, mount as mount. */
+export function checkAccess(rec: DeviceRecord, cap: CapabilityView): void {
+  const accessType = accessOf(rec);
+  if (accessType !== cap.accessType) throw failedPrecondition(`volume ${rec.id} is a ${accessType} volume, ${cap.accessType} access requested`);
 }
 
 /** The checks every node RPC on a staging or target path makes before it looks anything up. */
@@ -67,13 +79,10 @@ export async function stageVolume(ctx: OpContext, d: StageDeps, req: StageReq): 
   if (!req.volume_id) throw invalidArgument('volume_id is required');
   const staging = await nodePath(d, req.staging_target_path, 'staging_target_path');
   if (!req.volume_capability) throw invalidArgument('volume_capability is required');
-  const problem = capabilityProblem(req.volume_capability);
-  if (problem) throw invalidArgument(problem);
-  const cap = viewCapability(req.volume_capability);
+  const cap = requestedCapability(req.volume_capability);
   const rec = await d.devices.get(req.volume_id);
   if (rec.kind !== 'volume') throw notFound(`volume ${req.volume_id} does not exist (it is a snapshot)`);
-  const accessType = rec.meta[META.accessType] ?? 'mount';
-  if (accessType !== cap.accessType) throw failedPrecondition(`volume ${rec.id} is a ${accessType} volume, ${cap.accessType} access requested`);
+  checkAccess(rec, cap);
   if (cap.accessType === 'block') {
     await d.devices.activate(ctx, rec.id);
     return;
@@ -105,13 +114,9 @@ export async function stageVolume(ctx: OpContext, d: StageDeps, req: StageReq): 
 
 /** The volume's own record, or NOT_FOUND before anything on the node is touched. */
 export async function knownVolume(d: StageDeps, volumeId: string): Promise<DeviceRecord> {
-  const rec = await d.devices.pool.deps.store.getDevice(volumeId);
+  const rec = await d.devices.find(volumeId);
   if (!rec || rec.kind !== 'volume') throw notFound(`volume ${volumeId} does not exist`);
   return rec;
-}
-
-export function accessOf(rec: DeviceRecord): AccessKind {
-  return rec.meta[META.accessType] === 'block' ? 'block' : 'mount';
 }
 
 export async function unstageVolume(ctx: OpContext, d: StageDeps, volumeId: string, stagingPath: string): Promise<void> {
@@ -140,6 +145,6 @@ async function refuseWhileInUse(ctx: OpContext, d: StageDeps, rec: DeviceRecord,
   for (const t of published) {
     if ((await mountOwner(ctx, d.mounter, t.target, device, 'block')).kind === 'ours') throw failedPrecondition(`volume ${rec.id} is still published at ${t.target}; unpublish it first`);
   }
-  const info = await d.devices.pool.deps.dm.info(ctx, rec.dmName).catch((err: unknown) => { throw toStatus(err, `reading the state of ${rec.dmName}`); });
+  const info = await d.devices.info(ctx, rec).catch((err: unknown) => { throw toStatus(err, `reading the state of ${rec.dmName}`); });
   if (info && info.openCount > 0) throw failedPrecondition(`volume ${rec.id} is open ${info.openCount} time(s); unpublish it first`);
 }

@@ -51,9 +51,29 @@ export class Devices {
   private get log() { return this.pool.deps.log; }
 
   async get(id: string): Promise<DeviceRecord> {
-    const rec = await this.store.getDevice(id);
+    const rec = await this.find(id);
     if (!rec) throw notFound(`no device ${id}`);
     return rec;
+  }
+
+  /** The record, or undefined: for callers that word their own NOT_FOUND. */
+  find(id: string): Promise<DeviceRecord | undefined> { return this.store.getDevice(id); }
+
+  list(): Promise<DeviceRecord[]> { return this.store.listDevices(); }
+
+  /** The kernel's view of a record's dm device (open count, live table); undefined when there is none. */
+  info(ctx: OpContext, rec: Pick<DeviceRecord, 'dmName'>): Promise<DmDeviceInfo | undefined> { return this.dm.info(ctx, rec.dmName); }
+
+  isLive(ctx: OpContext, rec: Pick<DeviceRecord, 'dmName'>): Promise<boolean> { return this.dm.isLive(ctx, rec.dmName); }
+
+  /**
+   * Deletes a thin device no record owns (reconcile's orphan; its table first when it is live)
+   * and frees its id. The caller is the pool's only message sender, so nothing interleaves.
+   */
+  async removeOrphan(ctx: OpContext, orphan: { dmName?: string; deviceId: number }): Promise<void> {
+    if (orphan.dmName) await this.dm.remove(ctx, orphan.dmName, { retry: true });
+    await this.pool.send(ctx, `delete ${orphan.deviceId}`);
+    this.pool.releaseId(orphan.deviceId);
   }
 
   table(rec: Pick<DeviceRecord, 'sizeBytes' | 'deviceId'>): string {

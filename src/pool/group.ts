@@ -53,6 +53,7 @@ export class GroupSnapshots {
 
   private get pool() { return this.devices.pool; }
   private get store() { return this.pool.deps.store; }
+  private get log() { return this.pool.deps.log; }
 
   async view(id: string): Promise<GroupView | undefined> {
     const group = await this.groups.getGroup(id);
@@ -74,7 +75,7 @@ export class GroupSnapshots {
       if (!USABLE.has(o.state)) throw failedPrecondition(`source ${o.id} is ${o.state}${o.error ? ` (${o.error})` : ''}`);
     }
     const [live] = await Promise.all([
-      Promise.all(origins.map((o) => this.pool.deps.dm.isLive(ctx, o.dmName))),
+      Promise.all(origins.map((o) => this.devices.isLive(ctx, o))),
       this.pool.ensureMetadataWritable(ctx),
     ]);
     const t = now();
@@ -90,7 +91,7 @@ export class GroupSnapshots {
       return this.finish(await this.groups.putGroup({ ...group, state: 'Ready', updatedAt: now() }));
     } catch (err) {
       await this.undo(ctx, group, { ...progress, cause: err }).catch((e: unknown) => {
-        this.pool.deps.log.error('group snapshot could not be undone; reconcile will retry', { group: spec.id, error: errorMessage(e) });
+        this.log.error('group snapshot could not be undone; reconcile will retry', { group: spec.id, error: errorMessage(e) });
       });
       throw (await this.pool.refusal(ctx, err)) ?? toStatus(err, `creating group snapshot ${spec.id}`);
     }
@@ -115,7 +116,7 @@ export class GroupSnapshots {
    * every source. One observation of the group's freeze window, first suspend to last resume.
    */
   private async cut(ctx: OpContext, recs: DeviceRecord[], origins: DeviceRecord[], live: boolean[], progress: Progress): Promise<void> {
-    const { dm, metrics } = this.pool.deps;
+    const { metrics } = this.pool.deps;
     const frozen = origins.filter((_, i) => live[i]).sort((a, b) => (a.id < b.id ? -1 : 1));
     const suspended: DeviceRecord[] = [];
     let endWindow: (() => number) | undefined;
@@ -201,8 +202,8 @@ export class GroupSnapshots {
       const group = await this.groups.getGroup(id);
       if (!group) return;
       for (const m of group.members) {
-        const rec = await this.store.getDevice(m.snapshotId);
-        const info = rec && await this.pool.deps.dm.info(ctx, rec.dmName);
+        const rec = await this.devices.find(m.snapshotId);
+        const info = rec && await this.devices.info(ctx, rec);
         if (info && info.openCount > 0) throw failedPrecondition(`group snapshot ${id}: member ${m.snapshotId} is in use (device ${info.name} is open ${info.openCount} time(s))`);
       }
       const removing = group.state === 'Removing' ? group : await this.groups.putGroup({ ...group, state: 'Removing', updatedAt: now() });

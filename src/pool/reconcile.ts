@@ -153,15 +153,16 @@ async function reportVanished(devices: Devices, report: ReconcileReport, rec: De
 
 async function txVerdict(ctx: OpContext, devices: Devices): Promise<ReconcileReport['tx']> {
   const { pool } = devices;
+  const { store, log } = pool.deps;
   const P = (await pool.status(ctx)).transactionId;
-  const S = (await pool.deps.store.getPool())?.transactionId;
+  const S = (await store.getPool())?.transactionId;
   const verdict = S === undefined ? 'first_start' : P === S ? 'in_sync' : P === S + 1 ? 'one_unconfirmed' : 'mismatch';
   if (verdict === 'mismatch') {
     pool.txMismatch = `pool ${pool.name} is at transaction ${P} but this driver last confirmed ${S}: the pool was changed by another tool or restored from an older copy`;
-    pool.deps.log.error('transaction id mismatch at start', { pool: pool.name, pool_tx: P, store_tx: S });
+    log.error('transaction id mismatch at start', { pool: pool.name, pool_tx: P, store_tx: S });
   }
   if (verdict !== 'in_sync') {
-    await pool.deps.store.updatePool((p) => ({ ...p, name: pool.name, transactionId: P, updatedAt: new Date().toISOString() }));
+    await store.updatePool((p) => ({ ...p, name: pool.name, transactionId: P, updatedAt: new Date().toISOString() }));
   }
   return { pool: P, store: S, verdict };
 }
@@ -232,7 +233,7 @@ async function findOrphans(devices: Devices, tables: Map<string, ThinTable>, rec
   const { pool } = devices;
   // Known: a record from before the repairs (a rolled-back create took its device with it,
   // but its table was read first) or after them (one an RPC made meanwhile).
-  const known = new Set([...records, ...await pool.deps.store.listDevices()].map((r) => r.deviceId));
+  const known = new Set([...records, ...await devices.list()].map((r) => r.deviceId));
   const orphans = new Map<number, ReconcileReport['orphans'][number]>();
   for (const [dmName, t] of tables) {
     if (t.poolDev !== pool.devNo && t.poolDev !== pool.deps.dm.devicePath(pool.name)) continue;

@@ -1,6 +1,6 @@
 import { isDmError, type DmErrorKind } from '../devmapper/types.ts';
 import type { OpContext } from '../system/context.ts';
-import { sleep } from '../system/lock.ts';
+import { sleep } from '../system/delay.ts';
 
 export interface RetryPolicy {
   attempts: number;

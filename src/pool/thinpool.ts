@@ -4,6 +4,7 @@ import { errorMessage, resourceExhausted, unavailable } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { background, type OpContext } from '../system/context.ts';
+import { sleep } from '../system/delay.ts';
 import { Mutex } from '../system/lock.ts';
 import type { DeviceRecord, StateStore } from '../state/types.ts';
 import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, type PoolHealth, type PoolThresholds } from './health.ts';
@@ -271,7 +272,7 @@ export class ThinPool {
   private stampSoon(): void {
     if (this.stampQueued) return;
     this.stampQueued = true;
-    const stamp = new Promise((resolve) => setTimeout(resolve, STAMP_DELAY_MS))
+    const stamp = sleep(STAMP_DELAY_MS)
       .then(() => this.messages.run(async () => {
         this.stampQueued = false;
         if (this.rereadAfterChange) {

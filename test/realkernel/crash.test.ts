@@ -10,8 +10,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
-import { groupIdFor, memberIdFor } from '../../src/controller/validate.ts';
+import { groupIdFor, memberIdFor } from '../../src/volume/ids.ts';
 import { KUBELET, groupRecords, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
+import { sleep } from '../../src/system/delay.ts';
 
 const TRANSITIONAL = new Set(['Unknown', 'Creating', 'Activating', 'Suspending', 'Suspended', 'Resuming', 'Deactivating', 'Removing', 'Removed']);
 // Where in the round's batch the kill is aimed: after this delay, at the next moment the store
@@ -71,7 +72,7 @@ function batch(i: number, base: string) {
  * milliseconds, and then the restart has nothing to repair and the round proves nothing.
  */
 async function untilMidOperation(): Promise<void> {
-  for (const until = Date.now() + 2_000; Date.now() < until; await new Promise((r) => setTimeout(r, 2))) {
+  for (const until = Date.now() + 2_000; Date.now() < until; await sleep(2)) {
     try {
       if (records().some((r) => TRANSITIONAL.has(r.state))) return;
     } catch {
@@ -108,10 +109,10 @@ describe('SIGKILL mid-operation, then restart', { timeout: 1_800_000 }, () => {
   for (const [i, delay] of DELAYS_MS.entries()) {
     it(`round ${i}: kill after ${delay} ms converges`, async () => {
       const writer = startWriter(`${target(base)}/log.txt`);
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       const ops = batch(i, base);
       const inflight = ops.map((op) => op().catch(() => undefined));
-      await new Promise((r) => setTimeout(r, delay));
+      await sleep(delay);
       await untilMidOperation();
       d.child.kill('SIGKILL');
       await d.exited;
@@ -185,10 +186,10 @@ describe('group snapshot: SIGKILL at every step boundary, then restart', { timeo
     for (let n = 1; ; n++) {
       assert.ok(n <= 60, 'still crashing after 60 steps');
       const writer = startWriter(log());
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       const outcome = G().call('CreateVolumeGroupSnapshot', { name: `cg-${n}`, source_volume_ids: pair }).then(() => 'done' as const, (e: unknown) => e);
       const first = await Promise.race([outcome, d.exited.then(() => 'killed' as const)]);
-      if (first === 'done') await new Promise((r) => setTimeout(r, 2000)); // the stamp follows the reply: its steps too
+      if (first === 'done') await sleep(2000); // the stamp follows the reply: its steps too
       const durableAtKill = writer.durable();
       if (first === 'done' && d.child.exitCode === null && d.child.signalCode === null) {
         await writer.stop();

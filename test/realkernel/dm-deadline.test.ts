@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { IoctlDeviceMapper } from '../../src/devmapper/ioctl/device-mapper.ts';
 import { DmError } from '../../src/devmapper/types.ts';
 import { background as ctx } from '../../src/system/context.ts';
+import { sleep } from '../../src/system/delay.ts';
 import { blockCap, codeOf, MiB } from '../support/csi-client.ts';
 import { KUBELET, POOL, records, sh, startDriver, STATE, stopDriver, tail, type DriverProcess } from './harness.ts';
 
@@ -28,8 +29,6 @@ before(() => {
   writeFileSync(NO_SPACE_TIMEOUT, String(NO_SPACE_S));
 });
 after(() => { if (savedTimeout) writeFileSync(NO_SPACE_TIMEOUT, savedTimeout); });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, ms: number, cond: () => boolean): Promise<number> {
   const t0 = Date.now();

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { sleep } from '../../src/system/delay.ts';
 import { codeOf, MiB, mountCap } from '../support/csi-client.ts';
 import { KUBELET, liveThins, poolThinIds, records, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
 
@@ -22,7 +23,6 @@ const G = () => d.clients.group;
 const staging = (v: string) => `${KUBELET}/staging/${v}`;
 const target = (v: string) => `${KUBELET}/pods/${v}`;
 const RECORD_PAD = 'z'.repeat(200);
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function mounted(name: string, source?: string): Promise<string> {
   const r = await C().call('CreateVolume', { name, capacity_range: { required_bytes: 128 * MiB }, volume_capabilities: [mountCap()], volume_content_source: source ? { snapshot: { snapshot_id: source } } : null });
@@ -78,10 +78,10 @@ function ordered(lasts: number[]): boolean {
 async function underWrite(tag: string, vols: string[], cut: () => Promise<string[]>): Promise<{ lasts: number[]; written: number }> {
   const writer = startWriter(vols.map((v) => `${target(v)}/${tag}.log`)); // a file of its own per run
   try {
-    while (writer.records() < 20) await pause(50);
+    while (writer.records() < 20) await sleep(50);
     const snaps = await cut();
     const atCut = writer.records();
-    while (writer.records() < atCut + 5) await pause(50); // the writer went on after the cut
+    while (writer.records() < atCut + 5) await sleep(50); // the writer went on after the cut
     await writer.stop();
     const lasts = await restoredLasts(tag, snaps);
     return { lasts, written: writer.records() };

@@ -4,6 +4,7 @@ import { mkdirSync, openSync, readdirSync, readFileSync, closeSync } from 'node:
 import { join } from 'node:path';
 import { connectCsi, type CsiClients } from '../support/csi-client.ts';
 import type { DeviceRecord, GroupRecord } from '../../src/state/types.ts';
+import { sleep } from '../../src/system/delay.ts';
 
 /** Everything the real-kernel suites share: where the driver lives and how to look under it. */
 export const ROOT = process.cwd();
@@ -45,7 +46,7 @@ export async function startDriver(extra: string[] = [], env: Record<string, stri
       await exited;
       throw new Error(`driver did not become ready:\n${tail(log)}`);
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
 }
 

@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { META } from '../../src/controller/meta.ts';
+import { META } from '../../src/volume/meta.ts';
 import { csiPackageDefinition } from '../../src/csi/proto.ts';
 import { blockCap, codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
 import { ENDPOINT, KUBELET, liveThins, records, ROOT, startDriver, STATE, stopDriver, tail, type DriverProcess } from './harness.ts';

@@ -19,6 +19,7 @@ import {
   containerProcess, containerRoot, imageConfig, manifest, minimalDev, mountVolumes, removeContainer, startContainer,
   stopContainer, type Container,
 } from './image-containers.ts';
+import { sleep } from '../../src/system/delay.ts';
 
 const NODE = 'rk-image-node';
 const KUBE_DIR = '/run/dmthin-rk-image-kube';
@@ -103,7 +104,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 180
     const v = await fn().catch(() => undefined);
     if (v !== undefined) return v;
     assert.ok(Date.now() < end, `timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
 }
 

@@ -13,7 +13,8 @@
 import assert from 'node:assert/strict';
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { groupIdFor, idFor } from '../../src/controller/validate.ts';
+import { sleep } from '../../src/system/delay.ts';
+import { groupIdFor, idFor } from '../../src/volume/ids.ts';
 import { MiB } from '../support/csi-client.ts';
 import { KubeWorld, target, until } from './kube-world.ts';
 
@@ -51,7 +52,6 @@ interface CrashOp {
 
 const armed = (scope: string, n: number) => ({ DMTHIN_CRASH_SCOPE: scope, DMTHIN_CRASH_AFTER_STEPS: String(n) });
 const alive = () => w.nodeProc!.child.exitCode === null && w.nodeProc!.child.signalCode === null;
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Kills the agent after each step of `op` in turn; returns how many step boundaries it has. */
 async function everyBoundary(kind: string, op: CrashOp): Promise<number> {
@@ -64,7 +64,7 @@ async function everyBoundary(kind: string, op: CrashOp): Promise<number> {
     const first = await Promise.race([outcome, w.nodeProc!.exited.then(() => 'killed' as const)]);
     // A kill after the last step can lose the race to the answer, and the pool's transaction
     // stamp (its own steps) follows the answer by design (STAMP_DELAY_MS, then a command).
-    if (first === 'done') await pause(2000);
+    if (first === 'done') await sleep(2000);
     if (first === 'done' && alive()) {
       w.assertConverged(`${kind}: finished without a kill at step ${n}`);
       return n - 1;

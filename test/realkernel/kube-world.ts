@@ -11,6 +11,7 @@ import { load } from 'js-yaml';
 import { startApiDouble, type ApiDouble } from '../doubles/kube-api/index.ts';
 import { connectCsi, mountCap, type CsiClients } from '../support/csi-client.ts';
 import { KUBELET, liveThins, LOGS, POOL, poolThinIds, ROOT, STATE, SUITE } from './harness.ts';
+import { sleep } from '../../src/system/delay.ts';
 
 export const VOLS = 'thinvolumes.dmthin.csi.io';
 export const SNAPS = 'thinsnapshots.dmthin.csi.io';
@@ -26,7 +27,7 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined>, m
     const v = await fn().catch(() => undefined);
     if (v !== undefined && v !== false) return v;
     assert.ok(Date.now() < end, `timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
 

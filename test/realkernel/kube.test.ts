@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { GiB, MiB } from '../support/csi-client.ts';
 import { poolThinIds } from './harness.ts';
 import { KubeWorld, SNAPS, staging, target, until, VOLS } from './kube-world.ts';
+import { sleep } from '../../src/system/delay.ts';
 
 const w = new KubeWorld();
 
@@ -47,7 +48,7 @@ describe('Kubernetes mode: controller + node agent + API double + real pool', { 
         () => w.csi.ctrl.controller.call('CreateSnapshot', { name: `snap-crash-${round}`, source_volume_id: ids.v1 }, 180_000),
       ];
       const inflight = ops.map((op) => op().catch(() => undefined));
-      await new Promise((r) => setTimeout(r, delay));
+      await sleep(delay);
       await w.startNode(); // SIGKILLs the running agent first
       await Promise.all(inflight);
       for (const op of ops) await until<unknown>(`round ${round} retried to success`, op); // the CO retries

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { blockCap, codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
 import { assertTxSettled, KUBELET, liveThins, POOL, poolThinIds, records, ROOT, sh, startDriver, STATE, stopDriver, tail, type DriverProcess } from './harness.ts';
 import { spawnSync } from 'node:child_process';
+import { sleep } from '../../src/system/delay.ts';
 
 let d: DriverProcess;
 const C = () => d.clients.controller;
@@ -132,7 +133,7 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
 
   it('snapshots a volume under write consistently and restores it larger', async () => {
     const writer = startWriter(`${target(ids.v1!)}/log.txt`);
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     const before = writer.durable();
     const snap = await C().call('CreateSnapshot', { name: 'snap-1', source_volume_id: ids.v1 });
     await writer.stop();
@@ -355,7 +356,7 @@ async function metadataChecked(log: string): Promise<void> {
   const done = /"metadata":"checked".*"pool reconciled"|"pool reconciled".*"metadata":"checked"/;
   for (const t0 = Date.now(); Date.now() - t0 < 120_000;) {
     if (done.test(readFileSync(log, 'utf8'))) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   throw new Error('no reconcile with the pool metadata within 120 s');
 }

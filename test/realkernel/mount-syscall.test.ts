@@ -16,6 +16,7 @@ import { devNo } from '../../src/system/blockdev.ts';
 import { type FsType, type Mounter, MountError } from '../../src/mount/types.ts';
 import { background as ctx } from '../../src/system/context.ts';
 import { sh } from './harness.ts';
+import { sleep } from '../../src/system/delay.ts';
 
 const DIR = '/var/lib/dmthin-rk-mount';
 
@@ -205,7 +206,7 @@ describe('mount(2) runs off the event loop, within the deadline', { skip: !exist
     const got = await answer(m.mount({ deadline: Date.now() + 1000 }, dev, target, 'ext4', []));
     sh('dmsetup', ['resume', name]);
     assert.equal(got, 'MountError ETIMEDOUT');
-    for (let i = 0; i < 100 && observe({ tag: 'x', m, dev, dir: DIR }, target) === 'not mounted'; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 100 && observe({ tag: 'x', m, dev, dir: DIR }, target) === 'not mounted'; i++) await sleep(100);
     assert.match(observe({ tag: 'x', m, dev, dir: DIR }, target), / ext4 /, 'the syscall was not taken back');
     await m.unmount(ctx, target);
   });

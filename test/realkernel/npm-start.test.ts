@@ -5,6 +5,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { connectCsi, GiB, mountCap } from '../support/csi-client.ts';
 import { KUBELET, POOL, STATE } from './harness.ts';
+import { sleep } from '../../src/system/delay.ts';
 
 const ENDPOINT = 'unix:///run/dmthin-npm-start/csi.sock';
 
@@ -22,7 +23,7 @@ describe('npm start', { timeout: 600_000 }, () => {
         const ready = await csi.identity.call('Probe', {}, 5000).then((r) => r.ready?.value === true, () => false);
         if (ready) break;
         assert.ok(Date.now() < until, 'driver did not become ready');
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
       }
       const v = (await csi.controller.call('CreateVolume', { name: 'npm-start-vol', capacity_range: { required_bytes: GiB }, volume_capabilities: [mountCap()] })).volume;
       const staging = `${KUBELET}/npm-start/${v.volume_id}`;

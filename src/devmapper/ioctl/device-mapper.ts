@@ -1,5 +1,5 @@
-import { access } from 'node:fs/promises';
 import type { OpContext } from '../../system/context.ts';
+import { sleep } from '../../system/delay.ts';
 import { parseAs, parseLiveTable, parseThinPoolStatus, parseThinPoolTable, parseThinStatus, parseThinTable } from '../parse.ts';
 import { thinIdsFromMetadata } from '../thin-ls.ts';
 import {
@@ -11,11 +11,12 @@ import {
   parseTableText, targetsText, type TargetSpec, UDEV_FLAGS_SHIFT, UDEV_PRIMARY_SOURCE_FLAG,
 } from './abi.ts';
 import { type Answer, Control } from './control.ts';
+import { UDEV_CONTROL, udevManagesNodes, type UdevSetting } from '../udev.ts';
 import { ensureNode, removeNode } from './nodes.ts';
 
 export interface IoctlOptions {
   /** Whether udev manages /dev/mapper nodes; 'auto' (default): its control socket exists and DM_DISABLE_UDEV is unset. */
-  udev?: boolean | 'auto';
+  udev?: UdevSetting;
   udevControlPath?: string;
   /** Upper bound for one blocking ioctl, further capped by the caller's deadline. Default 30 s. */
   maxMs?: number;
@@ -57,8 +58,6 @@ function infoOf(h: Header): DmDeviceInfo {
   };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /**
  * DeviceMapper over the kernel's dm ioctls on /dev/mapper/control, in process: no command per
  * step. Each call does what the matching dmsetup command does (create = DEV_CREATE +
@@ -66,7 +65,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  */
 export class IoctlDeviceMapper implements DeviceMapper {
   readonly #control: Control;
-  readonly #udev: boolean | 'auto';
+  readonly #udev: UdevSetting;
   readonly #udevControl: string;
   readonly #mapperDir: string;
   readonly #udevWaitMs: number;
@@ -74,15 +73,13 @@ export class IoctlDeviceMapper implements DeviceMapper {
   constructor(opts: IoctlOptions = {}) {
     this.#control = new Control(opts.controlPath ?? '/dev/mapper/control', opts.maxMs ?? 30_000);
     this.#udev = opts.udev ?? 'auto';
-    this.#udevControl = opts.udevControlPath ?? '/run/udev/control';
+    this.#udevControl = opts.udevControlPath ?? UDEV_CONTROL;
     this.#mapperDir = opts.mapperDir ?? '/dev/mapper';
     this.#udevWaitMs = opts.udevWaitMs ?? 10_000;
   }
 
-  async #udevPresent(): Promise<boolean> {
-    if (this.#udev !== 'auto') return this.#udev;
-    if (process.env.DM_DISABLE_UDEV) return false;
-    return access(this.#udevControl).then(() => true, () => false);
+  #udevPresent(): Promise<boolean> {
+    return udevManagesNodes(this.#udev, this.#udevControl);
   }
 
   /** libdevmapper's cookie without a semaphore: flags for udev's rules, nothing to wait on. */

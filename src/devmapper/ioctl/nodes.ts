@@ -1,6 +1,7 @@
 import { chown, lstat, mkdir, readlink, stat, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { devNo } from '../../system/blockdev.ts';
+import { sleep } from '../../system/delay.ts';
 import { mknodBlock, SysError } from '../../system/ffi.ts';
 
 /**
@@ -31,8 +32,6 @@ async function blockAt(path: string): Promise<string | undefined> {
     throw err;
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Makes PATH the block node of major:minor unless it already leads there. */
 export async function ensureNode(path: string, major: number, minor: number, opts: NodeOptions): Promise<void> {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { loadAll } from 'js-yaml';
 import type { KubeHttp } from './http.ts';
 import { pathOf } from './http.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 export const NS = 'kube-system';
 export const RELEASE = 'dmthin-csi';
@@ -29,7 +30,7 @@ async function waitEstablished(api: KubeHttp, name: string): Promise<void> {
     const crd = await api.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
     if ((crd.status?.conditions ?? []).some((c: any) => c.type === 'Established' && c.status === 'True')) return;
     if (Date.now() > end) throw new Error(`CRD ${name} not established`);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
 

@@ -9,6 +9,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { dirname, join, resolve } from 'node:path';
 import { tail } from '../harness.ts';
 import { KubeHttp } from './http.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 export const BIN_NAMES = ['kube-apiserver', 'kube-apiserver-1.24', 'csi-provisioner', 'csi-snapshotter', 'snapshot-controller', 'csi-resizer'];
 
@@ -110,7 +111,7 @@ export class ControlPlane {
       if (this.apiserver.child.exitCode !== null) throw new Error(`kube-apiserver exited:\n${tail(this.apiserver.log)}`);
       if (await this.admin.request('GET', '/readyz').then((r) => r.status === 200, () => false)) return;
       if (Date.now() > end) throw new Error(`kube-apiserver not ready:\n${tail(this.apiserver.log)}`);
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
     }
   }
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { connectCsi, type CsiClients } from '../../support/csi-client.ts';
 import { container, expand, installChart, NS, RELEASE, serviceAccountToken, writeKubeconfig, type Obj } from './chart.ts';
 import { binaries, ControlPlane, launch, stop, type Proc } from './cluster.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 export const DRIVER = 'dmthin.csi.io';
 export const TOPOLOGY_KEY = 'dmthin.csi.io/node';
@@ -23,7 +24,7 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | f
       if (v !== undefined && v !== false) return v as Exclude<T, false>;
     } catch (err) { last = err; }
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
   }
 }
 

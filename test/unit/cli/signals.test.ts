@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
+import { sleep } from '../../../src/system/delay.ts';
 
 const SIGNALS = new URL('../../../src/cli/signals.ts', import.meta.url).href;
 const EXEC = new URL('../../../src/system/exec.ts', import.meta.url).href;
@@ -54,7 +55,7 @@ setTimeout(() => process.exit(0), 100);
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { stdio: 'inherit' });
     assert.equal(r.status, 0);
     assert.equal(existsSync(mark), false, 'the process exited before its command ended');
-    for (let waited = 0; !existsSync(mark) && waited < 5000; waited += 50) await new Promise((res) => setTimeout(res, 50));
+    for (let waited = 0; !existsSync(mark) && waited < 5000; waited += 50) await sleep(50);
     assert.ok(existsSync(mark), 'the command was killed when the process exited');
   } finally {
     rmSync(dir, { recursive: true, force: true });

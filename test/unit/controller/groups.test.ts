@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { GroupControllerService } from '../../../src/controller/groups.ts';
 import { LocalBackend, LocalGroupBackend } from '../../../src/controller/local-backend.ts';
-import { groupIdFor } from '../../../src/controller/validate.ts';
+import { groupIdFor } from '../../../src/volume/ids.ts';
 import { DmError } from '../../../src/devmapper/types.ts';
 import { Code } from '../../../src/errors.ts';
 import { GroupSnapshots } from '../../../src/pool/group.ts';

@@ -5,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type * as grpc from '@grpc/grpc-js';
 import winston from 'winston';
-import { idFor } from '../../../src/controller/validate.ts';
+import { idFor } from '../../../src/volume/ids.ts';
 import { serve, socketPath } from '../../../src/csi/server.ts';
 import { lockKeys } from '../../../src/csi/wrap.ts';
 import { createLogger, redact } from '../../../src/observability/log.ts';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { periodically, serveDriver } from '../../../src/driver.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
-import { sleep } from '../../../src/system/lock.ts';
+import { sleep } from '../../../src/system/delay.ts';
 import { ctx, fakeDriver, GiB, POOL, type FakeDriver } from '../support/fake-driver.ts';
 
 async function until(cond: () => Promise<boolean>, what: string): Promise<void> {

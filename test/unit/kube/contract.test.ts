@@ -10,6 +10,7 @@ import { LeaderElector, leaderOnly } from '../../../src/kube/lease.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { createReq, CRD_FILES, deadline, MiB, until, world } from './harness.ts';
 import { renderChart } from '../deploy/render.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 type Rule = { apiGroups?: string[]; resources?: string[]; verbs?: string[] };
 
@@ -70,7 +71,7 @@ describe('kube mode: contract', () => {
       // The agent alone: startup, the pending objects, a resync.
       const kn = await w.startNode('n1');
       await until(() => w.d.objects('thinvolumes.dmthin.csi.io').length === 0, 'pending delete finished');
-      await new Promise((r) => setTimeout(r, 400));
+      await sleep(400);
       await kn.store.updateDevice('vol-00000000000000000000000000000000', () => undefined).catch(() => undefined);
       const agentOnly = used(w.d.requests);
       w.d.requests.length = 0;
@@ -142,7 +143,7 @@ describe('kube mode: contract', () => {
         return async (...args: unknown[]) => {
           most = Math.max(most, ++inFlight);
           try {
-            await new Promise((r) => setTimeout(r, 150));
+            await sleep(150);
             return await (v as (...a: unknown[]) => Promise<unknown>).apply(t, args);
           } finally {
             inFlight--;
@@ -153,7 +154,7 @@ describe('kube mode: contract', () => {
       await a.start();
       let flapped = false;
       for (let i = 0; i < 30; i++) {
-        await new Promise((r) => setTimeout(r, 40));
+        await sleep(40);
         if (!a.isLeader) flapped = true;
       }
       await a.stop();

@@ -6,6 +6,7 @@ import { status as Code } from '@grpc/grpc-js';
 import { DmError } from '../../../src/devmapper/types.ts';
 import { FINALIZER, NODE_LABEL, type ThinPoolCr, type ThinVolume } from '../../../src/kube/types.ts';
 import { createReq, deadline, MiB, POOL, snapReq, until, world, type World } from './harness.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 describe('kube mode: volume lifecycle through custom resources', () => {
   let w: World;
@@ -94,7 +95,7 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     const expanding = w.controller.ControllerExpandVolume(deadline(), { volume_id: id, capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never);
     await until(async () => (w.d.object('thinvolumes.dmthin.csi.io', id) as unknown as ThinVolume).spec.sizeBytes === 128 * MiB, 'spec raised');
     try {
-      await new Promise((r) => setTimeout(r, 700)); // the watch event, two resyncs (300 ms), many queue turns
+      await sleep(700); // the watch event, two resyncs (300 ms), many queue turns
       assert.equal(dm.sizeOf(path), 64 * MiB, 'not touched while the RPC holds the volume');
     } finally {
       release();

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status as Code } from '@grpc/grpc-js';
-import { groupIdFor } from '../../../src/controller/validate.ts';
+import { groupIdFor } from '../../../src/volume/ids.ts';
 import { FINALIZER, NODE_LABEL, type ThinGroupSnapshot, type ThinSnapshot } from '../../../src/kube/types.ts';
 import { createReq, deadline, until, world, type World } from './harness.ts';
 

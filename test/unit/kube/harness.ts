@@ -17,6 +17,7 @@ import { silentLogger } from '../../../src/observability/log.ts';
 import { background as ctx, type OpContext } from '../../../src/system/context.ts';
 import { TOPOLOGY_KEY } from '../../../src/version.ts';
 import { startApiDouble, type ApiDouble } from '../../doubles/kube-api/index.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 export const MiB = 1024 * 1024;
 export const POOL = 'pool';
@@ -111,6 +112,6 @@ export async function until(cond: () => boolean | Promise<boolean>, what: string
   const end = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }

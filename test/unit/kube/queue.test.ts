@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { WorkQueue } from '../../../src/kube/queue.ts';
 import { until } from './harness.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 describe('WorkQueue', () => {
   it('collapses repeated keys, reruns a key changed while running, retries failures with backoff', async () => {
@@ -32,7 +33,7 @@ describe('WorkQueue', () => {
     const q = new WorkQueue(async (key) => { seen.push(key); }, { retryBaseMs: 5, retryMaxMs: 20, onError: () => undefined });
     q.pause();
     q.add('a'); q.add('b'); q.add('a');
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     assert.deepEqual(seen, []);
     q.resume();
     await q.idle();
@@ -52,12 +53,12 @@ describe('WorkQueue', () => {
     await until(() => release !== undefined, 'slow running');
     let stopped = false;
     const stopping = q.stop().then(() => { stopped = true; });
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     assert.equal(stopped, false, 'stop waits for the running key');
     release!();
     await stopping;
     q.add('late');
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     assert.deepEqual(seen, ['slow']);
   });
 });

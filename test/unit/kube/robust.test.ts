@@ -6,6 +6,7 @@ import { status as Code } from '@grpc/grpc-js';
 import { DmError } from '../../../src/devmapper/types.ts';
 import { FORCE_CLEANUP_ANNOTATION, REMOVE_ORPHANS_ANNOTATION, RETRY_ANNOTATION, type ThinVolume } from '../../../src/kube/types.ts';
 import { createReq, deadline, POOL, until, world, type World } from './harness.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 const TV = 'thinvolumes.dmthin.csi.io';
 const SLOW = { resyncMs: 600_000 }; // only watch events drive the agent
@@ -54,7 +55,7 @@ describe('kube mode: failures and recovery', () => {
     const first = (await w.controller.CreateVolume(deadline(), createReq('r1', { node: 'n1' }))).volume!.volume_id!;
     await w.stopNode('n1');
     const pending = w.controller.CreateVolume(deadline(8000), createReq('r2', { node: 'n1' }));
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     const kn = await w.startNode('n1');
     const second = (await pending).volume!.volume_id!;
     const a = (await kn.store.getDevice(first))!;

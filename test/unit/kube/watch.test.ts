@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { CrWatch } from '../../../src/kube/watch.ts';
 import type { Logger } from '../../../src/observability/log.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 describe('CrWatch', () => {
   it('backs off between restarts when the agent leaves the restart delay unset (a down API server is not hammered)', async () => {
@@ -15,7 +16,7 @@ describe('CrWatch', () => {
     // What the node agent passes when its own option is unset.
     const w = new CrWatch({ kc, api: kc.makeApiClient(CustomObjectsApi), plural: 'thinvolumes', labelSelector: 'a=b', log, onChange: () => undefined, restartBaseMs: undefined });
     await w.start();
-    await new Promise((r) => setTimeout(r, 600));
+    await sleep(600);
     await w.stop();
     assert.ok(delays.length >= 1 && delays.length <= 4, `restarts in 600 ms: ${delays.length}`);
     assert.ok(delays.every((d) => typeof d === 'number' && d >= 150), `delays ${JSON.stringify(delays)}`);

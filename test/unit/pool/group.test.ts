@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GroupControllerService } from '../../../src/controller/groups.ts';
-import { groupIdFor, memberIdFor } from '../../../src/controller/validate.ts';
+import { groupIdFor, memberIdFor } from '../../../src/volume/ids.ts';
 import { CONVERGED, convergence, ctx, fakeDriver, MiB, mountCap, type FakeDriver } from '../support/fake-driver.ts';
 import { crashEverywhere, crashTwice } from '../support/crash.ts';
 

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { DmError } from '../../../src/devmapper/types.ts';
 import { resumeLateSuspend } from '../../../src/pool/late-suspend.ts';
 import { ctx, fakeDriver, GiB, type FakeDriver } from '../support/fake-driver.ts';
+import { sleep } from '../../../src/system/delay.ts';
 
 const spec = (id: string, origin?: string) => ({ id, dmName: `dm-${id}`, kind: origin ? 'snapshot' as const : 'volume' as const, sizeBytes: GiB, meta: {}, ...(origin ? { origin } : {}) });
 const timeout = () => new DmError('timeout', 'DM_DEV_SUSPEND dm-v: ETIMEDOUT (no answer within 1000 ms)', { errno: 'ETIMEDOUT' });
@@ -12,7 +13,7 @@ const timeout = () => new DmError('timeout', 'DM_DEV_SUSPEND dm-v: ETIMEDOUT (no
 async function until(what: string, cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
   for (const t0 = Date.now(); !(await cond());) {
     if (Date.now() - t0 > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -43,7 +44,7 @@ describe('a suspend that completes after its deadline', () => {
     fd.dm.inject({ op: 'suspend', match: /dm-v/, error: timeout() });
     await assert.rejects(fd.driver.devices.create(ctx, spec('s', 'v')), { code: 4 });
     assert.equal(await state(), 'Suspending', 'the trying state stays while the kernel still works on it');
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     assert.equal(await state(), 'Suspending', 'nothing is settled before the kernel shows the suspend');
     await fd.dm.suspend(ctx, 'dm-v'); // the kernel's late completion
     await until('origin resumed', async () => (await suspended()) === false && (await state()) === 'Activated');
@@ -57,7 +58,7 @@ describe('a suspend that completes after its deadline', () => {
       await fd.dm.suspend(ctx, 'dm-v');
       const watching = resumeLateSuspend(fd.driver.pool, (await fd.store.getDevice('v'))!, { everyMs: 10, forMs: 300 });
       void watching.then(() => order.push('watcher gave up'));
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       order.push('snapshot resumes');
       assert.equal(await suspended(), true, 'still suspended inside the section');
       await fd.dm.resume(ctx, 'dm-v');

@@ -1,6 +1,7 @@
 // Helpers shared by the kube test double's own tests.
 import assert from 'node:assert/strict';
 import { ApiException } from '@kubernetes/client-node';
+import { sleep } from '../../../../src/system/delay.ts';
 
 export const GROUP = 'dmthin.csi.io';
 export const VERSION = 'v1alpha1';
@@ -51,7 +52,7 @@ export async function waitFor(cond: () => boolean, what: string, ms = 5000): Pro
   const until = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 
