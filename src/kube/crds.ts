@@ -56,7 +56,7 @@ export const thinPoolStatus = s.object({
   conditions,
 });
 
-/** The device-mapper device states plus Pending: the CR exists, no agent has claimed it yet. */
+/** The device states (DEVICE_STATES, src/state/types.ts) plus Pending: the CR exists, no agent has claimed it yet. */
 const crState = s.enum(['Pending', ...DEVICE_STATES]);
 
 /** Device fields shared by ThinVolume and ThinSnapshot status. */

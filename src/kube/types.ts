@@ -26,7 +26,7 @@ export const LEASE_NAME = 'dmthin-csi-controller';
 /** Namespace of the Events about our cluster-scoped objects (as kubectl describe looks for them). */
 export const EVENT_NAMESPACE = 'default';
 
-/** The device-mapper device states plus Pending: the CR exists, no agent has claimed it yet. */
+/** The device states (DEVICE_STATES, src/state/types.ts) plus Pending: the CR exists, no agent has claimed it yet. */
 export type CrState = NonNullable<DeviceStatus['state']>;
 
 export interface ObjectMeta {
