@@ -6,7 +6,7 @@ import { constants } from 'node:os';
  * The listeners stay installed (`on`, not `once`): a library's exit handler (execa's
  * subprocess cleanup did, before run() turned it off) may re-raise a signal when it finds no
  * listener besides its own, and a `once` listener has already removed itself by then. That
- * killed the driver on the spot when a SIGTERM came while a command ran (the bench's restarts
+ * killed the driver on the spot when a SIGTERM came while a command ran (and the next start
  * found the metadata snapshot a pool check had reserved still marked held).
  */
 export function untilSignalled(): Promise<NodeJS.Signals> {

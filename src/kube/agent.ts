@@ -237,7 +237,7 @@ export class NodeAgent {
     }
   }
 
-  /** The seed's ensureDeviceStates over the CRs, then ThinPool status, Events, and a resync of every CR. */
+  /** Reconcile (src/pool/reconcile.ts) over the CRs, then ThinPool status, Events, and a resync of every CR. */
   private async reconcileAll(metadataNow = false): Promise<void> {
     const ctx = this.ctx();
     // The start's pass only settles records against the kernel, so that serving begins sooner.

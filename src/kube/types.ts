@@ -1,4 +1,8 @@
-import type { DeviceState, GroupState } from '../state/types.ts';
+import type {
+  poolHealth, thinGroupSnapshotSpec, thinGroupSnapshotStatus, thinPoolSpec, thinPoolStatus, thinSnapshotSpec,
+  thinSnapshotStatus, thinVolumeSpec, thinVolumeStatus,
+} from './crds.ts';
+import type { Infer } from './schema.ts';
 
 export const GROUP = 'dmthin.csi.io';
 export const VERSION = 'v1alpha1';
@@ -22,8 +26,8 @@ export const LEASE_NAME = 'dmthin-csi-controller';
 /** Namespace of the Events about our cluster-scoped objects (as kubectl describe looks for them). */
 export const EVENT_NAMESPACE = 'default';
 
-/** The seed's device states plus Pending: the CR exists, no agent has claimed it yet. */
-export type CrState = DeviceState | 'Pending';
+/** The device states (DEVICE_STATES, src/state/types.ts) plus Pending: the CR exists, no agent has claimed it yet. */
+export type CrState = NonNullable<DeviceStatus['state']>;
 
 export interface ObjectMeta {
   name: string;
@@ -46,78 +50,31 @@ export interface Condition {
   lastTransitionTime: string;
 }
 
+// Spec and status types follow from the CRD schemas of ./crds.ts, the source of deploy/crds/.
 /** Device fields shared by ThinVolume and ThinSnapshot status. */
-export interface DeviceStatus {
-  state?: CrState;
-  deviceId?: number;
-  sizeBytes?: number;
-  /** gRPC code name of the last failure (RESOURCE_EXHAUSTED, INTERNAL...). */
-  code?: string;
-  message?: string;
-  /** For Faulty: the state it failed in, so a repair knows what to finish. */
-  faultyFrom?: DeviceState;
-  updatedAt?: string;
-  observedGeneration?: number;
-  conditions?: Condition[];
-}
+export interface DeviceStatus extends Infer<typeof thinVolumeStatus> {}
+/** fsType is copied from the record's meta, a string (checked against SUPPORTED_FS at CreateVolume). */
+export interface ThinVolumeSpec extends Omit<Infer<typeof thinVolumeSpec>, 'fsType'> { fsType?: string }
+export interface ThinSnapshotSpec extends Infer<typeof thinSnapshotSpec> {}
 
-export interface ThinVolumeSpec {
-  nodeName: string;
-  sizeBytes: number;
-  accessType: 'mount' | 'block';
-  fsType?: string;
-  csiName: string;
-  source?: { kind: 'snapshot' | 'volume'; name: string };
-}
+/** A custom resource of ours: the envelope the schemas of ./crds.ts leave to the apiserver. */
+interface Cr<K extends string, Spec, Status> { apiVersion: string; kind: K; metadata: ObjectMeta; spec: Spec; status?: Status }
 
-/** `group`: the ThinGroupSnapshot this snapshot is a member of; the group's agent work makes and deletes it. */
-export interface ThinSnapshotSpec { nodeName: string; sourceVolume: string; csiName: string; group?: string }
-
-export interface ThinVolume { apiVersion: string; kind: 'ThinVolume'; metadata: ObjectMeta; spec: ThinVolumeSpec; status?: DeviceStatus }
-export interface ThinSnapshot { apiVersion: string; kind: 'ThinSnapshot'; metadata: ObjectMeta; spec: ThinSnapshotSpec; status?: DeviceStatus & { readyToUse?: boolean } }
+export interface ThinVolume extends Cr<'ThinVolume', ThinVolumeSpec, DeviceStatus> {}
+export interface ThinSnapshot extends Cr<'ThinSnapshot', ThinSnapshotSpec, Infer<typeof thinSnapshotStatus>> {}
 export type DeviceCr = ThinVolume | ThinSnapshot;
 
-/** Members are ThinSnapshots named in `members`, in the order of `sourceVolumes`, each owned by the group. */
-export interface ThinGroupSnapshotSpec { nodeName: string; csiName: string; sourceVolumes: string[]; members: string[] }
-export interface ThinGroupSnapshot {
-  apiVersion: string;
-  kind: 'ThinGroupSnapshot';
-  metadata: ObjectMeta;
-  spec: ThinGroupSnapshotSpec;
-  status?: { state?: GroupState | 'Pending'; readyToUse?: boolean; code?: string; message?: string; updatedAt?: string };
-}
+export interface ThinGroupSnapshotSpec extends Infer<typeof thinGroupSnapshotSpec> {}
+export interface ThinGroupSnapshot extends Cr<'ThinGroupSnapshot', ThinGroupSnapshotSpec, Infer<typeof thinGroupSnapshotStatus>> {}
 
 export function isUnclaimedGroup(cr: ThinGroupSnapshot): boolean {
   const s = cr.status?.state;
   return s === undefined || s === 'Pending';
 }
 
-export type PoolHealthName = 'ok' | 'low_space' | 'out_of_space' | 'read_only' | 'needs_check' | 'failed';
+export type PoolHealthName = Infer<typeof poolHealth>;
 
-export interface ThinPoolCr {
-  apiVersion: string;
-  kind: 'ThinPool';
-  metadata: ObjectMeta;
-  spec: { nodeName: string; poolName: string; source?: string; dataDevice?: string; metadataDevice?: string };
-  status?: {
-    poolName?: string;
-    transactionId?: number;
-    health?: PoolHealthName;
-    reasons?: string[];
-    dataTotalBytes?: number;
-    dataUsedBytes?: number;
-    metadataTotalBytes?: number;
-    metadataUsedBytes?: number;
-    /** Bytes a new volume may claim: free data space x the agent's overprovision ratio (0 when not writable). */
-    capacityBytes?: number;
-    devices?: number;
-    orphans?: number;
-    /** The agent holds (or, after a crash, held) a metadata snapshot of the pool. */
-    metadataSnapshotHeld?: boolean;
-    lastReconcileTime?: string;
-    conditions?: Condition[];
-  };
-}
+export interface ThinPoolCr extends Cr<'ThinPool', Infer<typeof thinPoolSpec>, Infer<typeof thinPoolStatus>> {}
 
 /** The resource a CSI id lives in: ids are vol-…, snap-… or group-… (src/volume/ids.ts). */
 export function pluralOf(id: string): typeof PLURAL.volume | typeof PLURAL.snapshot {

@@ -30,15 +30,17 @@ const RECORDED_INACTIVE: ReadonlySet<DeviceState> = new Set<DeviceState>(['Creat
 const now = () => new Date().toISOString();
 
 /**
- * The lifecycle of thin devices in one pool: the seed's PoolDevice, with intent recorded
- * before every kernel call and a rollback for every half-made device.
+ * The lifecycle of thin devices in one pool, after PoolDevice of containerd's devmapper
+ * snapshotter (github.com/containerd/containerd/snapshots/devmapper): intent recorded before
+ * every kernel call and a rollback for every half-made device.
  */
 export class Devices {
   readonly pool: ThinPool;
   /**
    * Creates and deletes in progress at once. Their pool messages queue on one mutex anyway; a
    * burst of 32 all spawning commands and writing records beside it only slowed the one holding
-   * it (bench: 32 concurrent creates ran at 0.64x the sequential rate on 2 CPUs).
+   * it: without a limit, 32 concurrent creates ran slower than the same creates one at a time
+   * (bench/results/RESULTS-2026-11-23-run3.md).
    */
   private readonly admission: Semaphore;
   constructor(pool: ThinPool, opts: { maxInFlight?: number } = {}) {

@@ -54,8 +54,9 @@ export interface ReconcileOptions {
 }
 
 /**
- * The seed's ensureDeviceStates, made exact: every record left mid-operation is finished
- * or undone by what the kernel shows now, using only idempotent steps, so running it
+ * Device states made true again after a restart: where containerd's devmapper snapshotter
+ * (ensureDeviceStates) marks a record left mid-operation Faulty, here every such record is
+ * finished or undone by what the kernel shows now, using only idempotent steps, so running it
  * again (or crashing inside it) converges to the same place.
  */
 export async function reconcile(ctx: OpContext, devices: Devices, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
@@ -125,7 +126,7 @@ async function reconcileOne(ctx: OpContext, devices: Devices, report: ReconcileR
  * A record whose state the kernel already shows (inactive with no table, or active with a live,
  * running table of its size): repairOne would do nothing, so it is passed over without a lock or
  * an await. On a quiet node that is nearly all of them, and the periodic pass took a lock, a
- * store read and two JSON.stringify for each (host, 2,000 records: 6.4-10 ms a pass, now 0.7-2.8).
+ * store read and two JSON.stringify for each, several times the cost of the pass without them.
  */
 function untouched(rec: DeviceRecord, info: Seen | undefined, ids: Set<number> | undefined): boolean {
   if (ids && !ids.has(rec.deviceId)) return false;

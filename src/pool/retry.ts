@@ -9,9 +9,9 @@ export interface RetryPolicy {
   on: readonly DmErrorKind[];
 }
 
-/** A device still held by a closing file or a racing udev probe: the seed's EBUSY retry. */
+/** A device held by a closing file or a racing udev probe is busy for a moment: retried on EBUSY. */
 export const BUSY_RETRY: RetryPolicy = { attempts: 50, delayMs: 100, on: ['busy'] };
-/** Suspend and resume can race with table loads; a few short retries, as the seed does. */
+/** Suspend and resume can race with table loads: a few short retries, as containerd's devmapper does. */
 export const SUSPEND_RETRY: RetryPolicy = { attempts: 3, delayMs: 100, on: ['busy', 'invalid'] };
 
 /** Retries fn while it fails with a retryable kind, never past the context deadline. */

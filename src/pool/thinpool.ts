@@ -129,8 +129,8 @@ export class ThinPool {
    * RECENT_READING_MS old will do, so a burst of requests (or a restore, which checks room and
    * metadata) pays for one `dmsetup status`, not one each. One up to USABLE_READING_MS old will
    * do too, and the change it admits reads the status again after its message (the stamp's
-   * job): a request that comes alone no longer waits for a read (bench: 80-110 ms of a create's
-   * ~200), and the readings stay fresh while changes come. The admission is advisory either way
+   * job): a request that comes alone no longer waits for a read (half a create's time, in the
+   * bench), and the readings stay fresh while changes come. The admission is advisory either way
    * (a thin pool's space moves with every write): the kernel is the last word, a pool that
    * turned read-only since refuses the message, and `refusal` explains it from a fresh reading.
    * Probe passes RECENT_READING_MS: it must see a pool that went bad, and no change follows it.
@@ -221,8 +221,8 @@ export class ThinPool {
    * the message returns, and the record's own state is the confirmation a restart reads. The
    * transaction id is bookkeeping: it lets a start or a later stamp notice another tool (or an
    * older copy of the metadata). So the stamp is queued behind the message and not waited for:
-   * it cost every create, snapshot and delete one more command (bench: 74 ms of ~230 for a
-   * create), and messages that queue up meanwhile share one stamp. A crash before the stamp
+   * it cost every create, snapshot and delete one more command (a third of a create's time, in
+   * the bench), and messages that queue up meanwhile share one stamp. A crash before the stamp
    * leaves the ids equal, which a start reads as in sync, as it is.
    */
   async commit(ctx: OpContext, msg: string, hooks: { during?: () => Promise<void>; after?: () => Promise<void>; accept?: (e: unknown) => boolean } = {}): Promise<void> {
@@ -264,9 +264,9 @@ export class ThinPool {
 
   /**
    * Queues one stamp behind the messages, STAMP_DELAY_MS from now, unless one is waiting and not
-   * started yet. The delay lets the reply go out before the spawn takes the CPU (a debug bench
-   * run with the stamp spawned at once: a create's reply came 40 ms after its message, for one
-   * record write). A change admitted on an older reading has the status read again first
+   * started yet. The delay lets the reply go out before the spawn takes the CPU (spawned at
+   * once, it held a create's reply back several times longer than the create's one record
+   * write). A change admitted on an older reading has the status read again first
    * (recentHealth).
    */
   private stampSoon(): void {

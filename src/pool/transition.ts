@@ -11,9 +11,10 @@ export interface TransitionSpec {
 }
 
 /**
- * The seed's transition(): record the trying state before touching the kernel, then
- * the outcome. A crash in between leaves the trying state behind, which is exactly what
- * reconcile needs to see. Errors from the operation are re-thrown unchanged.
+ * A state change as containerd's devmapper snapshotter makes it (PoolDevice.transition in
+ * github.com/containerd/containerd/snapshots/devmapper): record the trying state before
+ * touching the kernel, then the outcome. A crash in between leaves the trying state behind,
+ * which is exactly what reconcile needs to see. Errors from the operation are re-thrown unchanged.
  */
 export async function transition<T>(store: StateStore, id: string, spec: TransitionSpec, op: () => Promise<T>): Promise<T> {
   let before: DeviceState = 'Unknown';

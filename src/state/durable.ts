@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 
 // The callback API, not fs/promises' FileHandle: a record write is eight calls, the store's writes
-// were 15% of the driver's main thread at 32 concurrent creates in the emulated bench guest (a CPU
-// profile), and the callbacks cost a quarter to a third less CPU than FileHandle's (host, tmpfs).
+// are a sizeable share of the driver's main thread under concurrent creates, and the callbacks cost
+// a quarter to a third less CPU than FileHandle's.
 const openP = promisify(open);
 const writeP = promisify(write) as (fd: number, buf: Buffer, offset: number, length: number, position: null) => Promise<{ bytesWritten: number }>;
 const fsyncP = promisify(fsync);

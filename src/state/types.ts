@@ -1,4 +1,4 @@
-/** The seed's device states (containerd devmapper), kept verbatim so operators recognise them. */
+/** The device states of containerd's devmapper snapshotter, kept verbatim so operators recognise them. */
 export const DEVICE_STATES = [
   'Unknown', 'Creating', 'Created', 'Activating', 'Activated', 'Suspending', 'Suspended',
   'Resuming', 'Resumed', 'Deactivating', 'Deactivated', 'Removing', 'Removed', 'Faulty',

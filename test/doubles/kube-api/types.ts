@@ -1,20 +1,15 @@
 // Shared types of the Kubernetes API server TEST DOUBLE.
 // Test-only code: never import anything under test/ from src/.
+import type { ObjectMeta as DriverObjectMeta } from '../../../src/kube/types.ts';
 
-/** The parts of ObjectMeta the test double interprets; other keys pass through. */
-export interface ObjectMeta {
-  name?: string;
+/**
+ * ObjectMeta as the test double sees it: the driver's (src/kube/types.ts), every field optional
+ * since clients may send less, plus what only the server interprets; other keys pass through.
+ */
+export interface ObjectMeta extends Partial<DriverObjectMeta> {
   generateName?: string;
   namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
   deletionGracePeriodSeconds?: number;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  finalizers?: string[];
   [key: string]: unknown;
 }
 

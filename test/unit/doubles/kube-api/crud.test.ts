@@ -1,25 +1,17 @@
 // The kube test double honours CRUD semantics, driven only through @kubernetes/client-node.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
-  CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, KubernetesObjectApi, PatchStrategy, V1MicroTime, setHeaderOptions,
+  CoordinationV1Api, CoreV1Api, EventsV1Api, KubernetesObjectApi, PatchStrategy, V1MicroTime, setHeaderOptions,
 } from '@kubernetes/client-node';
-import { startApiDouble } from '../../../doubles/kube-api/index.ts';
-import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
-import { DMTHIN_RESOURCES, TV, rejectsWith, thinVolume } from './helpers.ts';
+import { TV, fileDouble, merge, rejectsWith, thinVolume } from './helpers.ts';
 
 type Obj = { metadata: { name: string; resourceVersion: string; generation?: number; uid?: string }; [k: string]: unknown };
 const names = (list: { items: Obj[] }): string[] => list.items.map((o) => o.metadata.name);
-const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+const { d, api: custom } = await fileDouble();
 
 describe('kube double: CRUD via client-node', () => {
-  let d: ApiDouble;
-  let custom: CustomObjectsApi;
-  before(async () => {
-    d = await startApiDouble({ resources: DMTHIN_RESOURCES });
-    custom = d.kubeConfig().makeApiClient(CustomObjectsApi);
-  });
-  after(() => d.close());
 
   it('creates, gets and lists custom objects with label and field selectors', async () => {
     const a = (await custom.createClusterCustomObject({ ...TV, body: thinVolume('sel-a', { pool: 'p1', tier: 'fast' }) })) as Obj;

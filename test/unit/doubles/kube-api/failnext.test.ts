@@ -1,20 +1,13 @@
 // Failure injection and the request log of the kube test double, seen through client-node.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, makeInformer, setHeaderOptions } from '@kubernetes/client-node';
+import { describe, it } from 'node:test';
+import { CoreV1Api, PatchStrategy, makeInformer, setHeaderOptions } from '@kubernetes/client-node';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { startApiDouble } from '../../../doubles/kube-api/index.ts';
-import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
-import { DMTHIN_RESOURCES, GROUP, TV, VERSION, rejectsWith, thinVolume, waitFor } from './helpers.ts';
+import { GROUP, TV, VERSION, fileDouble, rejectsWith, thinVolume, waitFor } from './helpers.ts';
+
+const { d, api } = await fileDouble();
 
 describe('kube double: failNext and the request log', () => {
-  let d: ApiDouble;
-  let api: CustomObjectsApi;
-  before(async () => {
-    d = await startApiDouble({ resources: DMTHIN_RESOURCES });
-    api = d.kubeConfig().makeApiClient(CustomObjectsApi);
-  });
-  after(() => d.close());
 
   it('injects a 500 on the next list only', async () => {
     d.failNext({ verb: 'list', status: 500 });

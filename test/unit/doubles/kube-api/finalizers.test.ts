@@ -1,25 +1,17 @@
 // The kube test double implements finalizers / deletionTimestamp like the real API server.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
-import { startApiDouble } from '../../../doubles/kube-api/index.ts';
-import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
-import { DMTHIN_RESOURCES, GROUP, TV, VERSION, rejectsWith, thinVolume, waitFor } from './helpers.ts';
+import { describe, it } from 'node:test';
+import { Watch } from '@kubernetes/client-node';
+import { GROUP, TV, VERSION, fileDouble, merge, rejectsWith, thinVolume, waitFor } from './helpers.ts';
 
 interface Obj {
   metadata: { name: string; resourceVersion: string; generation: number; finalizers?: string[]; deletionTimestamp?: string; deletionGracePeriodSeconds?: number };
 }
-const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const FIN = 'dmthin.csi.io/protect';
 
+const { d, api } = await fileDouble();
+
 describe('kube double: finalizers and deletion', () => {
-  let d: ApiDouble;
-  let api: CustomObjectsApi;
-  before(async () => {
-    d = await startApiDouble({ resources: DMTHIN_RESOURCES });
-    api = d.kubeConfig().makeApiClient(CustomObjectsApi);
-  });
-  after(() => d.close());
 
   it('keeps an object with finalizers, marks it deleting, deletes it when the finalizers go', async () => {
     const body = thinVolume('fin');

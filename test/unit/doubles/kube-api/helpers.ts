@@ -1,6 +1,9 @@
 // Helpers shared by the kube test double's own tests.
 import assert from 'node:assert/strict';
-import { ApiException } from '@kubernetes/client-node';
+import { after } from 'node:test';
+import { ApiException, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { startApiDouble } from '../../../doubles/kube-api/index.ts';
+import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
 import { sleep } from '../../../../src/system/delay.ts';
 
 export const GROUP = 'dmthin.csi.io';
@@ -12,6 +15,18 @@ export const DMTHIN_RESOURCES = [
   { group: GROUP, version: VERSION, plural: 'thinvolumes', kind: 'ThinVolume', statusSubresource: true },
   { group: GROUP, version: VERSION, plural: 'thinsnapshots', kind: 'ThinSnapshot', statusSubresource: true },
 ] as const;
+
+/**
+ * One double serving DMTHIN_RESOURCES for the whole test file that awaits this at its top
+ * level, closed after the file's last test, with a CustomObjectsApi client on it.
+ */
+export async function fileDouble(): Promise<{ d: ApiDouble; api: CustomObjectsApi }> {
+  const d = await startApiDouble({ resources: DMTHIN_RESOURCES });
+  after(() => d.close());
+  return { d, api: d.kubeConfig().makeApiClient(CustomObjectsApi) };
+}
+
+export const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 export const TV = { group: GROUP, version: VERSION, plural: 'thinvolumes' } as const;
 

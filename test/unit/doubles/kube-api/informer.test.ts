@@ -1,15 +1,13 @@
 // client-node's informer (makeInformer / ListWatch) against the kube test double,
 // including the relist after a 410 on resume.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { CustomObjectsApi, ListWatch, PatchStrategy, makeInformer, setHeaderOptions } from '@kubernetes/client-node';
+import { after, describe, it } from 'node:test';
+import { CustomObjectsApi, ListWatch, makeInformer } from '@kubernetes/client-node';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { startApiDouble } from '../../../doubles/kube-api/index.ts';
 import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
-import { DMTHIN_RESOURCES, GROUP, TV, VERSION, thinVolume, waitFor } from './helpers.ts';
+import { GROUP, TV, VERSION, fileDouble, merge, thinVolume, waitFor } from './helpers.ts';
 
 const PATH = `/apis/${GROUP}/${VERSION}/thinvolumes`;
-const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 interface Recorder {
   log: string[];
@@ -32,17 +30,12 @@ function record(d: ApiDouble, api: CustomObjectsApi, labelSelector?: string): Re
   return { log, errors, informer };
 }
 
+const { d, api } = await fileDouble();
+
 describe('kube double: client-node informer', () => {
-  let d: ApiDouble;
-  let api: CustomObjectsApi;
   const stops: Array<() => Promise<void>> = [];
-  before(async () => {
-    d = await startApiDouble({ resources: DMTHIN_RESOURCES });
-    api = d.kubeConfig().makeApiClient(CustomObjectsApi);
-  });
   after(async () => {
     for (const stop of stops) await stop();
-    await d.close();
   });
 
   it('lists, then follows add / update / delete', async () => {

@@ -1,26 +1,18 @@
 // The kube test double isolates the status subresource like the real API server.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { startApiDouble } from '../../../doubles/kube-api/index.ts';
-import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
-import { DMTHIN_RESOURCES, TV, rejectsWith, thinVolume } from './helpers.ts';
+import { describe, it } from 'node:test';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { TV, fileDouble, merge, rejectsWith, thinVolume } from './helpers.ts';
 
 interface TVObj {
   metadata: { name: string; resourceVersion: string; generation: number; labels?: Record<string, string> };
   spec: { sizeBytes: number };
   status?: Record<string, unknown>;
 }
-const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+const { d, api } = await fileDouble();
 
 describe('kube double: status subresource', () => {
-  let d: ApiDouble;
-  let api: CustomObjectsApi;
-  before(async () => {
-    d = await startApiDouble({ resources: DMTHIN_RESOURCES });
-    api = d.kubeConfig().makeApiClient(CustomObjectsApi);
-  });
-  after(() => d.close());
 
   it('drops .status on create of a custom resource with a status subresource', async () => {
     const created = (await api.createClusterCustomObject({ ...TV, body: { ...thinVolume('s0'), status: { phase: 'Ready' } } })) as TVObj;

@@ -1,15 +1,14 @@
 // The kube test double's watch streams, driven by client-node's Watch.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
+import { Watch } from '@kubernetes/client-node';
 import { startApiDouble } from '../../../doubles/kube-api/index.ts';
 import type { ApiDouble } from '../../../doubles/kube-api/index.ts';
-import { DMTHIN_RESOURCES, GROUP, TV, VERSION, thinVolume, waitFor } from './helpers.ts';
+import { DMTHIN_RESOURCES, GROUP, TV, VERSION, fileDouble, merge, thinVolume, waitFor } from './helpers.ts';
 
 interface Obj { kind?: string; code?: number; reason?: string; metadata: { name: string; resourceVersion: string } }
 type Ev = [string, Obj];
 const PATH = `/apis/${GROUP}/${VERSION}/thinvolumes`;
-const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 interface Session { events: Ev[]; done: () => boolean; err: () => unknown; abort: () => void }
 
@@ -26,14 +25,9 @@ async function open(d: ApiDouble, query: Record<string, string>): Promise<Sessio
 
 const summary = (evs: Ev[]): string[] => evs.map(([t, o]) => `${t} ${o.metadata.name}`);
 
+const { d, api } = await fileDouble();
+
 describe('kube double: watch', () => {
-  let d: ApiDouble;
-  let api: CustomObjectsApi;
-  before(async () => {
-    d = await startApiDouble({ resources: DMTHIN_RESOURCES });
-    api = d.kubeConfig().makeApiClient(CustomObjectsApi);
-  });
-  after(() => d.close());
 
   it('delivers ADDED / MODIFIED / DELETED after the given resourceVersion, with selector transitions', async () => {
     await api.createClusterCustomObject({ ...TV, body: thinVolume('before', { app: 'x' }) });
