@@ -1,6 +1,7 @@
 import { isDmError } from '../devmapper/types.ts';
 import { errorMessage } from '../errors.ts';
 import { background, type OpContext } from '../system/context.ts';
+import { sleep } from '../system/delay.ts';
 import type { DeviceRecord } from '../state/types.ts';
 import { retry, SUSPEND_RETRY } from './retry.ts';
 import type { ThinPool } from './thinpool.ts';
@@ -13,8 +14,6 @@ export interface LateSuspendWatch {
 
 /** dm-thin's default no_space_timeout is 60 s: a flush waiting on a full pool can take that and more. */
 export const LATE_SUSPEND: LateSuspendWatch = { everyMs: 250, forMs: 10 * 60_000 };
-
-const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
 /**
  * A suspend whose deadline passed is still running in the kernel (a flush waiting for writes
@@ -41,7 +40,7 @@ export async function resumeLateSuspend(pool: ThinPool, origin: DeviceRecord, wa
     return true;
   });
   try {
-    for (const until = Date.now() + watch.forMs; Date.now() < until; await pause(watch.everyMs)) {
+    for (const until = Date.now() + watch.forMs; Date.now() < until; await sleep(watch.everyMs, undefined, { unref: true })) {
       if (await look()) return;
     }
     log.warn('a suspend that outlived its deadline has not completed; the periodic reconcile takes over', { volume: origin.id });

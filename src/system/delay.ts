@@ -1,7 +1,11 @@
-/** Resolves after `ms`, or at once when `signal` aborts: a wait never outlives the operation it serves. */
-export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+/**
+ * Resolves after `ms`, or at once when `signal` aborts: a wait never outlives the operation it serves.
+ * `unref`: the wait alone does not keep the process alive (a watch that must not delay an exit).
+ */
+export const sleep = (ms: number, signal?: AbortSignal, opts: { unref?: boolean } = {}): Promise<void> =>
   new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
+    if (opts.unref) t.unref();
     signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
   });
 
