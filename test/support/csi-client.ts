@@ -35,18 +35,20 @@ export function connectCsi(endpoint: string): CsiClients {
   return { identity, controller, node, group, close: () => { identity.close(); controller.close(); node.close(); group.close(); } };
 }
 
-/** Awaits a call that must fail, and returns its gRPC status code name. */
+/**
+ * Awaits a call that must fail, and returns its gRPC status code name: of a grpc.ServiceError
+ * from a client, or of a CsiError thrown by a service called directly (both carry the number).
+ */
 export async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
     await p;
   } catch (err) {
-    const code = (err as grpc.ServiceError).code;
-    return grpc.status[code] ?? String(code);
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'number' ? grpc.status[code] ?? String(code) : String(err);
   }
   return 'OK';
 }
 
-export const mountCap = (fs = 'ext4', mode = 'SINGLE_NODE_WRITER', flags: string[] = []) => ({ mount: { fs_type: fs, mount_flags: flags }, access_mode: { mode } });
-export const blockCap = (mode = 'SINGLE_NODE_WRITER') => ({ block: {}, access_mode: { mode } });
+export { blockCap, mountCap } from './requests.ts';
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
