@@ -1,17 +1,18 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadCsi } from '../../src/csi/proto.ts';
+import type { RpcName } from '../../src/csi/rpcs.ts';
 
 type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
 
 /** A promise-returning client for one CSI service; `call(method, req)` rejects with a grpc.ServiceError. */
 export interface CsiServiceClient {
-  call<T = Record<string, any>>(method: string, req?: object, timeoutMs?: number): Promise<T>;
+  call<T = Record<string, any>>(method: RpcName, req?: object, timeoutMs?: number): Promise<T>;
   close(): void;
 }
 
 function wrapClient(client: grpc.Client): CsiServiceClient {
   return {
-    call<T>(method: string, req: object = {}, timeoutMs = 120_000): Promise<T> {
+    call<T>(method: RpcName, req: object = {}, timeoutMs = 120_000): Promise<T> {
       const fn = (client as unknown as Record<string, Unary>)[method];
       if (typeof fn !== 'function') return Promise.reject(new Error(`no such CSI method ${method}`));
       return new Promise<T>((resolve, reject) => {
