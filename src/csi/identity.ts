@@ -1,7 +1,7 @@
 import type { OpContext } from '../system/context.ts';
+import { DRIVER_NAME, VERSION } from '../version.ts';
 import type { PluginCapability } from './generated/csi/v1/PluginCapability.ts';
 import type { IdentityRpcs } from './rpcs.ts';
-import { DRIVER_NAME, VERSION } from '../version.ts';
 
 export interface Readiness { ready(ctx: OpContext): Promise<{ ready: boolean; reason?: string }> }
 

@@ -26,8 +26,8 @@ export function socketPath(endpoint: string): string {
 }
 
 /**
- * Every method of `def`, by the proto's name; one `impl` lacks answers UNIMPLEMENTED. The
- * Services types make each method present the proto's own, so a misspelt one fails to compile.
+ * Every method of `def`, by the proto's name; a method `impl` lacks answers UNIMPLEMENTED. The
+ * Services types hold `impl` to the proto's names and signatures, so a misspelt RPC fails to compile.
  */
 function implement(def: grpc.ServiceDefinition, impl: object | undefined, deps: { log: Logger; metrics: Metrics; locks: KeyedMutex }) {
   const out: grpc.UntypedServiceImplementation = {};
