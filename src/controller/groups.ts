@@ -3,6 +3,7 @@ import type { DeleteVolumeGroupSnapshotRequest__Output as DeleteReq } from '../c
 import type { GetVolumeGroupSnapshotRequest__Output as GetReq } from '../csi/generated/csi/v1/GetVolumeGroupSnapshotRequest.ts';
 import type { GroupControllerGetCapabilitiesResponse } from '../csi/generated/csi/v1/GroupControllerGetCapabilitiesResponse.ts';
 import type { VolumeGroupSnapshot } from '../csi/generated/csi/v1/VolumeGroupSnapshot.ts';
+import type { GroupControllerRpcs } from '../csi/rpcs.ts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { DeviceRecord } from '../state/types.ts';
@@ -33,7 +34,7 @@ const sameSet = (a: readonly string[], b: readonly string[]) => a.length === b.l
  * (every member suspended before the first snapshot, resumed after the last). Members are
  * ordinary snapshots otherwise: listed, restorable, deleted only with their group.
  */
-export class GroupControllerService {
+export class GroupControllerService implements GroupControllerRpcs {
   private readonly backend: VolumeBackend;
   private readonly groups: GroupBackend;
   constructor(backend: VolumeBackend, groups: GroupBackend) {

@@ -9,6 +9,7 @@ import type { GetCapacityRequest__Output } from '../csi/generated/csi/v1/GetCapa
 import type { ListSnapshotsRequest__Output } from '../csi/generated/csi/v1/ListSnapshotsRequest.ts';
 import type { ListVolumesRequest__Output } from '../csi/generated/csi/v1/ListVolumesRequest.ts';
 import type { ValidateVolumeCapabilitiesRequest__Output } from '../csi/generated/csi/v1/ValidateVolumeCapabilitiesRequest.ts';
+import type { ControllerRpcs } from '../csi/rpcs.ts';
 import { invalidArgument, notFound } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { VolumeBackend } from './backend.ts';
@@ -25,7 +26,7 @@ const CAPABILITIES = [
 ] as const;
 
 /** CSI Controller semantics: validation, idempotency and codes; the backend does the work. */
-export class ControllerService {
+export class ControllerService implements ControllerRpcs {
   private readonly backend: VolumeBackend;
   private readonly defaults: VolumeDefaults;
   constructor(backend: VolumeBackend, defaults: VolumeDefaults) {

@@ -1,10 +1,12 @@
 import type { OpContext } from '../system/context.ts';
 import { DRIVER_NAME, VERSION } from '../version.ts';
+import type { PluginCapability } from './generated/csi/v1/PluginCapability.ts';
+import type { IdentityRpcs } from './rpcs.ts';
 
 export interface Readiness { ready(ctx: OpContext): Promise<{ ready: boolean; reason?: string }> }
 
 /** CSI Identity: who we are, what we offer, and whether the pool can serve. */
-export class IdentityService {
+export class IdentityService implements IdentityRpcs {
   private readonly readiness: Readiness;
   private readonly controller: boolean;
   private readonly groupController: boolean;
@@ -17,7 +19,7 @@ export class IdentityService {
   GetPluginInfo() { return { name: DRIVER_NAME, vendor_version: VERSION, manifest: {} }; }
 
   GetPluginCapabilities() {
-    const caps: object[] = [
+    const caps: PluginCapability[] = [
       { volume_expansion: { type: 'ONLINE' } },
       { volume_expansion: { type: 'OFFLINE' } },
     ];

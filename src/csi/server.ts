@@ -6,14 +6,15 @@ import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { KeyedMutex } from '../system/lock.ts';
 import { loadCsi } from './proto.ts';
+import type { ControllerRpcs, GroupControllerRpcs, IdentityRpcs, NodeRpcs } from './rpcs.ts';
 import { wrap, type Handler } from './wrap.ts';
 
 export interface Services {
-  identity: object;
-  controller?: object;
+  identity: IdentityRpcs;
+  controller?: ControllerRpcs;
   /** The GroupController, when the backend offers group snapshots. */
-  groupController?: object;
-  node?: object;
+  groupController?: GroupControllerRpcs;
+  node?: NodeRpcs;
 }
 
 /** unix:///path, unix:/path, or a bare absolute path; the sidecars' CSI_ENDPOINT convention. */
@@ -24,6 +25,10 @@ export function socketPath(endpoint: string): string {
   return m[1]!;
 }
 
+/**
+ * Every method of `def`, by the proto's name; a method `impl` lacks answers UNIMPLEMENTED. The
+ * Services types hold `impl` to the proto's names and signatures, so a misspelt RPC fails to compile.
+ */
 function implement(def: grpc.ServiceDefinition, impl: object | undefined, deps: { log: Logger; metrics: Metrics; locks: KeyedMutex }) {
   const out: grpc.UntypedServiceImplementation = {};
   for (const method of Object.keys(def)) {

@@ -6,9 +6,26 @@ import type { Metrics } from '../observability/metrics.ts';
 import { toStatus } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import type { KeyedMutex } from '../system/lock.ts';
+import type { CreateSnapshotRequest__Output } from './generated/csi/v1/CreateSnapshotRequest.ts';
+import type { CreateVolumeGroupSnapshotRequest__Output } from './generated/csi/v1/CreateVolumeGroupSnapshotRequest.ts';
+import type { CreateVolumeRequest__Output } from './generated/csi/v1/CreateVolumeRequest.ts';
+import type { DeleteSnapshotRequest__Output } from './generated/csi/v1/DeleteSnapshotRequest.ts';
+import type { DeleteVolumeRequest__Output } from './generated/csi/v1/DeleteVolumeRequest.ts';
+import type { GetVolumeGroupSnapshotRequest__Output } from './generated/csi/v1/GetVolumeGroupSnapshotRequest.ts';
+import type { RequestOf, RpcName } from './rpcs.ts';
 
-/** A CSI method as the semantic layers implement it. */
-export type Handler = (ctx: OpContext, req: Record<string, unknown>) => unknown;
+/** Any CSI request, as grpc-js decodes it. */
+export type CsiRequest = RequestOf<RpcName>;
+
+/** A CSI method as the semantic layers implement it (src/csi/rpcs.ts types each by its own request). */
+export type Handler = (ctx: OpContext, req: CsiRequest) => unknown;
+
+/**
+ * The fields that name what a request works on, from the requests that carry them: any
+ * request has some or none of them (each decoded to '' or [] when the CO left it out).
+ */
+export type LockFields = Partial<CreateVolumeRequest__Output & CreateSnapshotRequest__Output & DeleteVolumeRequest__Output
+  & DeleteSnapshotRequest__Output & CreateVolumeGroupSnapshotRequest__Output & GetVolumeGroupSnapshotRequest__Output>;
 
 export interface WrapDeps { log: Logger; metrics: Metrics; locks: KeyedMutex }
 
@@ -18,14 +35,15 @@ const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
  * The volumes (and snapshots) a request works on. Work on the same id is serialised, and
  * creating from a source also holds the source, so a snapshot never races a delete of its origin.
  */
-export function lockKeys(method: string, req: Record<string, unknown>): string[] {
+export function lockKeys(method: string, req: LockFields): string[] {
   const keys: Array<string | undefined> = [str(req.volume_id), str(req.snapshot_id)];
-  if (method === 'CreateVolume' && str(req.name)) {
-    keys.push(idFor('vol', req.name as string));
-    const src = req.volume_content_source as { snapshot?: { snapshot_id?: string }; volume?: { volume_id?: string } } | null;
+  const name = str(req.name);
+  if (method === 'CreateVolume' && name) {
+    keys.push(idFor('vol', name));
+    const src = req.volume_content_source;
     keys.push(str(src?.snapshot?.snapshot_id), str(src?.volume?.volume_id));
   }
-  if (method === 'CreateSnapshot' && str(req.name)) keys.push(idFor('snap', req.name as string), str(req.source_volume_id));
+  if (method === 'CreateSnapshot' && name) keys.push(idFor('snap', name), str(req.source_volume_id));
   keys.push(...groupKeys(method, req));
   return [...new Set(keys.filter((k): k is string => k !== undefined))];
 }
@@ -34,10 +52,10 @@ export function lockKeys(method: string, req: Record<string, unknown>): string[]
  * A group snapshot holds its group, every source and every member (sorted with the rest by
  * runAll, so a group never deadlocks with a single snapshot, an expand or a stage of a member).
  */
-function groupKeys(method: string, req: Record<string, unknown>): string[] {
+function groupKeys(method: string, req: LockFields): string[] {
   const list = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x !== '') : []);
-  if (method === 'CreateVolumeGroupSnapshot' && str(req.name)) {
-    const name = req.name as string;
+  const name = str(req.name);
+  if (method === 'CreateVolumeGroupSnapshot' && name) {
     const sources = list(req.source_volume_ids);
     return [groupIdFor(name), ...sources, ...sources.map((s) => memberIdFor(name, s))];
   }
@@ -64,9 +82,9 @@ function contextOf(call: grpc.ServerUnaryCall<unknown, unknown>): { ctx: OpConte
 export function wrap(method: string, handler: Handler, deps: WrapDeps): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    const req = (call.request ?? {}) as Record<string, unknown>;
+    const req = (call.request ?? {}) as CsiRequest;
     const { ctx, done } = contextOf(call);
-    const keys = lockKeys(method, req);
+    const keys = lockKeys(method, req as LockFields);
     // The copy redact() makes is the request's size again: only when it will be written.
     if (deps.log.isDebugEnabled()) deps.log.debug('rpc request', { rpc: method, request: redact(req) });
     deps.locks.runAll(keys, async () => handler(ctx, req))

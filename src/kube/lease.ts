@@ -1,4 +1,5 @@
 import { type CoordinationV1Api, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
+import type { ControllerRpcs, GroupControllerRpcs, RpcName } from '../csi/rpcs.ts';
 import { unavailable } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
 import { apiMessage, isConflict, isNotFound } from './api.ts';
@@ -140,8 +141,8 @@ export class LeaderElector {
 }
 
 /** The controller service, answering UNAVAILABLE on a non-leader (capabilities stay answerable). */
-export function leaderOnly<T extends object>(target: T, leader: { check(): void }): T {
-  const open = new Set(['ControllerGetCapabilities', 'GroupControllerGetCapabilities']);
+export function leaderOnly<T extends ControllerRpcs | GroupControllerRpcs>(target: T, leader: { check(): void }): T {
+  const open: ReadonlySet<string> = new Set<RpcName>(['ControllerGetCapabilities', 'GroupControllerGetCapabilities']);
   return new Proxy(target, {
     get(t, prop, receiver) {
       const v = Reflect.get(t, prop, receiver) as unknown;

@@ -5,6 +5,7 @@ import type { NodePublishVolumeRequest__Output } from '../csi/generated/csi/v1/N
 import type { NodeStageVolumeRequest__Output } from '../csi/generated/csi/v1/NodeStageVolumeRequest.ts';
 import type { NodeUnpublishVolumeRequest__Output } from '../csi/generated/csi/v1/NodeUnpublishVolumeRequest.ts';
 import type { NodeUnstageVolumeRequest__Output } from '../csi/generated/csi/v1/NodeUnstageVolumeRequest.ts';
+import type { NodeRpcs } from '../csi/rpcs.ts';
 import { invalidArgument, notFound, outOfRange } from '../errors.ts';
 import { toStatus } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
@@ -20,7 +21,7 @@ export interface NodeIdentity { nodeId: string; topologyKey: string }
 const CAPABILITIES = ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'] as const;
 
 /** CSI Node semantics on this node's pool and mounts. */
-export class NodeService {
+export class NodeService implements NodeRpcs {
   private readonly d: StageDeps;
   private readonly id: NodeIdentity;
   constructor(deps: StageDeps, id: NodeIdentity) {

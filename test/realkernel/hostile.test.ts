@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { META } from '../../src/volume/meta.ts';
 import { csiPackageDefinition } from '../../src/csi/proto.ts';
+import type { RpcName } from '../../src/csi/rpcs.ts';
 import { blockCap, codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
 import { ENDPOINT, KUBELET, liveThins, records, ROOT, startDriver, STATE, stopDriver, tail, type DriverProcess } from './harness.ts';
 
@@ -110,7 +111,7 @@ describe('hostile requests to the node service', { timeout: 600_000 }, () => {
       for (const vol of ['u', 'm', 'b'] as const) {
         const id = vol === 'u' ? UNKNOWN : ids[vol];
         const cap = vol === 'b' ? blockCap() : mountCap();
-        const calls: Array<[string, object]> = [
+        const calls: Array<[RpcName, object]> = [
           ['NodeUnpublishVolume', { volume_id: id, target_path: p }],
           ['NodeUnstageVolume', { volume_id: id, staging_target_path: p }],
           ['NodeStageVolume', { volume_id: id, staging_target_path: p, volume_capability: cap }],

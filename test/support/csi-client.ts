@@ -1,17 +1,18 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadCsi } from '../../src/csi/proto.ts';
+import type { RpcName } from '../../src/csi/rpcs.ts';
 
 type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
 
 /** A promise-returning client for one CSI service; `call(method, req)` rejects with a grpc.ServiceError. */
 export interface CsiServiceClient {
-  call<T = Record<string, any>>(method: string, req?: object, timeoutMs?: number): Promise<T>;
+  call<T = Record<string, any>>(method: RpcName, req?: object, timeoutMs?: number): Promise<T>;
   close(): void;
 }
 
 function wrapClient(client: grpc.Client): CsiServiceClient {
   return {
-    call<T>(method: string, req: object = {}, timeoutMs = 120_000): Promise<T> {
+    call<T>(method: RpcName, req: object = {}, timeoutMs = 120_000): Promise<T> {
       const fn = (client as unknown as Record<string, Unary>)[method];
       if (typeof fn !== 'function') return Promise.reject(new Error(`no such CSI method ${method}`));
       return new Promise<T>((resolve, reject) => {
@@ -35,18 +36,20 @@ export function connectCsi(endpoint: string): CsiClients {
   return { identity, controller, node, group, close: () => { identity.close(); controller.close(); node.close(); group.close(); } };
 }
 
-/** Awaits a call that must fail, and returns its gRPC status code name. */
+/**
+ * Awaits a call that must fail, and returns its gRPC status code name: of a grpc.ServiceError
+ * from a client, or of a CsiError thrown by a service called directly (both carry the number).
+ */
 export async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
     await p;
   } catch (err) {
-    const code = (err as grpc.ServiceError).code;
-    return grpc.status[code] ?? String(code);
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'number' ? grpc.status[code] ?? String(code) : String(err);
   }
   return 'OK';
 }
 
-export const mountCap = (fs = 'ext4', mode = 'SINGLE_NODE_WRITER', flags: string[] = []) => ({ mount: { fs_type: fs, mount_flags: flags }, access_mode: { mode } });
-export const blockCap = (mode = 'SINGLE_NODE_WRITER') => ({ block: {}, access_mode: { mode } });
+export { blockCap, mountCap } from './requests.ts';
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;

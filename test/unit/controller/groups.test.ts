@@ -8,23 +8,19 @@ import { Code } from '../../../src/errors.ts';
 import { GroupSnapshots } from '../../../src/pool/group.ts';
 import type { DeviceRecord } from '../../../src/state/types.ts';
 import { TOPOLOGY_KEY } from '../../../src/version.ts';
+import { codeOf } from '../../support/csi-client.ts';
+import { createVolumeReq, deleteGroupReq, deleteSnapshotReq, getGroupReq, groupSnapshotReq, listSnapshotsReq, type Fields } from '../../support/requests.ts';
 import { ctx, fakeDriver, MiB, mountCap, type FakeDriver } from '../support/fake-driver.ts';
-
-type Req = Record<string, unknown>;
-const code = async (p: Promise<unknown>): Promise<string> => {
-  try { await p; } catch (err) { return Code[(err as { code: number }).code] ?? String(err); }
-  return 'OK';
-};
 const NO_VOL = 'vol-00000000000000000000000000000000';
 
 describe('GroupController', () => {
   let fd: FakeDriver;
   let g: GroupControllerService;
   const vols: string[] = [];
-  const createVol = async (name: string) => (await fd.driver.controller.CreateVolume(ctx, { name, volume_capabilities: [mountCap()], parameters: {}, secrets: {}, capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 }, volume_content_source: null, accessibility_requirements: null, mutable_parameters: {} } as never)).volume!.volume_id!;
-  const create = (name: string, sources: string[], o: Req = {}) => g.CreateVolumeGroupSnapshot(ctx, { name, source_volume_ids: sources, secrets: {}, parameters: {}, ...o } as never);
-  const get = (id: string, snapshotIds: string[]) => g.GetVolumeGroupSnapshot(ctx, { group_snapshot_id: id, snapshot_ids: snapshotIds, secrets: {} } as never);
-  const del = (id: string, snapshotIds: string[]) => g.DeleteVolumeGroupSnapshot(ctx, { group_snapshot_id: id, snapshot_ids: snapshotIds, secrets: {} } as never);
+  const createVol = async (name: string) => (await fd.driver.controller.CreateVolume(ctx, createVolumeReq({ name, volume_capabilities: [mountCap()], capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 } }))).volume!.volume_id!;
+  const create = (name: string, sources: string[], o: Fields<'CreateVolumeGroupSnapshot'> = {}) => g.CreateVolumeGroupSnapshot(ctx, groupSnapshotReq(name, sources, o));
+  const get = (id: string, snapshotIds: string[]) => g.GetVolumeGroupSnapshot(ctx, getGroupReq(id, snapshotIds));
+  const del = (id: string, snapshotIds: string[]) => g.DeleteVolumeGroupSnapshot(ctx, deleteGroupReq(id, snapshotIds));
   const idsOf = (r: Awaited<ReturnType<typeof create>>) => r.group_snapshot.snapshots!.map((s) => s.snapshot_id!);
 
   beforeEach(async () => {
@@ -56,23 +52,23 @@ describe('GroupController', () => {
 
   it('the same name with other sources is ALREADY_EXISTS; an unknown source NOT_FOUND and leaves nothing; bad arguments INVALID_ARGUMENT', async () => {
     await create('g', vols.slice(0, 2));
-    assert.equal(await code(create('g', vols)), 'ALREADY_EXISTS');
-    assert.equal(await code(create('g', [vols[0]!])), 'ALREADY_EXISTS');
-    assert.equal(await code(create('h', [vols[0]!, NO_VOL])), 'NOT_FOUND');
-    assert.equal(await code(create('h', [vols[0]!, 'garbage'])), 'NOT_FOUND');
+    assert.equal(await codeOf(create('g', vols)), 'ALREADY_EXISTS');
+    assert.equal(await codeOf(create('g', [vols[0]!])), 'ALREADY_EXISTS');
+    assert.equal(await codeOf(create('h', [vols[0]!, NO_VOL])), 'NOT_FOUND');
+    assert.equal(await codeOf(create('h', [vols[0]!, 'garbage'])), 'NOT_FOUND');
     assert.deepEqual(await fd.store.getGroup(groupIdFor('h')), undefined);
-    assert.equal(await code(create('', vols)), 'INVALID_ARGUMENT');
-    assert.equal(await code(create('h', [])), 'INVALID_ARGUMENT');
-    assert.equal(await code(create('h', [vols[0]!, vols[0]!])), 'INVALID_ARGUMENT');
-    assert.equal(await code(create('h', vols, { parameters: { speed: 'fast' } })), 'INVALID_ARGUMENT');
-    assert.equal(await code(create('h', vols, { parameters: { 'csi.storage.k8s.io/volumegroupsnapshot/name': 'x' } })), 'OK');
+    assert.equal(await codeOf(create('', vols)), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(create('h', [])), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(create('h', [vols[0]!, vols[0]!])), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(create('h', vols, { parameters: { speed: 'fast' } })), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(create('h', vols, { parameters: { 'csi.storage.k8s.io/volumegroupsnapshot/name': 'x' } })), 'OK');
   });
 
   it('a Faulty source is FAILED_PRECONDITION; a read-only pool RESOURCE_EXHAUSTED, leaving no record', async () => {
     await fd.driver.devices.markFaulty(vols[2]!, 'Resuming', 'test');
-    assert.equal(await code(create('g', vols)), 'FAILED_PRECONDITION');
+    assert.equal(await codeOf(create('g', vols)), 'FAILED_PRECONDITION');
     fd.dm.setPoolMode('test-pool', 'ro');
-    assert.equal(await code(create('g', vols.slice(0, 2))), 'RESOURCE_EXHAUSTED');
+    assert.equal(await codeOf(create('g', vols.slice(0, 2))), 'RESOURCE_EXHAUSTED');
     assert.deepEqual(await fd.store.listGroups(), []);
     assert.equal((await fd.store.listDevices()).filter((r) => r.kind === 'snapshot').length, 0);
   });
@@ -82,7 +78,7 @@ describe('GroupController', () => {
       override topologyOf(rec: DeviceRecord) { return { [TOPOLOGY_KEY]: rec.id === vols[1] ? 'node-2' : 'node-1' }; }
     }
     const spread = new GroupControllerService(new TwoNodes(fd.driver.devices, 'node-1', TOPOLOGY_KEY), new LocalGroupBackend(new GroupSnapshots(fd.driver.devices, fd.store)));
-    await assert.rejects(spread.CreateVolumeGroupSnapshot(ctx, { name: 'g', source_volume_ids: vols.slice(0, 2), secrets: {}, parameters: {} } as never),
+    await assert.rejects(spread.CreateVolumeGroupSnapshot(ctx, groupSnapshotReq('g', vols.slice(0, 2))),
       (e: { code: number; message: string }) => e.code === Code.INVALID_ARGUMENT && /must all be on one node/.test(e.message) && e.message.includes('node-2'));
     assert.deepEqual(await fd.store.listGroups(), []);
   });
@@ -91,22 +87,22 @@ describe('GroupController', () => {
     const r = await create('g', vols.slice(0, 2));
     const ids = idsOf(r);
     assert.deepEqual((await get(r.group_snapshot.group_snapshot_id!, [...ids].reverse())).group_snapshot, r.group_snapshot);
-    assert.equal(await code(get(r.group_snapshot.group_snapshot_id!, ids.slice(0, 1))), 'INVALID_ARGUMENT');
-    assert.equal(await code(get(r.group_snapshot.group_snapshot_id!, [])), 'INVALID_ARGUMENT');
-    assert.equal(await code(get(groupIdFor('nope'), ids)), 'NOT_FOUND');
-    assert.equal(await code(get('garbage', ids)), 'NOT_FOUND');
+    assert.equal(await codeOf(get(r.group_snapshot.group_snapshot_id!, ids.slice(0, 1))), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(get(r.group_snapshot.group_snapshot_id!, [])), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(get(groupIdFor('nope'), ids)), 'NOT_FOUND');
+    assert.equal(await codeOf(get('garbage', ids)), 'NOT_FOUND');
   });
 
   it('members are ordinary snapshots: listed with their group id, restorable, deleted only with the group', async () => {
     const r = await create('g', vols.slice(0, 2));
     const ids = idsOf(r);
     const c = fd.driver.controller;
-    const listed = await c.ListSnapshots(ctx, { max_entries: 0, starting_token: '', source_volume_id: vols[0]!, snapshot_id: '', secrets: {} } as never);
+    const listed = await c.ListSnapshots(ctx, listSnapshotsReq({ source_volume_id: vols[0]! }));
     assert.deepEqual(listed.entries!.map((e) => [e.snapshot!.snapshot_id, e.snapshot!.group_snapshot_id]), [[ids[0], groupIdFor('g')]]);
-    const restored = await c.CreateVolume(ctx, { name: 'r', volume_capabilities: [mountCap()], parameters: {}, secrets: {}, capacity_range: null, volume_content_source: { snapshot: { snapshot_id: ids[1] } }, accessibility_requirements: null, mutable_parameters: {} } as never);
+    const restored = await c.CreateVolume(ctx, createVolumeReq({ name: 'r', volume_capabilities: [mountCap()], volume_content_source: { snapshot: { snapshot_id: ids[1]! } } }));
     assert.equal(restored.volume!.content_source?.snapshot?.snapshot_id, ids[1]);
-    assert.equal(await code(c.DeleteSnapshot(ctx, { snapshot_id: ids[0], secrets: {} } as never)), 'INVALID_ARGUMENT');
-    assert.equal(await code(del(r.group_snapshot.group_snapshot_id!, ids.slice(1))), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(c.DeleteSnapshot(ctx, deleteSnapshotReq(ids[0]!))), 'INVALID_ARGUMENT');
+    assert.equal(await codeOf(del(r.group_snapshot.group_snapshot_id!, ids.slice(1))), 'INVALID_ARGUMENT');
     await del(r.group_snapshot.group_snapshot_id!, ids);
     await del(r.group_snapshot.group_snapshot_id!, ids); // idempotent
     await del('garbage', ids);
@@ -119,7 +115,7 @@ describe('GroupController', () => {
     for (const v of vols) await fd.driver.devices.activate(ctx, v);
     const second = (await fd.store.getDevice(vols[1]!))!.deviceId;
     fd.dm.inject({ op: 'message', match: new RegExp(`create_snap \\d+ ${second}$`), when: 'after', error: new DmError('unknown', 'lost the reply') });
-    assert.equal(await code(create('g', vols)), 'INTERNAL');
+    assert.equal(await codeOf(create('g', vols)), 'INTERNAL');
     assert.deepEqual(await fd.store.listGroups(), []);
     assert.deepEqual((await fd.store.listDevices()).filter((x) => x.kind === 'snapshot'), []);
     for (const v of vols) assert.equal((await fd.dm.info(ctx, `dmthin-${v}`))?.suspended, false);

@@ -1,14 +1,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { ControllerService } from '../../../src/controller/service.ts';
-import { Code } from '../../../src/errors.ts';
+import { codeOf } from '../../support/csi-client.ts';
+import { createVolumeReq, deleteSnapshotReq, deleteVolumeReq, listSnapshotsReq, snapshotReq, type Fields } from '../../support/requests.ts';
 import { ctx, fakeDriver, MiB, mountCap, POOL, type FakeDriver } from '../support/fake-driver.ts';
-
-type Req = Record<string, unknown>;
-const code = async (p: Promise<unknown>): Promise<string> => {
-  try { await p; } catch (err) { return Code[(err as { code: number }).code] ?? String(err); }
-  return 'OK';
-};
 const NO_VOL = 'vol-00000000000000000000000000000000';
 
 describe('Controller snapshots', () => {
@@ -16,10 +11,10 @@ describe('Controller snapshots', () => {
   let c: ControllerService;
   let vol: string;
   let vol2: string;
-  const createVol = async (name: string) => (await c.CreateVolume(ctx, { name, volume_capabilities: [mountCap()], parameters: {}, secrets: {}, capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 }, volume_content_source: null, accessibility_requirements: null, mutable_parameters: {} } as never)).volume!.volume_id!;
-  const snap = (name: string, source: string, o: Req = {}) => c.CreateSnapshot(ctx, { name, source_volume_id: source, parameters: {}, secrets: {}, ...o } as never);
-  const delSnap = (id: string) => c.DeleteSnapshot(ctx, { snapshot_id: id, secrets: {} } as never);
-  const list = (o: Req = {}) => c.ListSnapshots(ctx, { max_entries: 0, starting_token: '', source_volume_id: '', snapshot_id: '', secrets: {}, ...o } as never);
+  const createVol = async (name: string) => (await c.CreateVolume(ctx, createVolumeReq({ name, volume_capabilities: [mountCap()], capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 } }))).volume!.volume_id!;
+  const snap = (name: string, source: string, o: Fields<'CreateSnapshot'> = {}) => c.CreateSnapshot(ctx, snapshotReq(name, source, o));
+  const delSnap = (id: string) => c.DeleteSnapshot(ctx, deleteSnapshotReq(id));
+  const list = (o: Fields<'ListSnapshots'> = {}) => c.ListSnapshots(ctx, listSnapshotsReq(o));
   beforeEach(async () => {
     fd = await fakeDriver();
     c = fd.driver.controller;
@@ -40,21 +35,21 @@ describe('Controller snapshots', () => {
     });
     it('the same name for another source is ALREADY_EXISTS; a missing source NOT_FOUND; bad args INVALID_ARGUMENT', async () => {
       await snap('s1', vol);
-      assert.equal(await code(snap('s1', vol2)), 'ALREADY_EXISTS');
-      assert.equal(await code(snap('s2', NO_VOL)), 'NOT_FOUND');
-      assert.equal(await code(snap('s2', 'garbage')), 'NOT_FOUND');
-      assert.equal(await code(snap('', vol)), 'INVALID_ARGUMENT');
-      assert.equal(await code(snap('s2', '')), 'INVALID_ARGUMENT');
-      assert.equal(await code(snap('s2', vol, { parameters: { speed: 'fast' } })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(snap('s1', vol2)), 'ALREADY_EXISTS');
+      assert.equal(await codeOf(snap('s2', NO_VOL)), 'NOT_FOUND');
+      assert.equal(await codeOf(snap('s2', 'garbage')), 'NOT_FOUND');
+      assert.equal(await codeOf(snap('', vol)), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(snap('s2', '')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(snap('s2', vol, { parameters: { speed: 'fast' } })), 'INVALID_ARGUMENT');
     });
     it('of a Faulty source is FAILED_PRECONDITION', async () => {
       await fd.driver.devices.markFaulty(vol, 'Resuming', 'test');
-      assert.equal(await code(snap('s1', vol)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(snap('s1', vol)), 'FAILED_PRECONDITION');
     });
     it('on a read-only pool is RESOURCE_EXHAUSTED and leaves no record', async () => {
       const before = await fd.store.listDevices();
       fd.dm.setPoolMode(POOL, 'ro');
-      assert.equal(await code(snap('s1', vol)), 'RESOURCE_EXHAUSTED');
+      assert.equal(await codeOf(snap('s1', vol)), 'RESOURCE_EXHAUSTED');
       assert.deepEqual(await fd.store.listDevices(), before);
     });
   });
@@ -65,16 +60,16 @@ describe('Controller snapshots', () => {
       await delSnap(s.snapshot_id!);
       await delSnap(s.snapshot_id!);
       assert.equal(await fd.store.getDevice(s.snapshot_id!), undefined);
-      assert.equal(await code(delSnap('snap-00000000000000000000000000000000')), 'OK');
-      assert.equal(await code(delSnap('')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(delSnap('snap-00000000000000000000000000000000')), 'OK');
+      assert.equal(await codeOf(delSnap('')), 'INVALID_ARGUMENT');
       // A volume id is not a snapshot: nothing is deleted.
       await delSnap(vol);
       assert.ok(await fd.store.getDevice(vol));
     });
     it('the source volume can be deleted while its snapshot lives on, and restored from', async () => {
       const s = (await snap('s1', vol)).snapshot!;
-      await c.DeleteVolume(ctx, { volume_id: vol, secrets: {} } as never);
-      const r = await c.CreateVolume(ctx, { name: 'r', volume_capabilities: [mountCap()], parameters: {}, secrets: {}, capacity_range: null, volume_content_source: { snapshot: { snapshot_id: s.snapshot_id! } }, accessibility_requirements: null, mutable_parameters: {} } as never);
+      await c.DeleteVolume(ctx, deleteVolumeReq(vol));
+      const r = await c.CreateVolume(ctx, createVolumeReq({ name: 'r', volume_capabilities: [mountCap()], volume_content_source: { snapshot: { snapshot_id: s.snapshot_id! } } }));
       // No capacity_range: the default size, never less than the snapshot.
       assert.ok(Number(r.volume!.capacity_bytes) >= 64 * MiB);
       assert.deepEqual(r.volume!.content_source, { snapshot: { snapshot_id: s.snapshot_id! } });
@@ -98,8 +93,8 @@ describe('Controller snapshots', () => {
         token = page.next_token ?? '';
       } while (token);
       assert.deepEqual([...seen].sort(), [...ids].sort());
-      assert.equal(await code(list({ starting_token: 'bogus' })), 'ABORTED');
-      assert.equal(await code(list({ max_entries: -1 })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(list({ starting_token: 'bogus' })), 'ABORTED');
+      assert.equal(await codeOf(list({ max_entries: -1 })), 'INVALID_ARGUMENT');
     });
   });
 });

@@ -74,6 +74,7 @@ describe('CSI wire definitions', () => {
 
   it('refuses to serialize what is not a message', () => {
     const probe = methods(ours['csi.v1.Identity'])['Probe']!;
+    // Deliberately not a request: an array is what the serializer must refuse.
     assert.throws(() => probe.requestSerialize([] as never), /cannot serialize an array/);
   });
 });

@@ -8,6 +8,7 @@ import { CoordinationV1Api, loadYaml } from '@kubernetes/client-node';
 import { ControllerService } from '../../../src/controller/service.ts';
 import { LeaderElector, leaderOnly } from '../../../src/kube/lease.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
+import { capacityReq, deleteVolumeReq, expandReq } from '../../support/requests.ts';
 import { createReq, CRD_FILES, deadline, MiB, until, world } from './harness.ts';
 import { renderChart } from '../deploy/render.ts';
 import { sleep } from '../../../src/system/delay.ts';
@@ -65,7 +66,7 @@ describe('kube mode: contract', () => {
       w.d.requests.length = 0;
       // Controller alone (no agent): everything it does waits in vain, but every call is recorded.
       await w.controller.CreateVolume(deadline(2000), createReq('x1', { node: 'n1' })).catch(() => undefined);
-      await w.controller.DeleteVolume(deadline(2000), { volume_id: w.d.objects('thinvolumes.dmthin.csi.io')[0]!.metadata!.name!, secrets: {} } as never).catch(() => undefined);
+      await w.controller.DeleteVolume(deadline(2000), deleteVolumeReq(w.d.objects('thinvolumes.dmthin.csi.io')[0]!.metadata!.name!)).catch(() => undefined);
       const controllerOnly = used(w.d.requests);
       w.d.requests.length = 0;
       // The agent alone: startup, the pending objects, a resync.
@@ -77,12 +78,12 @@ describe('kube mode: contract', () => {
       w.d.requests.length = 0;
       // Everything else, mixed.
       const id = (await w.controller.CreateVolume(deadline(), createReq('x2', { node: 'n1' }))).volume!.volume_id!;
-      await w.controller.GetCapacity(deadline(), { volume_capabilities: [], parameters: {}, accessible_topology: null } as never);
+      await w.controller.GetCapacity(deadline(), capacityReq());
       const mixed = used(w.d.requests);
       // Expansion with the agent stopped, so every call recorded is the controller's own.
       await w.stopNode('n1');
       w.d.requests.length = 0;
-      await w.controller.ControllerExpandVolume(deadline(2000), { volume_id: id, capacity_range: { required_bytes: String(100 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never).catch(() => undefined);
+      await w.controller.ControllerExpandVolume(deadline(2000), expandReq({ volume_id: id, capacity_range: { required_bytes: 100 * MiB, limit_bytes: 0 } })).catch(() => undefined);
       const expand = used(w.d.requests);
       assert.ok(expand.has('patch thinvolumes'), 'expansion patches the ThinVolume');
       assert.deepEqual([...expand].filter((c) => !CONTROLLER_RBAC.has(c)), []);

@@ -6,9 +6,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createReq, deadline, MiB, snapReq, world, type World } from './harness.ts';
+import type { VolumeCapability__Output } from '../../../src/csi/generated/csi/v1/VolumeCapability.ts';
+import { deleteSnapshotReq, deleteVolumeReq, expandReq, nodeExpandReq, publishReq, snapshotReq, stageReq, unpublishReq, unstageReq } from '../../support/requests.ts';
+import { createReq, deadline, MiB, world, type World } from './harness.ts';
 
-const mountCap = { mount: { fs_type: 'ext4', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' };
+const mountCap: VolumeCapability__Output = { mount: { fs_type: 'ext4', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' };
 
 describe('kube mode: PVC-like flow end to end (fakes)', () => {
   let w: World;
@@ -29,10 +31,10 @@ describe('kube mode: PVC-like flow end to end (fakes)', () => {
     const ctx = deadline();
     const staging = (id: string) => join(dir, 'staging', id);
     const target = (id: string) => join(dir, 'pods', id, 'mount');
-    const stage = (id: string) => node.NodeStageVolume(ctx, { volume_id: id, staging_target_path: staging(id), volume_capability: mountCap, publish_context: {}, secrets: {}, volume_context: {} } as never);
-    const publish = (id: string) => node.NodePublishVolume(ctx, { volume_id: id, staging_target_path: staging(id), target_path: target(id), volume_capability: mountCap, readonly: false, publish_context: {}, secrets: {}, volume_context: {} } as never);
-    const unpublish = (id: string) => node.NodeUnpublishVolume(ctx, { volume_id: id, target_path: target(id) } as never);
-    const unstage = (id: string) => node.NodeUnstageVolume(ctx, { volume_id: id, staging_target_path: staging(id) } as never);
+    const stage = (id: string) => node.NodeStageVolume(ctx, stageReq({ volume_id: id, staging_target_path: staging(id), volume_capability: mountCap }));
+    const publish = (id: string) => node.NodePublishVolume(ctx, publishReq({ volume_id: id, staging_target_path: staging(id), target_path: target(id), volume_capability: mountCap }));
+    const unpublish = (id: string) => node.NodeUnpublishVolume(ctx, unpublishReq(id, target(id)));
+    const unstage = (id: string) => node.NodeUnstageVolume(ctx, unstageReq(id, staging(id)));
 
     const vol = (await w.controller.CreateVolume(ctx, createReq('pvc-a', { node: 'n1' }))).volume!.volume_id!;
     await stage(vol);
@@ -40,24 +42,24 @@ describe('kube mode: PVC-like flow end to end (fakes)', () => {
     assert.ok(m.mounts().some((x) => x.target === target(vol)));
     assert.equal((w.d.object('thinvolumes.dmthin.csi.io', vol) as { status: { state: string } }).status.state, 'Activated');
 
-    const snap = (await w.controller.CreateSnapshot(ctx, snapReq('snap-a', vol))).snapshot!.snapshot_id!;
+    const snap = (await w.controller.CreateSnapshot(ctx, snapshotReq('snap-a', vol))).snapshot!.snapshot_id!;
     const restored = (await w.controller.CreateVolume(ctx, createReq('pvc-b', { node: 'n1', snapshot: snap }))).volume!.volume_id!;
     await stage(restored);
     await publish(restored);
     assert.equal(m.filesystem(`/dev/mapper/${(await w.nodes.get('n1')!.store.getDevice(restored))!.dmName}`)?.fsType, 'ext4', 'the restored volume carries the snapshot\'s filesystem');
 
-    const exp = await w.controller.ControllerExpandVolume(ctx, { volume_id: vol, capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' }, volume_capability: mountCap, secrets: {} } as never);
+    const exp = await w.controller.ControllerExpandVolume(ctx, expandReq({ volume_id: vol, capacity_range: { required_bytes: 128 * MiB, limit_bytes: 0 }, volume_capability: mountCap }));
     assert.equal(exp.node_expansion_required, true);
-    const nodeExp = await node.NodeExpandVolume(ctx, { volume_id: vol, volume_path: target(vol), staging_target_path: staging(vol), capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' }, volume_capability: mountCap, secrets: {} } as never);
+    const nodeExp = await node.NodeExpandVolume(ctx, nodeExpandReq({ volume_id: vol, volume_path: target(vol), staging_target_path: staging(vol), capacity_range: { required_bytes: 128 * MiB, limit_bytes: 0 }, volume_capability: mountCap }));
     assert.equal(Number(nodeExp.capacity_bytes), 128 * MiB);
 
     for (const id of [restored, vol]) {
       await unpublish(id);
       await unstage(id);
     }
-    await w.controller.DeleteSnapshot(ctx, { snapshot_id: snap, secrets: {} } as never);
-    await w.controller.DeleteVolume(ctx, { volume_id: restored, secrets: {} } as never);
-    await w.controller.DeleteVolume(ctx, { volume_id: vol, secrets: {} } as never);
+    await w.controller.DeleteSnapshot(ctx, deleteSnapshotReq(snap));
+    await w.controller.DeleteVolume(ctx, deleteVolumeReq(restored));
+    await w.controller.DeleteVolume(ctx, deleteVolumeReq(vol));
     assert.deepEqual(w.d.objects('thinvolumes.dmthin.csi.io'), []);
     assert.deepEqual(w.d.objects('thinsnapshots.dmthin.csi.io'), []);
     assert.deepEqual(await w.nodes.get('n1')!.store.listDevices(), []);

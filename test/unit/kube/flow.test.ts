@@ -5,7 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import { status as Code } from '@grpc/grpc-js';
 import { DmError } from '../../../src/devmapper/types.ts';
 import { FINALIZER, NODE_LABEL, type ThinPoolCr, type ThinVolume } from '../../../src/kube/types.ts';
-import { createReq, deadline, MiB, POOL, snapReq, until, world, type World } from './harness.ts';
+import { capacityReq, deleteVolumeReq, expandReq, listSnapshotsReq, listVolumesReq, snapshotReq } from '../../support/requests.ts';
+import { createReq, deadline, MiB, POOL, until, world, type World } from './harness.ts';
 import { sleep } from '../../../src/system/delay.ts';
 
 describe('kube mode: volume lifecycle through custom resources', () => {
@@ -32,7 +33,7 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     // Idempotent: the same name finds the same CR.
     const again = await w.controller.CreateVolume(deadline(), createReq('pvc-1', { node: 'n1' }));
     assert.equal(again.volume!.volume_id!, id);
-    const listed = await w.controller.ListVolumes(deadline(), { max_entries: 0, starting_token: '' } as never);
+    const listed = await w.controller.ListVolumes(deadline(), listVolumesReq());
     assert.deepEqual(listed.entries.map((e) => e.volume!.volume_id!), [id]);
   });
 
@@ -47,7 +48,7 @@ describe('kube mode: volume lifecycle through custom resources', () => {
 
   it('snapshots, restores on the same node, refuses another node', async () => {
     const vol = (await w.controller.CreateVolume(deadline(), createReq('pvc-2', { node: 'n1' }))).volume!.volume_id!;
-    const snap = (await w.controller.CreateSnapshot(deadline(), snapReq('snap-a', vol))).snapshot!;
+    const snap = (await w.controller.CreateSnapshot(deadline(), snapshotReq('snap-a', vol))).snapshot!;
     assert.equal(snap.ready_to_use, true);
     assert.equal(snap.size_bytes, 64 * MiB);
     const restored = await w.controller.CreateVolume(deadline(), createReq('pvc-3', { node: 'n1', snapshot: snap.snapshot_id }));
@@ -56,13 +57,13 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     assert.deepEqual(clone.volume!.accessible_topology, [{ segments: { 'dmthin.csi.io/node': 'n1' } }]);
     await assert.rejects(w.controller.CreateVolume(deadline(), createReq('pvc-4', { node: 'n2', snapshot: snap.snapshot_id })),
       (e: { code: number; message: string }) => e.code === Code.RESOURCE_EXHAUSTED && /only possible on its node n1/.test(e.message));
-    const snaps = await w.controller.ListSnapshots(deadline(), { max_entries: 0, starting_token: '', source_volume_id: vol, snapshot_id: '' } as never);
+    const snaps = await w.controller.ListSnapshots(deadline(), listSnapshotsReq({ source_volume_id: vol }));
     assert.deepEqual((snaps.entries ?? []).map((e) => e.snapshot?.snapshot_id), [snap.snapshot_id]);
   });
 
   it('expands: the controller raises spec.sizeBytes, the agent grows the device', async () => {
     const id = (await w.controller.CreateVolume(deadline(), createReq('pvc-5', { node: 'n2' }))).volume!.volume_id!;
-    const res = await w.controller.ControllerExpandVolume(deadline(), { volume_id: id, capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never);
+    const res = await w.controller.ControllerExpandVolume(deadline(), expandReq({ volume_id: id, capacity_range: { required_bytes: 128 * MiB, limit_bytes: 0 } }));
     assert.equal(res.capacity_bytes, 128 * MiB);
     const rec = await w.nodes.get('n2')!.store.getDevice(id);
     assert.equal(rec?.sizeBytes, 128 * MiB);
@@ -73,7 +74,7 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     const kn = w.nodes.get('n2')!;
     const dm = w.dms.get('n2')!;
     const path = await kn.devices.activate(deadline(), id);
-    const expand = () => w.controller.ControllerExpandVolume(deadline(), { volume_id: id, capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never);
+    const expand = () => w.controller.ControllerExpandVolume(deadline(), expandReq({ volume_id: id, capacity_range: { required_bytes: 128 * MiB, limit_bytes: 0 } }));
     // The table reload keeps failing: the size must not be promised while the kernel still has the old one.
     dm.inject({ op: 'reload', error: new DmError('invalid', 'reload failed'), times: 1000 });
     await assert.rejects(expand(), (e: { code: number; message: string }) => e.code !== Code.OK && /reload failed/.test(e.message));
@@ -92,7 +93,7 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     const path = await kn.devices.activate(deadline(), id);
     let release!: () => void;
     const rpc = kn.agent.locks.run(id, () => new Promise<void>((r) => { release = r; }));
-    const expanding = w.controller.ControllerExpandVolume(deadline(), { volume_id: id, capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' }, volume_capability: null, secrets: {} } as never);
+    const expanding = w.controller.ControllerExpandVolume(deadline(), expandReq({ volume_id: id, capacity_range: { required_bytes: 128 * MiB, limit_bytes: 0 } }));
     await until(async () => (w.d.object('thinvolumes.dmthin.csi.io', id) as unknown as ThinVolume).spec.sizeBytes === 128 * MiB, 'spec raised');
     try {
       await sleep(700); // the watch event, two resyncs (300 ms), many queue turns
@@ -110,13 +111,13 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     const id = (await w.controller.CreateVolume(deadline(), createReq('pvc-6', { node: 'n2' }))).volume!.volume_id!;
     const kn = w.nodes.get('n2')!;
     const devId = (await kn.store.getDevice(id))!.deviceId;
-    await w.controller.DeleteVolume(deadline(), { volume_id: id, secrets: {} } as never);
+    await w.controller.DeleteVolume(deadline(), deleteVolumeReq(id));
     assert.equal(w.d.object('thinvolumes.dmthin.csi.io', id), undefined);
     assert.equal(kn.devices.pool.isIdUsed(devId), false);
     const msgs = w.dms.get('n2')!.ops.filter((o) => o.op === 'message').map((o) => o.args.join(' '));
     assert.ok(msgs.some((m) => m.includes(`delete ${devId}`)), msgs.join('\n'));
     // Deleting again is success.
-    await w.controller.DeleteVolume(deadline(), { volume_id: id, secrets: {} } as never);
+    await w.controller.DeleteVolume(deadline(), deleteVolumeReq(id));
   });
 
   it('refuses a node whose pool cannot hold the size, with RESOURCE_EXHAUSTED', async () => {
@@ -131,7 +132,7 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     assert.equal(pool.status?.poolName, POOL);
     assert.equal(pool.status?.health, 'ok');
     assert.equal(pool.status?.dataTotalBytes, 1024 * MiB);
-    const cap = await w.controller.GetCapacity(deadline(), { volume_capabilities: [], parameters: {}, accessible_topology: { segments: { 'dmthin.csi.io/node': 'n1' } } } as never);
+    const cap = await w.controller.GetCapacity(deadline(), capacityReq({ accessible_topology: { segments: { 'dmthin.csi.io/node': 'n1' } } }));
     assert.ok(Number(cap.available_capacity) > 0 && Number(cap.available_capacity) <= 1024 * MiB);
   });
 });

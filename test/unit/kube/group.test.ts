@@ -5,9 +5,10 @@ import { after, before, describe, it } from 'node:test';
 import { status as Code } from '@grpc/grpc-js';
 import { groupIdFor } from '../../../src/volume/ids.ts';
 import { FINALIZER, NODE_LABEL, type ThinGroupSnapshot, type ThinSnapshot } from '../../../src/kube/types.ts';
+import { deleteGroupReq, deleteSnapshotReq, getGroupReq, groupSnapshotReq, listSnapshotsReq } from '../../support/requests.ts';
 import { createReq, deadline, until, world, type World } from './harness.ts';
 
-const groupReq = (name: string, sources: string[]) => ({ name, source_volume_ids: sources, secrets: { token: 'ignored' }, parameters: {} }) as never;
+const groupReq = (name: string, sources: string[]) => groupSnapshotReq(name, sources, { secrets: { token: 'ignored' } });
 
 describe('kube mode: group snapshots through custom resources', () => {
   let w: World;
@@ -59,7 +60,7 @@ describe('kube mode: group snapshots through custom resources', () => {
     await w.nodes.get('n1')!.devices.pool.settled();
     const before = acts();
     w.d.seed('thingroupsnapshots.dmthin.csi.io', { metadata: { name: 'odd', labels: { [NODE_LABEL]: 'n1' } },
-      spec: { nodeName: 'n1', csiName: 'odd', sourceVolumes: on1, members: ['snap-only-one'] } } as never);
+      spec: { nodeName: 'n1', csiName: 'odd', sourceVolumes: on1, members: ['snap-only-one'] } });
     const cr = () => w.d.object('thingroupsnapshots.dmthin.csi.io', 'odd') as unknown as ThinGroupSnapshot;
     await until(() => cr()?.status?.message !== undefined, 'the failure in status');
     assert.match(cr().status!.message!, /1 members for 2 source volumes/);
@@ -72,15 +73,15 @@ describe('kube mode: group snapshots through custom resources', () => {
   it('members are listed and restorable, refused alone; the group delete removes every device and object', async () => {
     const res = (await w.groupController.CreateVolumeGroupSnapshot(deadline(), groupReq('grp', on1))).group_snapshot;
     const ids = res.snapshots!.map((s) => s.snapshot_id!);
-    const listed = await w.controller.ListSnapshots(deadline(), { max_entries: 0, starting_token: '', source_volume_id: '', snapshot_id: ids[0] } as never);
+    const listed = await w.controller.ListSnapshots(deadline(), listSnapshotsReq({ snapshot_id: ids[0]! }));
     assert.equal(listed.entries?.[0]?.snapshot?.group_snapshot_id, res.group_snapshot_id);
     const restored = await w.controller.CreateVolume(deadline(), createReq('g-r', { node: 'n1', snapshot: ids[1] }));
     assert.equal(restored.volume!.content_source?.snapshot?.snapshot_id, ids[1]);
-    await assert.rejects(w.controller.DeleteSnapshot(deadline(), { snapshot_id: ids[0], secrets: {} } as never), (e: { code: number }) => e.code === Code.INVALID_ARGUMENT);
-    const got = await w.groupController.GetVolumeGroupSnapshot(deadline(), { group_snapshot_id: res.group_snapshot_id, snapshot_ids: ids, secrets: {} } as never);
+    await assert.rejects(w.controller.DeleteSnapshot(deadline(), deleteSnapshotReq(ids[0]!)), (e: { code: number }) => e.code === Code.INVALID_ARGUMENT);
+    const got = await w.groupController.GetVolumeGroupSnapshot(deadline(), getGroupReq(res.group_snapshot_id!, ids));
     assert.equal(got.group_snapshot.ready_to_use, true);
-    await w.groupController.DeleteVolumeGroupSnapshot(deadline(), { group_snapshot_id: res.group_snapshot_id, snapshot_ids: ids, secrets: {} } as never);
-    await w.groupController.DeleteVolumeGroupSnapshot(deadline(), { group_snapshot_id: res.group_snapshot_id, snapshot_ids: ids, secrets: {} } as never);
+    await w.groupController.DeleteVolumeGroupSnapshot(deadline(), deleteGroupReq(res.group_snapshot_id!, ids));
+    await w.groupController.DeleteVolumeGroupSnapshot(deadline(), deleteGroupReq(res.group_snapshot_id!, ids));
     assert.equal(w.d.object('thingroupsnapshots.dmthin.csi.io', res.group_snapshot_id!), undefined);
     for (const id of ids) assert.equal(w.d.object('thinsnapshots.dmthin.csi.io', id), undefined);
     const store = w.nodes.get('n1')!.store;

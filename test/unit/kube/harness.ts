@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControllerService } from '../../../src/controller/service.ts';
+import type { VolumeCapability__Output } from '../../../src/csi/generated/csi/v1/VolumeCapability.ts';
 import { FakeDeviceMapper } from '../../doubles/devmapper/fake.ts';
 import { KubeBackend } from '../../../src/kube/backend.ts';
 import { KubeGroupBackend } from '../../../src/kube/group-backend.ts';
@@ -13,6 +14,7 @@ import { GroupControllerService } from '../../../src/controller/groups.ts';
 import { startKubeNode, type KubeNode } from '../../../src/kube/node.ts';
 import { FakeMounter } from '../../doubles/mount/fake.ts';
 import { FakeLoopDevices } from '../../doubles/mount/fake-loop.ts';
+import { createVolumeReq } from '../../support/requests.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { background as ctx, type OpContext } from '../../../src/system/context.ts';
 import { TOPOLOGY_KEY } from '../../../src/version.ts';
@@ -91,20 +93,15 @@ export async function world(): Promise<World> {
 
 export function deadline(ms = 5000): OpContext { return { deadline: Date.now() + ms }; }
 
-const mountCap = { mount: { fs_type: '', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' };
+const mountCap: VolumeCapability__Output = { mount: { fs_type: '', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount' };
 
 export function createReq(name: string, o: { size?: number; node?: string; snapshot?: string; volume?: string } = {}) {
-  const src = o.snapshot ? { snapshot: { snapshot_id: o.snapshot }, type: 'snapshot' } : o.volume ? { volume: { volume_id: o.volume }, type: 'volume' } : null;
+  const src = o.snapshot ? { snapshot: { snapshot_id: o.snapshot }, type: 'snapshot' as const } : o.volume ? { volume: { volume_id: o.volume }, type: 'volume' as const } : null;
   const topo = o.node ? { requisite: [{ segments: { [TOPOLOGY_KEY]: o.node } }], preferred: [{ segments: { [TOPOLOGY_KEY]: o.node } }] } : null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  return {
-    name, capacity_range: { required_bytes: String(o.size ?? 64 * MiB), limit_bytes: '0' }, volume_capabilities: [mountCap],
-    parameters: {}, secrets: {}, volume_content_source: src, accessibility_requirements: topo, mutable_parameters: {},
-  } as never;
-}
-
-export function snapReq(name: string, source: string) {
-  return { name, source_volume_id: source, parameters: {}, secrets: {} } as never;
+  return createVolumeReq({
+    name, capacity_range: { required_bytes: o.size ?? 64 * MiB, limit_bytes: 0 }, volume_capabilities: [mountCap],
+    volume_content_source: src, accessibility_requirements: topo,
+  });
 }
 
 /** Polls `cond` (sync or async) every 10 ms for at most `ms`. */

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { status as Code } from '@grpc/grpc-js';
 import { DmError } from '../../../src/devmapper/types.ts';
 import { FORCE_CLEANUP_ANNOTATION, REMOVE_ORPHANS_ANNOTATION, RETRY_ANNOTATION, type ThinVolume } from '../../../src/kube/types.ts';
+import { deleteVolumeReq, getVolumeReq } from '../../support/requests.ts';
 import { createReq, deadline, POOL, until, world, type World } from './harness.ts';
 import { sleep } from '../../../src/system/delay.ts';
 
@@ -79,7 +80,7 @@ describe('kube mode: failures and recovery', () => {
     const kn = await w.startNode('n1', SLOW);
     const id = (await w.controller.CreateVolume(deadline(), createReq('f1', { node: 'n1' }))).volume!.volume_id!;
     w.d.mutate(TV, id, (o) => { Object.assign(o.status as object, { state: 'Faulty', faultyFrom: 'Deactivating', message: 'Deactivating: boom', code: 'INTERNAL' }); });
-    const faulty = await w.controller.ControllerGetVolume(deadline(), { volume_id: id } as never);
+    const faulty = await w.controller.ControllerGetVolume(deadline(), getVolumeReq(id));
     assert.equal(faulty.status?.volume_condition?.abnormal, true);
     w.d.mutate(TV, id, (o) => { o.metadata = { ...o.metadata, annotations: { [RETRY_ANNOTATION]: 'now' } }; });
     await until(() => cr(id)?.status?.state === 'Deactivated' && cr(id)?.metadata.annotations?.[RETRY_ANNOTATION] === undefined, 'repaired and annotation removed');
@@ -105,10 +106,10 @@ describe('kube mode: failures and recovery', () => {
     await w.startNode('n1');
     const id = (await w.controller.CreateVolume(deadline(), createReq('d1', { node: 'n1' }))).volume!.volume_id!;
     await w.stopNode('n1');
-    await assert.rejects(w.controller.DeleteVolume(deadline(300), { volume_id: id, secrets: {} } as never), (e: { code: number }) => e.code === Code.DEADLINE_EXCEEDED);
+    await assert.rejects(w.controller.DeleteVolume(deadline(300), deleteVolumeReq(id)), (e: { code: number }) => e.code === Code.DEADLINE_EXCEEDED);
     assert.ok(cr(id)?.metadata.deletionTimestamp);
     await w.startNode('n1');
-    await w.controller.DeleteVolume(deadline(), { volume_id: id, secrets: {} } as never);
+    await w.controller.DeleteVolume(deadline(), deleteVolumeReq(id));
     assert.equal(cr(id), undefined);
   });
 
@@ -117,14 +118,14 @@ describe('kube mode: failures and recovery', () => {
     const id = (await w.controller.CreateVolume(deadline(), createReq('u1', { node: 'n1' }))).volume!.volume_id!;
     const path = await kn.devices.activate(deadline(), id);
     w.dms.get('n1')!.adjustOpen(path, 1);
-    await assert.rejects(w.controller.DeleteVolume(deadline(15_000), { volume_id: id, secrets: {} } as never),
+    await assert.rejects(w.controller.DeleteVolume(deadline(15_000), deleteVolumeReq(id)),
       (e: { code: number; message: string }) => e.code === Code.FAILED_PRECONDITION && /in use/.test(e.message));
     assert.ok(kn.events.recent.some((e) => e.reason === 'DeleteFailed' && e.name === id));
     w.dms.get('n1')!.adjustOpen(path, -1);
     // Like the CO: retry. An agent attempt that began before the release may still answer the first retry.
     for (let i = 0; ; i++) {
       try {
-        await w.controller.DeleteVolume(deadline(), { volume_id: id, secrets: {} } as never);
+        await w.controller.DeleteVolume(deadline(), deleteVolumeReq(id));
         break;
       } catch (e) {
         // A loaded machine may also run out the deadline while the agent backs off: retry that too.
@@ -148,7 +149,7 @@ describe('kube mode: failures and recovery', () => {
     const id = (await w.controller.CreateVolume(deadline(), createReq('fc1', { node: 'n1' }))).volume!.volume_id!;
     const path = await kn.devices.activate(deadline(), id);
     w.dms.get('n1')!.adjustOpen(path, 1); // held open for good
-    await assert.rejects(w.controller.DeleteVolume(deadline(1000), { volume_id: id, secrets: {} } as never));
+    await assert.rejects(w.controller.DeleteVolume(deadline(1000), deleteVolumeReq(id)));
     w.d.mutate(TV, id, (o) => { o.metadata = { ...o.metadata, annotations: { [FORCE_CLEANUP_ANNOTATION]: 'yes' } }; });
     await until(() => cr(id) === undefined, 'CR gone');
     await until(() => kn.events.recent.some((e) => e.reason === 'ForcedCleanup' && e.name === id), 'ForcedCleanup event');

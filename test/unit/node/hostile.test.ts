@@ -8,15 +8,12 @@ import { lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Code } from '../../../src/errors.ts';
+import type { VolumeCapability__Output } from '../../../src/csi/generated/csi/v1/VolumeCapability.ts';
 import { nodeTargets } from '../../../src/node/targets.ts';
+import { codeOf } from '../../support/csi-client.ts';
+import { createVolumeReq, nodeExpandReq, publishReq, stageReq, statsReq, unpublishReq, unstageReq, type Fields } from '../../support/requests.ts';
 import { blockCap, ctx, fakeDriver, GiB, mountCap, type FakeDriver, type FakeDriverOptions } from '../support/fake-driver.ts';
 
-type Req = Record<string, unknown>;
-const code = async (p: Promise<unknown>): Promise<string> => {
-  try { await p; } catch (err) { return Code[(err as { code: number }).code] ?? String(err); }
-  return 'OK';
-};
 const message = async (p: Promise<unknown>): Promise<string> => {
   try { await p; } catch (err) { return (err as Error).message; }
   return '';
@@ -30,13 +27,13 @@ describe('Node service: only what is its own', () => {
   let target: string;
   let user: string;
   const N = () => fd.driver.node;
-  const createVol = async (name: string, cap: unknown = mountCap()) => (await fd.driver.controller.CreateVolume(ctx, { name, volume_capabilities: [cap], parameters: {}, secrets: {}, capacity_range: { required_bytes: GiB, limit_bytes: 0 }, volume_content_source: null, accessibility_requirements: null, mutable_parameters: {} } as never)).volume!.volume_id!;
-  const stage = (id: string, o: Req = {}) => N().NodeStageVolume(ctx, { volume_id: id, staging_target_path: staging, volume_capability: mountCap(), publish_context: {}, secrets: {}, volume_context: {}, ...o } as never);
-  const unstage = (id: string, path = staging) => N().NodeUnstageVolume(ctx, { volume_id: id, staging_target_path: path } as never);
-  const publish = (id: string, o: Req = {}) => N().NodePublishVolume(ctx, { volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap(), readonly: false, publish_context: {}, secrets: {}, volume_context: {}, ...o } as never);
-  const unpublish = (id: string, path = target) => N().NodeUnpublishVolume(ctx, { volume_id: id, target_path: path } as never);
-  const stats = (id: string, path: string) => N().NodeGetVolumeStats(ctx, { volume_id: id, volume_path: path, staging_target_path: '' } as never);
-  const expand = (id: string, path: string, required = 0) => N().NodeExpandVolume(ctx, { volume_id: id, volume_path: path, staging_target_path: '', capacity_range: { required_bytes: required, limit_bytes: 0 }, volume_capability: null, secrets: {} } as never);
+  const createVol = async (name: string, cap: VolumeCapability__Output = mountCap()) => (await fd.driver.controller.CreateVolume(ctx, createVolumeReq({ name, volume_capabilities: [cap], capacity_range: { required_bytes: GiB, limit_bytes: 0 } }))).volume!.volume_id!;
+  const stage = (id: string, o: Fields<'NodeStageVolume'> = {}) => N().NodeStageVolume(ctx, stageReq({ volume_id: id, staging_target_path: staging, volume_capability: mountCap(), ...o }));
+  const unstage = (id: string, path = staging) => N().NodeUnstageVolume(ctx, unstageReq(id, path));
+  const publish = (id: string, o: Fields<'NodePublishVolume'> = {}) => N().NodePublishVolume(ctx, publishReq({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap(), ...o }));
+  const unpublish = (id: string, path = target) => N().NodeUnpublishVolume(ctx, unpublishReq(id, path));
+  const stats = (id: string, path: string) => N().NodeGetVolumeStats(ctx, statsReq(id, path));
+  const expand = (id: string, path: string, required = 0) => N().NodeExpandVolume(ctx, nodeExpandReq({ volume_id: id, volume_path: path, capacity_range: { required_bytes: required, limit_bytes: 0 } }));
   const ops = (name: string) => fd.mounter.ops.filter((o) => o.op === name).length;
   const table = () => JSON.stringify(fd.mounter.mounts());
 
@@ -57,8 +54,8 @@ describe('Node service: only what is its own', () => {
   describe('unmounts only the volume\'s own mounts', () => {
     it('an unknown volume is NOT_FOUND with nothing unmounted, wherever it points', async () => {
       const before = table();
-      for (const p of ['/proc', join(user, 'tmpfs'), target]) assert.equal(await code(unpublish(NO_VOL, p)), 'NOT_FOUND', p);
-      assert.equal(await code(unstage(NO_VOL, '/proc')), 'NOT_FOUND');
+      for (const p of ['/proc', join(user, 'tmpfs'), target]) assert.equal(await codeOf(unpublish(NO_VOL, p)), 'NOT_FOUND', p);
+      assert.equal(await codeOf(unstage(NO_VOL, '/proc')), 'NOT_FOUND');
       assert.equal(ops('unmount'), 0);
       assert.equal(table(), before);
     });
@@ -68,8 +65,8 @@ describe('Node service: only what is its own', () => {
       const before = table();
       const msg = await message(unpublish(id, '/proc'));
       assert.match(msg, /\/proc holds proc \(proc, device 0:22\)/);
-      assert.equal(await code(unpublish(id, '/proc')), 'FAILED_PRECONDITION');
-      assert.equal(await code(unstage(id, join(user, 'tmpfs'))), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(unpublish(id, '/proc')), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(unstage(id, join(user, 'tmpfs'))), 'FAILED_PRECONDITION');
       assert.equal(ops('unmount'), 0);
       assert.equal(table(), before);
       assert.equal((await fd.dm.info(ctx, `dmthin-${id}`))?.live, true, 'a refused unstage does not deactivate');
@@ -80,8 +77,8 @@ describe('Node service: only what is its own', () => {
       await stage(a);
       await publish(a);
       const before = table();
-      assert.equal(await code(unpublish(b)), 'FAILED_PRECONDITION');
-      assert.equal(await code(unstage(b)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(unpublish(b)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(unstage(b)), 'FAILED_PRECONDITION');
       assert.equal(table(), before);
     });
     it('a foreign mount stacked on the volume\'s own is left, and so is the volume\'s beneath it', async () => {
@@ -89,7 +86,7 @@ describe('Node service: only what is its own', () => {
       await stage(id);
       fd.mounter.addNodeMount({ target: staging, source: 'tmpfs', fsType: 'tmpfs', majorMinor: '0:41' });
       const before = table();
-      assert.equal(await code(unstage(id)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(unstage(id)), 'FAILED_PRECONDITION');
       assert.equal(table(), before);
     });
     it('unstage where the volume is not staged leaves it active while it is mounted or open elsewhere', async () => {
@@ -98,11 +95,11 @@ describe('Node service: only what is its own', () => {
       await publish(id);
       await mkdir(join(user, 'empty'));
       assert.match(await message(unstage(id, join(user, 'empty'))), /still mounted at .*staging\/pv1, .*mount/);
-      assert.equal(await code(unstage(id, join(user, 'empty'))), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(unstage(id, join(user, 'empty'))), 'FAILED_PRECONDITION');
       const b = await createVol('b', blockCap());
       await stage(b, { volume_capability: blockCap() });
       fd.dm.adjustOpen(`/dev/mapper/dmthin-${b}`, 1); // a pod holds the device open
-      assert.equal(await code(unstage(b, join(user, 'empty'))), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(unstage(b, join(user, 'empty'))), 'FAILED_PRECONDITION');
       for (const v of [id, b]) assert.equal((await fd.dm.info(ctx, `dmthin-${v}`))?.live, true);
       assert.equal((await fd.store.getDevice(id))?.error, undefined, 'nothing was tried that failed');
     });
@@ -123,7 +120,7 @@ describe('Node service: only what is its own', () => {
       await stage(id);
       await mkdir(join(user, 'empty'));
       await writeFile(join(user, 'zero'), '');
-      for (const p of [join(user, 'notes.txt'), join(user, 'data'), join(user, 'empty'), join(user, 'zero')]) assert.equal(await code(unpublish(id, p)), 'OK', p);
+      for (const p of [join(user, 'notes.txt'), join(user, 'data'), join(user, 'empty'), join(user, 'zero')]) assert.equal(await codeOf(unpublish(id, p)), 'OK', p);
       assert.equal(await readFile(join(user, 'notes.txt'), 'utf8'), 'mine\n');
       assert.equal(await readFile(join(user, 'data', 'passwd'), 'utf8'), 'root:x:0:0\n');
       assert.ok((await stat(join(user, 'empty'))).isDirectory());
@@ -137,7 +134,7 @@ describe('Node service: only what is its own', () => {
       await symlink(join(user, 'data'), join(user, 'link'));
       const before = table();
       for (const p of [join(user, 'data'), join(user, 'notes.txt'), join(user, 'link'), join(user, 'tmpfs'), '/proc']) {
-        assert.equal(await code(stage(id, { staging_target_path: p })), 'FAILED_PRECONDITION', p);
+        assert.equal(await codeOf(stage(id, { staging_target_path: p })), 'FAILED_PRECONDITION', p);
       }
       assert.equal(ops('mkfs') + ops('mount'), 0);
       assert.equal(await fd.dm.info(ctx, `dmthin-${id}`), undefined, 'not even activated');
@@ -153,10 +150,10 @@ describe('Node service: only what is its own', () => {
       await writeFile(join(user, 'zero'), '');
       const before = table();
       for (const p of [join(user, 'data'), join(user, 'notes.txt'), join(user, 'tmpfs'), '/proc', join(user, 'zero')]) {
-        assert.equal(await code(publish(id, { target_path: p })), 'FAILED_PRECONDITION', p);
+        assert.equal(await codeOf(publish(id, { target_path: p })), 'FAILED_PRECONDITION', p);
       }
       for (const p of [join(user, 'notes.txt'), join(user, 'empty'), '/proc']) {
-        assert.equal(await code(publish(b, { target_path: p, volume_capability: blockCap(), staging_target_path: join(fd.dir, 'kubelet', 'bstaging') })), 'FAILED_PRECONDITION', p);
+        assert.equal(await codeOf(publish(b, { target_path: p, volume_capability: blockCap(), staging_target_path: join(fd.dir, 'kubelet', 'bstaging') })), 'FAILED_PRECONDITION', p);
       }
       assert.equal(ops('bindMount'), 0);
       assert.equal(table(), before);
@@ -211,7 +208,7 @@ describe('Node service: only what is its own', () => {
       const id = await createVol('v');
       await stage(id);
       await writeFile(join(fd.dir, 'node-targets'), 'in the way');
-      assert.notEqual(await code(publish(id)), 'OK');
+      assert.notEqual(await codeOf(publish(id)), 'OK');
       assert.equal(await lstat(target).catch(() => undefined), undefined);
       assert.equal(ops('bindMount'), 0);
     });
@@ -219,7 +216,7 @@ describe('Node service: only what is its own', () => {
       const id = await createVol('v');
       await stage(id);
       fd.mounter.inject({ op: 'bindMount', error: 'EIO' });
-      assert.equal(await code(publish(id)), 'INTERNAL');
+      assert.equal(await codeOf(publish(id)), 'INTERNAL');
       assert.equal(await lstat(target).catch(() => undefined), undefined);
     });
   });
@@ -230,41 +227,41 @@ describe('Node service: only what is its own', () => {
       await stage(id);
       await publish(id);
       for (const p of [join(user, 'data'), '/proc', join(user, 'tmpfs'), 'relative/missing']) {
-        assert.equal(await code(stats(id, p)), 'NOT_FOUND', p);
-        assert.equal(await code(expand(id, p, 100 * GiB)), 'NOT_FOUND', p);
+        assert.equal(await codeOf(stats(id, p)), 'NOT_FOUND', p);
+        assert.equal(await codeOf(expand(id, p, 100 * GiB)), 'NOT_FOUND', p);
       }
       assert.equal(ops('fsStats') + ops('growFs'), 0);
-      assert.equal(await code(stats(id, staging)), 'OK');
-      assert.equal(await code(stats(id, target)), 'OK');
-      assert.equal(await code(expand(id, target, 100 * GiB)), 'OUT_OF_RANGE');
+      assert.equal(await codeOf(stats(id, staging)), 'OK');
+      assert.equal(await codeOf(stats(id, target)), 'OK');
+      assert.equal(await codeOf(expand(id, target, 100 * GiB)), 'OUT_OF_RANGE');
     });
     it('block: only where the device is published', async () => {
       const b = await createVol('b', blockCap());
       const bt = join(fd.dir, 'kubelet', 'dev', 'b');
       await stage(b, { volume_capability: blockCap() });
-      assert.equal(await code(stats(b, bt)), 'NOT_FOUND');
+      assert.equal(await codeOf(stats(b, bt)), 'NOT_FOUND');
       await mkdir(join(fd.dir, 'kubelet', 'dev'), { recursive: true });
       await writeFile(bt, '');
-      assert.equal(await code(stats(b, bt)), 'NOT_FOUND', 'an empty file is not the device');
+      assert.equal(await codeOf(stats(b, bt)), 'NOT_FOUND', 'an empty file is not the device');
       await publish(b, { volume_capability: blockCap(), target_path: bt });
-      assert.equal(await code(stats(b, bt)), 'OK');
-      assert.equal(await code(expand(b, bt)), 'OK');
-      assert.equal(await code(stats(b, '/proc')), 'NOT_FOUND');
+      assert.equal(await codeOf(stats(b, bt)), 'OK');
+      assert.equal(await codeOf(expand(b, bt)), 'OK');
+      assert.equal(await codeOf(stats(b, '/proc')), 'NOT_FOUND');
     });
   });
 
   describe('required fields before any lookup', () => {
     it('a missing field is INVALID_ARGUMENT even for an unknown volume', async () => {
-      assert.equal(await code(stats(NO_VOL, '')), 'INVALID_ARGUMENT');
-      assert.equal(await code(expand(NO_VOL, '')), 'INVALID_ARGUMENT');
-      assert.equal(await code(stats('', target)), 'INVALID_ARGUMENT');
-      assert.equal(await code(unstage(NO_VOL, '')), 'INVALID_ARGUMENT');
-      assert.equal(await code(unpublish(NO_VOL, '')), 'INVALID_ARGUMENT');
-      assert.equal(await code(stage(NO_VOL, { volume_capability: null })), 'INVALID_ARGUMENT');
-      assert.equal(await code(publish(NO_VOL, { volume_capability: null })), 'INVALID_ARGUMENT');
-      assert.equal(await code(stats(NO_VOL, 'a\0b')), 'INVALID_ARGUMENT');
-      assert.equal(await code(stats(NO_VOL, 'relative')), 'NOT_FOUND');
-      assert.equal(await code(unpublish(NO_VOL, '/tmp/../proc')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stats(NO_VOL, '')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(expand(NO_VOL, '')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stats('', target)), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(unstage(NO_VOL, '')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(unpublish(NO_VOL, '')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stage(NO_VOL, { volume_capability: null })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(publish(NO_VOL, { volume_capability: null })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stats(NO_VOL, 'a\0b')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stats(NO_VOL, 'relative')), 'NOT_FOUND');
+      assert.equal(await codeOf(unpublish(NO_VOL, '/tmp/../proc')), 'INVALID_ARGUMENT');
     });
   });
 
@@ -281,15 +278,15 @@ describe('Node service: only what is its own', () => {
         const id = await createVol('v');
         const inside = join(root, 'staging', 'pv1');
         for (const p of [join(base, 'outside'), join(root, 'escape', 'pv1'), join(root, 'escape', 'deeper', 'pv1'), '/proc']) {
-          assert.equal(await code(stage(id, { staging_target_path: p })), 'INVALID_ARGUMENT', p);
-          assert.equal(await code(unstage(id, p)), 'INVALID_ARGUMENT', p);
-          assert.equal(await code(unpublish(id, p)), 'INVALID_ARGUMENT', p);
+          assert.equal(await codeOf(stage(id, { staging_target_path: p })), 'INVALID_ARGUMENT', p);
+          assert.equal(await codeOf(unstage(id, p)), 'INVALID_ARGUMENT', p);
+          assert.equal(await codeOf(unpublish(id, p)), 'INVALID_ARGUMENT', p);
         }
         assert.equal(ops('mkfs') + ops('mount') + ops('unmount'), 0);
         assert.deepEqual(await readdir(join(base, 'elsewhere')), []);
         await stage(id, { staging_target_path: inside });
         await publish(id, { staging_target_path: inside, target_path: join(root, 'pods', 'uid', 'mount') });
-        assert.equal(await code(publish(id, { staging_target_path: inside, target_path: join(root, 'escape', 'mount') })), 'INVALID_ARGUMENT');
+        assert.equal(await codeOf(publish(id, { staging_target_path: inside, target_path: join(root, 'escape', 'mount') })), 'INVALID_ARGUMENT');
         await unpublish(id, join(root, 'pods', 'uid', 'mount'));
         await unstage(id, inside);
       } finally {

@@ -2,15 +2,12 @@ import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import type { VolumeCapability__Output } from '../../../src/csi/generated/csi/v1/VolumeCapability.ts';
 import type { NodeService } from '../../../src/node/service.ts';
-import { Code } from '../../../src/errors.ts';
+import { codeOf } from '../../support/csi-client.ts';
+import { createVolumeReq, expandReq, nodeExpandReq, publishReq, snapshotReq, stageReq, statsReq, unpublishReq, unstageReq, type Fields } from '../../support/requests.ts';
 import { blockCap, ctx, fakeDriver, GiB, mountCap, type FakeDriver } from '../support/fake-driver.ts';
 
-type Req = Record<string, unknown>;
-const code = async (p: Promise<unknown>): Promise<string> => {
-  try { await p; } catch (err) { return Code[(err as { code: number }).code] ?? String(err); }
-  return 'OK';
-};
 const NO_VOL = 'vol-00000000000000000000000000000000';
 
 describe('Node service', () => {
@@ -18,11 +15,11 @@ describe('Node service', () => {
   let n: NodeService;
   let staging: string;
   let target: string;
-  const createVol = async (name: string, cap: unknown = mountCap(), size = GiB) => (await fd.driver.controller.CreateVolume(ctx, { name, volume_capabilities: [cap], parameters: {}, secrets: {}, capacity_range: { required_bytes: size, limit_bytes: 0 }, volume_content_source: null, accessibility_requirements: null, mutable_parameters: {} } as never)).volume!.volume_id!;
-  const stage = (id: string, o: Req = {}) => n.NodeStageVolume(ctx, { volume_id: id, staging_target_path: staging, volume_capability: mountCap(), publish_context: {}, secrets: {}, volume_context: {}, ...o } as never);
-  const unstage = (id: string, path = staging) => n.NodeUnstageVolume(ctx, { volume_id: id, staging_target_path: path } as never);
-  const publish = (id: string, o: Req = {}) => n.NodePublishVolume(ctx, { volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap(), readonly: false, publish_context: {}, secrets: {}, volume_context: {}, ...o } as never);
-  const unpublish = (id: string, path = target) => n.NodeUnpublishVolume(ctx, { volume_id: id, target_path: path } as never);
+  const createVol = async (name: string, cap: VolumeCapability__Output = mountCap(), size = GiB) => (await fd.driver.controller.CreateVolume(ctx, createVolumeReq({ name, volume_capabilities: [cap], capacity_range: { required_bytes: size, limit_bytes: 0 } }))).volume!.volume_id!;
+  const stage = (id: string, o: Fields<'NodeStageVolume'> = {}) => n.NodeStageVolume(ctx, stageReq({ volume_id: id, staging_target_path: staging, volume_capability: mountCap(), ...o }));
+  const unstage = (id: string, path = staging) => n.NodeUnstageVolume(ctx, unstageReq(id, path));
+  const publish = (id: string, o: Fields<'NodePublishVolume'> = {}) => n.NodePublishVolume(ctx, publishReq({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: mountCap(), ...o }));
+  const unpublish = (id: string, path = target) => n.NodeUnpublishVolume(ctx, unpublishReq(id, path));
   const dev = (id: string) => `/dev/mapper/dmthin-${id}`;
   const ops = (name: string) => fd.mounter.ops.filter((o) => o.op === name).length;
 
@@ -86,7 +83,7 @@ describe('Node service', () => {
       await fd.driver.devices.activate(ctx, id);
       fd.dm.write(`dmthin-${id}`, 1024 * 1024, 0);
       fd.mounter.addForeignFilesystem(dev(id), 'btrfs');
-      assert.equal(await code(stage(id)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(stage(id)), 'FAILED_PRECONDITION');
       assert.equal(ops('mkfs'), 0);
       assert.equal(ops('detectFs'), 1);
       assert.equal(fd.mounter.filesystem(dev(id)), undefined);
@@ -96,16 +93,16 @@ describe('Node service', () => {
       await fd.driver.devices.activate(ctx, id);
       fd.mounter.addForeignFilesystem(dev(id), 'swap');
       fd.dm.inject({ op: 'thinStatus', error: new Error('EIO') });
-      assert.equal(await code(stage(id)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(stage(id)), 'FAILED_PRECONDITION');
       assert.equal(ops('detectFs'), 1);
       assert.equal(ops('mkfs'), 0);
     });
     it('staged already but with an incompatible capability is ALREADY_EXISTS', async () => {
       const id = await createVol('v');
       await stage(id);
-      assert.equal(await code(stage(id, { volume_capability: mountCap('ext4', 'SINGLE_NODE_READER_ONLY') })), 'ALREADY_EXISTS');
-      assert.equal(await code(stage(id, { volume_capability: mountCap('xfs') })), 'ALREADY_EXISTS');
-      assert.equal(await code(stage(id, { volume_capability: mountCap('') })), 'OK');
+      assert.equal(await codeOf(stage(id, { volume_capability: mountCap('ext4', 'SINGLE_NODE_READER_ONLY') })), 'ALREADY_EXISTS');
+      assert.equal(await codeOf(stage(id, { volume_capability: mountCap('xfs') })), 'ALREADY_EXISTS');
+      assert.equal(await codeOf(stage(id, { volume_capability: mountCap('') })), 'OK');
     });
     it('a read-only mount flag is idempotent for stage and publish', async () => {
       const id = await createVol('v');
@@ -120,7 +117,7 @@ describe('Node service', () => {
       const id = await createVol('v');
       await stage(id);
       await unstage(id);
-      assert.equal(await code(stage(id, { volume_capability: mountCap('xfs') })), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(stage(id, { volume_capability: mountCap('xfs') })), 'FAILED_PRECONDITION');
     });
     it('block access activates only', async () => {
       const id = await createVol('b', blockCap());
@@ -128,25 +125,25 @@ describe('Node service', () => {
       assert.equal(ops('mkfs'), 0);
       assert.equal(ops('mount'), 0);
       assert.equal((await fd.dm.info(ctx, `dmthin-${id}`))?.live, true);
-      assert.equal(await code(stage(id)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(stage(id)), 'FAILED_PRECONDITION');
     });
     it('another device at the staging path is FAILED_PRECONDITION: it is not this volume, so it is left alone', async () => {
       const a = await createVol('a');
       const b = await createVol('b');
       await stage(a);
-      assert.equal(await code(stage(b)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(stage(b)), 'FAILED_PRECONDITION');
     });
     it('bad paths are INVALID_ARGUMENT, an unknown volume NOT_FOUND, missing fields INVALID_ARGUMENT', async () => {
       const id = await createVol('v');
-      assert.equal(await code(stage(id, { staging_target_path: 'relative/path' })), 'INVALID_ARGUMENT');
-      assert.equal(await code(stage(id, { staging_target_path: `${fd.dir}/../etc` })), 'INVALID_ARGUMENT');
-      assert.equal(await code(stage(id, { staging_target_path: '' })), 'INVALID_ARGUMENT');
-      assert.equal(await code(stage(id, { volume_capability: null })), 'INVALID_ARGUMENT');
-      assert.equal(await code(stage('')), 'INVALID_ARGUMENT');
-      assert.equal(await code(stage(NO_VOL)), 'NOT_FOUND');
-      const snap = await fd.driver.controller.CreateSnapshot(ctx, { name: 'snap', source_volume_id: id, parameters: {}, secrets: {} } as never);
-      assert.equal(await code(stage(snap.snapshot!.snapshot_id!)), 'NOT_FOUND');
-      assert.equal(await code(stage(id, { volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER') })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stage(id, { staging_target_path: 'relative/path' })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stage(id, { staging_target_path: `${fd.dir}/../etc` })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stage(id, { staging_target_path: '' })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stage(id, { volume_capability: null })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stage('')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(stage(NO_VOL)), 'NOT_FOUND');
+      const snap = await fd.driver.controller.CreateSnapshot(ctx, snapshotReq('snap', id));
+      assert.equal(await codeOf(stage(snap.snapshot!.snapshot_id!)), 'NOT_FOUND');
+      assert.equal(await codeOf(stage(id, { volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER') })), 'INVALID_ARGUMENT');
     });
   });
 
@@ -159,18 +156,18 @@ describe('Node service', () => {
       assert.equal(await fd.dm.info(ctx, `dmthin-${id}`), undefined);
       assert.equal((await fd.store.getDevice(id))?.state, 'Deactivated');
       await unstage(id);
-      assert.equal(await code(unstage(NO_VOL)), 'NOT_FOUND');
-      assert.equal(await code(unstage(id, 'rel')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(unstage(NO_VOL)), 'NOT_FOUND');
+      assert.equal(await codeOf(unstage(id, 'rel')), 'INVALID_ARGUMENT');
     });
   });
 
   describe('NodePublishVolume', () => {
     it('without staging_target_path is FAILED_PRECONDITION; before staging FAILED_PRECONDITION', async () => {
       const id = await createVol('v');
-      assert.equal(await code(publish(id, { staging_target_path: '' })), 'FAILED_PRECONDITION');
-      assert.equal(await code(publish(id)), 'FAILED_PRECONDITION');
-      assert.equal(await code(publish(NO_VOL)), 'NOT_FOUND');
-      assert.equal(await code(publish(id, { target_path: 'x/y' })), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(publish(id, { staging_target_path: '' })), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(publish(id)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(publish(NO_VOL)), 'NOT_FOUND');
+      assert.equal(await codeOf(publish(id, { target_path: 'x/y' })), 'INVALID_ARGUMENT');
     });
     it('bind-mounts the staging dir, read-only when asked; idempotent; ro mismatch ALREADY_EXISTS', async () => {
       const id = await createVol('v');
@@ -182,7 +179,7 @@ describe('Node service', () => {
       assert.ok((await stat(target)).isDirectory());
       await publish(id, { readonly: true });
       assert.equal(fd.mounter.mounts().filter((e) => e.target === target).length, 1);
-      assert.equal(await code(publish(id, { readonly: false })), 'ALREADY_EXISTS');
+      assert.equal(await codeOf(publish(id, { readonly: false })), 'ALREADY_EXISTS');
       await unpublish(id);
       assert.equal(fd.mounter.mounts().filter((e) => e.target === target).length, 0);
       assert.equal(await stat(target).catch(() => undefined), undefined);
@@ -196,10 +193,10 @@ describe('Node service', () => {
       assert.equal(fd.mounter.mounts().filter((e) => e.target === target).length, 1);
       await publish(id, { volume_capability: blockCap() });
       assert.equal(fd.mounter.mounts().filter((e) => e.target === target).length, 1);
-      assert.equal(await code(publish(id)), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(publish(id)), 'FAILED_PRECONDITION');
       const other = await createVol('b2', blockCap());
       await stage(other, { volume_capability: blockCap() });
-      assert.equal(await code(publish(other, { volume_capability: blockCap() })), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(publish(other, { volume_capability: blockCap() })), 'FAILED_PRECONDITION');
       await unpublish(id);
       assert.equal(await stat(target).catch(() => undefined), undefined);
     });
@@ -210,20 +207,20 @@ describe('Node service', () => {
       await publish(a);
       const staging2 = join(fd.dir, 'staging', 'pv2');
       await stage(b, { staging_target_path: staging2 });
-      assert.equal(await code(publish(b, { staging_target_path: staging2 })), 'FAILED_PRECONDITION');
+      assert.equal(await codeOf(publish(b, { staging_target_path: staging2 })), 'FAILED_PRECONDITION');
     });
   });
 
   describe('NodeUnpublishVolume', () => {
     it('an unknown volume with nothing mounted is NOT_FOUND; bad path INVALID_ARGUMENT', async () => {
-      assert.equal(await code(unpublish(NO_VOL)), 'NOT_FOUND');
-      assert.equal(await code(unpublish(NO_VOL, '../x')), 'INVALID_ARGUMENT');
-      assert.equal(await code(unpublish('')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(unpublish(NO_VOL)), 'NOT_FOUND');
+      assert.equal(await codeOf(unpublish(NO_VOL, '../x')), 'INVALID_ARGUMENT');
+      assert.equal(await codeOf(unpublish('')), 'INVALID_ARGUMENT');
     });
   });
 
   describe('NodeGetVolumeStats', () => {
-    const stats = (id: string, path: string) => n.NodeGetVolumeStats(ctx, { volume_id: id, volume_path: path, staging_target_path: '' } as never);
+    const stats = (id: string, path: string) => n.NodeGetVolumeStats(ctx, statsReq(id, path));
     it('reports bytes and inodes for a mount, bytes for block, NOT_FOUND for unknown volume or path', async () => {
       const id = await createVol('v');
       await stage(id);
@@ -234,9 +231,9 @@ describe('Node service', () => {
       assert.equal(s.usage[0]!.total, GiB);
       assert.equal(s.usage[0]!.used, 100 * 1024 * 1024);
       assert.equal(s.volume_condition.abnormal, false);
-      assert.equal(await code(stats(NO_VOL, target)), 'NOT_FOUND');
-      assert.equal(await code(stats(id, join(fd.dir, 'missing'))), 'NOT_FOUND');
-      assert.equal(await code(stats(id, 'rel')), 'NOT_FOUND', 'the volume is never at a relative path');
+      assert.equal(await codeOf(stats(NO_VOL, target)), 'NOT_FOUND');
+      assert.equal(await codeOf(stats(id, join(fd.dir, 'missing'))), 'NOT_FOUND');
+      assert.equal(await codeOf(stats(id, 'rel')), 'NOT_FOUND', 'the volume is never at a relative path');
       const b = await createVol('b', blockCap());
       const bstaging = join(fd.dir, 'staging', 'b');
       await stage(b, { volume_capability: blockCap(), staging_target_path: bstaging });
@@ -251,19 +248,19 @@ describe('Node service', () => {
   });
 
   describe('NodeExpandVolume', () => {
-    const expand = (id: string, path: string, required = 0, stagingPath = staging) => n.NodeExpandVolume(ctx, { volume_id: id, volume_path: path, staging_target_path: stagingPath, capacity_range: { required_bytes: required, limit_bytes: 0 }, volume_capability: mountCap(), secrets: {} } as never);
+    const expand = (id: string, path: string, required = 0, stagingPath = staging) => n.NodeExpandVolume(ctx, nodeExpandReq({ volume_id: id, volume_path: path, staging_target_path: stagingPath, capacity_range: { required_bytes: required, limit_bytes: 0 }, volume_capability: mountCap() }));
     it('grows the live table and the filesystem after ControllerExpandVolume', async () => {
       const id = await createVol('v');
       await stage(id);
       await publish(id);
-      await fd.driver.controller.ControllerExpandVolume(ctx, { volume_id: id, capacity_range: { required_bytes: 2 * GiB, limit_bytes: 0 }, volume_capability: null, secrets: {} } as never);
+      await fd.driver.controller.ControllerExpandVolume(ctx, expandReq({ volume_id: id, capacity_range: { required_bytes: 2 * GiB, limit_bytes: 0 } }));
       const r = await expand(id, target, 2 * GiB);
       assert.equal(r.capacity_bytes, 2 * GiB);
       assert.equal(fd.dm.sizeOf(dev(id)), 2 * GiB);
       assert.equal(fd.mounter.filesystem(dev(id))?.sizeBytes, 2 * GiB);
-      assert.equal(await code(expand(id, target, 3 * GiB)), 'OUT_OF_RANGE');
-      assert.equal(await code(expand(NO_VOL, target)), 'NOT_FOUND');
-      assert.equal(await code(expand(id, join(fd.dir, 'elsewhere'), 0, '')), 'NOT_FOUND');
+      assert.equal(await codeOf(expand(id, target, 3 * GiB)), 'OUT_OF_RANGE');
+      assert.equal(await codeOf(expand(NO_VOL, target)), 'NOT_FOUND');
+      assert.equal(await codeOf(expand(id, join(fd.dir, 'elsewhere'), 0, '')), 'NOT_FOUND');
     });
   });
 

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GroupControllerService } from '../../../src/controller/groups.ts';
 import { groupIdFor, memberIdFor } from '../../../src/volume/ids.ts';
+import { createVolumeReq, deleteGroupReq, groupSnapshotReq } from '../../support/requests.ts';
 import { CONVERGED, convergence, ctx, fakeDriver, MiB, mountCap, type FakeDriver } from '../support/fake-driver.ts';
 import { crashEverywhere, crashTwice } from '../support/crash.ts';
 
@@ -16,7 +17,7 @@ const setup = (fd: FakeDriver) => volumes(fd, [true, true, false]);
 async function volumes(fd: FakeDriver, live: boolean[]): Promise<void> {
   vols.length = 0;
   for (const [i, isLive] of live.entries()) {
-    const v = (await fd.driver.controller.CreateVolume(ctx, { name: `v${i}`, volume_capabilities: [mountCap()], parameters: {}, secrets: {}, capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 }, volume_content_source: null, accessibility_requirements: null, mutable_parameters: {} } as never)).volume!.volume_id!;
+    const v = (await fd.driver.controller.CreateVolume(ctx, createVolumeReq({ name: `v${i}`, volume_capabilities: [mountCap()], capacity_range: { required_bytes: 64 * MiB, limit_bytes: 0 } }))).volume!.volume_id!;
     if (isLive) await fd.driver.devices.activate(ctx, v);
     vols.push(v);
   }
@@ -24,7 +25,7 @@ async function volumes(fd: FakeDriver, live: boolean[]): Promise<void> {
 }
 
 const gc = (fd: FakeDriver): GroupControllerService => fd.driver.groupController!;
-const create = (fd: FakeDriver) => gc(fd).CreateVolumeGroupSnapshot(ctx, { name: NAME, source_volume_ids: vols, secrets: {}, parameters: {} } as never);
+const create = (fd: FakeDriver) => gc(fd).CreateVolumeGroupSnapshot(ctx, groupSnapshotReq(NAME, vols));
 const members = () => vols.map((v) => memberIdFor(NAME, v));
 
 /** All or nothing: no group record, or a Ready one whose members all exist as Created snapshots. */
@@ -90,7 +91,7 @@ describe('group snapshot crash at every step boundary', () => {
   });
 
   it('delete: every crash converges to the whole group or none of it; the retry deletes it all', async () => {
-    const del = (fd: FakeDriver) => gc(fd).DeleteVolumeGroupSnapshot(ctx, { group_snapshot_id: groupIdFor(NAME), snapshot_ids: members(), secrets: {} } as never);
+    const del = (fd: FakeDriver) => gc(fd).DeleteVolumeGroupSnapshot(ctx, deleteGroupReq(groupIdFor(NAME), members()));
     await crashEverywhere(async (fd) => { await setup(fd); await create(fd); await fd.driver.pool.settled(); }, del, async (fd) => {
       assert.equal(await assertWholeOrNone(fd, 'after restart'), 'none', 'a delete that began is finished by the restart');
       await del(fd);

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { NewDevice } from '../../../src/pool/devices.ts';
 import { reconcile } from '../../../src/pool/reconcile.ts';
-import { CONVERGED, convergence, ctx, fakeDriver, GiB, type FakeDriver } from '../support/fake-driver.ts';
+import { createVolumeReq, deleteVolumeReq, snapshotReq, stageReq } from '../../support/requests.ts';
+import { CONVERGED, convergence, ctx, fakeDriver, GiB, mountCap, type FakeDriver } from '../support/fake-driver.ts';
 import { crashEverywhere, crashSwitch, crashTwice } from '../support/crash.ts';
 
 const spec = (id: string, o: Partial<NewDevice> = {}): NewDevice => ({ id, dmName: `dm-${id}`, kind: 'volume', sizeBytes: GiB, meta: {}, ...o });
@@ -95,9 +96,9 @@ describe('a crash inside reconcile', () => {
 });
 
 describe('a CO retry after a crash and restart', () => {
-  const mountCap = { mount: { fs_type: 'ext4', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
-  const createReq = (name: string, source?: string) => ({ name, volume_capabilities: [mountCap], parameters: {}, secrets: {}, capacity_range: { required_bytes: GiB, limit_bytes: 0 }, volume_content_source: source ? { snapshot: { snapshot_id: source } } : null, accessibility_requirements: null, mutable_parameters: {} });
-  const volId = async (fd: FakeDriver, name: string) => (await fd.driver.controller.CreateVolume(ctx, createReq(name) as never)).volume!.volume_id!;
+  const createReq = (name: string, source?: string) => createVolumeReq({ name, volume_capabilities: [mountCap()], capacity_range: { required_bytes: GiB, limit_bytes: 0 }, volume_content_source: source ? { snapshot: { snapshot_id: source } } : null });
+  const stageIn = (fd: FakeDriver, vol: string) => stageReq({ volume_id: vol, staging_target_path: `${fd.dir}/stage`, volume_capability: mountCap() });
+  const volId = async (fd: FakeDriver, name: string) => (await fd.driver.controller.CreateVolume(ctx, createReq(name))).volume!.volume_id!;
 
   async function retryAfterCrash(setup: (fd: FakeDriver) => Promise<void>, rpc: (fd: FakeDriver) => Promise<unknown>, check: (fd: FakeDriver) => Promise<void>) {
     for (let at = 1; at < 100; at++) {
@@ -131,10 +132,10 @@ describe('a CO retry after a crash and restart', () => {
     let vol = '';
     await retryAfterCrash(async (fd) => {
       vol = await volId(fd, 'pvc');
-      await fd.driver.node.NodeStageVolume(ctx, { volume_id: vol, staging_target_path: `${fd.dir}/stage`, volume_capability: mountCap, publish_context: {}, secrets: {}, volume_context: {} } as never);
+      await fd.driver.node.NodeStageVolume(ctx, stageIn(fd, vol));
     }, async (fd) => {
-      const s = await fd.driver.controller.CreateSnapshot(ctx, { name: 'snap', source_volume_id: vol, parameters: {}, secrets: {} } as never);
-      await fd.driver.controller.CreateVolume(ctx, createReq('restored', s.snapshot!.snapshot_id!) as never);
+      const s = await fd.driver.controller.CreateSnapshot(ctx, snapshotReq('snap', vol));
+      await fd.driver.controller.CreateVolume(ctx, createReq('restored', s.snapshot!.snapshot_id!));
     }, async (fd) => {
       assert.equal((await fd.store.listDevices()).length, 3);
       assert.equal((await fd.dm.info(ctx, `dmthin-${vol}`))?.suspended, false);
@@ -143,13 +144,13 @@ describe('a CO retry after a crash and restart', () => {
   });
   it('DeleteVolume', async () => {
     let vol = '';
-    await retryAfterCrash(async (fd) => { vol = await volId(fd, 'pvc'); }, (fd) => fd.driver.controller.DeleteVolume(ctx, { volume_id: vol, secrets: {} } as never), async (fd) => {
+    await retryAfterCrash(async (fd) => { vol = await volId(fd, 'pvc'); }, (fd) => fd.driver.controller.DeleteVolume(ctx, deleteVolumeReq(vol)), async (fd) => {
       assert.deepEqual(await fd.store.listDevices(), []);
     });
   });
   it('NodeStageVolume', async () => {
     let vol = '';
-    await retryAfterCrash(async (fd) => { vol = await volId(fd, 'pvc'); }, (fd) => fd.driver.node.NodeStageVolume(ctx, { volume_id: vol, staging_target_path: `${fd.dir}/stage`, volume_capability: mountCap, publish_context: {}, secrets: {}, volume_context: {} } as never), async (fd) => {
+    await retryAfterCrash(async (fd) => { vol = await volId(fd, 'pvc'); }, (fd) => fd.driver.node.NodeStageVolume(ctx, stageIn(fd, vol)), async (fd) => {
       assert.equal(fd.mounter.mounts().filter((m) => m.target === `${fd.dir}/stage`).length, 1);
       assert.equal((await fd.store.getDevice(vol))?.state, 'Activated');
     });

@@ -109,5 +109,4 @@ export async function convergence(fd: FakeDriver) {
 
 export const CONVERGED = { transitional: [], suspended: [], poolIdsMatchRecords: true, txInSync: true };
 
-export const mountCap = (fs = 'ext4', mode = 'SINGLE_NODE_WRITER', flags: string[] = []) => ({ mount: { fs_type: fs, mount_flags: flags, volume_mount_group: '' }, access_mode: { mode } });
-export const blockCap = (mode = 'SINGLE_NODE_WRITER') => ({ block: {}, access_mode: { mode } });
+export { blockCap, mountCap } from '../../support/requests.ts';
