@@ -1,6 +1,6 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Condition, NewVolume, VolumeBackend } from '../controller/backend.ts';
-import { accessOf, META } from '../volume/meta.ts';
+import { accessOf, csiNameOf, fsTypeOf } from '../volume/meta.ts';
 import { CsiError, deadlineExceeded, failedPrecondition, notFound, resourceExhausted } from '../errors.ts';
 import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
@@ -134,13 +134,13 @@ export class KubeBackend implements VolumeBackend {
   private body(spec: NewVolume, node: string, source: DeviceCr | undefined): DeviceCr {
     const metadata = { name: spec.id, labels: { [NODE_LABEL]: node } };
     if (spec.kind === 'snapshot') {
-      return { apiVersion: API_VERSION, kind: KIND.snapshot, metadata, spec: { nodeName: node, sourceVolume: spec.origin!, csiName: spec.meta[META.name] ?? '' } } satisfies ThinSnapshot;
+      return { apiVersion: API_VERSION, kind: KIND.snapshot, metadata, spec: { nodeName: node, sourceVolume: spec.origin!, csiName: csiNameOf(spec) } } satisfies ThinSnapshot;
     }
     const s: ThinVolume['spec'] = {
-      nodeName: node, sizeBytes: spec.sizeBytes, csiName: spec.meta[META.name] ?? '',
+      nodeName: node, sizeBytes: spec.sizeBytes, csiName: csiNameOf(spec),
       accessType: accessOf(spec),
     };
-    if (spec.meta[META.fsType]) s.fsType = spec.meta[META.fsType];
+    if (fsTypeOf(spec)) s.fsType = fsTypeOf(spec);
     if (source) s.source = { kind: source.kind === KIND.snapshot ? 'snapshot' : 'volume', name: source.metadata.name };
     return { apiVersion: API_VERSION, kind: KIND.volume, metadata, spec: s };
   }

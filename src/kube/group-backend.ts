@@ -1,6 +1,6 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type { GroupBackend, GroupSnapshotView, NewGroupSnapshot } from '../controller/backend.ts';
-import { META } from '../volume/meta.ts';
+import { csiNameOf } from '../volume/meta.ts';
 import { CsiError, deadlineExceeded, notFound, unavailable } from '../errors.ts';
 import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
@@ -70,7 +70,7 @@ export class KubeGroupBackend implements GroupBackend {
   private groupBody(spec: NewGroupSnapshot, node: string): ThinGroupSnapshot {
     return {
       apiVersion: API_VERSION, kind: KIND.group, metadata: { name: spec.id, labels: { [NODE_LABEL]: node } },
-      spec: { nodeName: node, csiName: spec.meta[META.name] ?? '', sourceVolumes: spec.members.map((m) => m.sourceId), members: spec.members.map((m) => m.snapshotId) },
+      spec: { nodeName: node, csiName: csiNameOf(spec), sourceVolumes: spec.members.map((m) => m.sourceId), members: spec.members.map((m) => m.snapshotId) },
     };
   }
 
@@ -79,7 +79,7 @@ export class KubeGroupBackend implements GroupBackend {
     return {
       apiVersion: API_VERSION, kind: KIND.snapshot,
       metadata: { name: m.snapshotId, labels: { [NODE_LABEL]: node }, ownerReferences: [owner] },
-      spec: { nodeName: node, sourceVolume: m.sourceId, csiName: m.meta[META.name] ?? '', group: spec.id },
+      spec: { nodeName: node, sourceVolume: m.sourceId, csiName: csiNameOf(m), group: spec.id },
     };
   }
 

@@ -19,6 +19,11 @@ export function accessOf(rec: WithMeta): AccessType {
   return rec.meta[META.accessType] === 'block' ? 'block' : 'mount';
 }
 
+/** The CO's name for the volume or snapshot (CreateVolume's and CreateSnapshot's `name`); '' when none was kept. */
+export function csiNameOf(rec: WithMeta): string {
+  return rec.meta[META.name] ?? '';
+}
+
 /** The filesystem the volume was created for; '' for a block volume or none chosen. */
 export function fsTypeOf(rec: WithMeta): string {
   return rec.meta[META.fsType] ?? '';
