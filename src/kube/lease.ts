@@ -1,5 +1,4 @@
 import { type CoordinationV1Api, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
-import type { ControllerRpcs, GroupControllerRpcs, RpcName } from '../csi/rpcs.ts';
 import { unavailable } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
 import { apiMessage, isConflict, isNotFound } from './api.ts';
@@ -138,19 +137,4 @@ export class LeaderElector {
     if (this.leading) this.o.log.warn('lost controller leadership', { lease: `${this.o.namespace}/${this.o.name}` });
     this.leading = false;
   }
-}
-
-/** The controller service, answering UNAVAILABLE on a non-leader (capabilities stay answerable). */
-export function leaderOnly<T extends ControllerRpcs | GroupControllerRpcs>(target: T, leader: { check(): void }): T {
-  const open: ReadonlySet<string> = new Set<RpcName>(['ControllerGetCapabilities', 'GroupControllerGetCapabilities']);
-  return new Proxy(target, {
-    get(t, prop, receiver) {
-      const v = Reflect.get(t, prop, receiver) as unknown;
-      if (typeof v !== 'function' || typeof prop !== 'string' || open.has(prop)) return v;
-      return (...args: unknown[]) => {
-        leader.check();
-        return (v as (...a: unknown[]) => unknown).apply(t, args);
-      };
-    },
-  });
 }
