@@ -13,9 +13,6 @@ import { checkMapSize, validateName } from './validate.ts';
 import { groupIdFor, isGroupId, memberIdFor, parseId } from '../volume/ids.ts';
 import { META, snapshotMeta } from '../volume/meta.ts';
 
-/** The group's own meta: its CSI name, for the idempotency check. */
-const GROUP_NAME = 'csi.name';
-
 function toGroup(v: GroupSnapshotView): VolumeGroupSnapshot {
   const ms = Date.parse(v.group.createdAt);
   return {
@@ -66,7 +63,7 @@ export class GroupControllerService implements GroupControllerRpcs {
     }
     const sources = await this.sources(ctx, ids);
     const view = await this.groups.createGroup(ctx, {
-      id, meta: { [GROUP_NAME]: req.name },
+      id, meta: { [META.name]: req.name }, // its CSI name, which the kube backend keeps as csiName
       members: sources.map((s) => ({
         snapshotId: memberIdFor(req.name, s.id), sourceId: s.id,
         meta: { ...snapshotMeta(req.name, s), [META.groupId]: id },

@@ -7,6 +7,7 @@
  * so presence is compared with && and || instead (test/unit/deploy/real-apiserver.test.ts runs
  * them on 1.24 and 1.26, crd-rules.test.ts evaluates them with a CEL implementation).
  */
+import { POOL_CONDITIONS } from '../pool/health.ts';
 import { DEVICE_STATES, type DeviceState } from '../state/types.ts';
 import { s, type Schema } from './schema.ts';
 import { GROUP, KIND, PLURAL, VERSION, type Condition } from './types.ts';
@@ -36,7 +37,7 @@ export const thinPoolSpec = s.object({
   'x-kubernetes-validations': [{ rule: 'self.nodeName == oldSelf.nodeName', message: 'spec.nodeName is immutable' }],
 });
 
-export const poolHealth = s.enum(['ok', 'low_space', 'out_of_space', 'read_only', 'needs_check', 'failed']);
+export const poolHealth = s.enum(POOL_CONDITIONS);
 
 export const thinPoolStatus = s.object({
   poolName: s.string(),

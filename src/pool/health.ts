@@ -4,7 +4,9 @@ import { SECTOR } from '../devmapper/types.ts';
 /** Metadata blocks are always 4 KiB (kernel-thin-provisioning.rst). */
 export const METADATA_BLOCK_BYTES = 4096;
 
-export type PoolCondition = 'ok' | 'low_space' | 'out_of_space' | 'read_only' | 'needs_check' | 'failed';
+/** Every condition a pool can be in: the metrics label values and the ThinPool CRD's health enum. */
+export const POOL_CONDITIONS = ['ok', 'low_space', 'out_of_space', 'read_only', 'needs_check', 'failed'] as const;
+export type PoolCondition = (typeof POOL_CONDITIONS)[number];
 
 export interface PoolThresholds {
   /** Data usage (percent) at and above which new volumes are refused. */

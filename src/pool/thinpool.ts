@@ -7,7 +7,7 @@ import { background, type OpContext } from '../system/context.ts';
 import { sleep } from '../system/delay.ts';
 import { Mutex } from '../system/lock.ts';
 import type { DeviceRecord, StateStore } from '../state/types.ts';
-import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, type PoolHealth, type PoolThresholds } from './health.ts';
+import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
 
 /** Thin device ids are 24-bit (kernel-thin-provisioning.rst). */
 export const MAX_DEVICE_ID = (1 << 24) - 1;
@@ -356,7 +356,7 @@ export class ThinPool {
     poolBytes.set({ pool: this.name, kind: 'data', usage: 'used' }, h.dataUsedBytes);
     poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'total' }, h.metadataTotalBytes);
     poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'used' }, h.metadataUsedBytes);
-    for (const c of ['ok', 'low_space', 'out_of_space', 'read_only', 'needs_check', 'failed'] as const) {
+    for (const c of POOL_CONDITIONS) {
       poolCondition.set({ pool: this.name, condition: c }, h.condition === c ? 1 : 0);
     }
   }
