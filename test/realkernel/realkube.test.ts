@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { poolThinIds, ROOT, LOGS } from './harness.ts';
 import { summarize } from './realkube/audit.ts';
 import { NS, RELEASE } from './realkube/chart.ts';
-import { sharedBin } from './realkube/cluster.ts';
+import { realkubeCache } from './realkube/cluster.ts';
 import { ClusterDuties, PVC_NS, type Bound } from './realkube/kubelet.ts';
 import { DRIVER, RealKube, RUN, TOPOLOGY_KEY, until } from './realkube/world.ts';
 
@@ -84,7 +84,7 @@ describe('real Kubernetes: kube-apiserver + etcd + the real CSI sidecars + contr
   let capacityBefore = 0;
 
   before(async () => {
-    await w.install(join(sharedBin(ROOT), '..', 'reference', 'external-snapshotter-v8.6.0-crds'));
+    await w.install(realkubeCache(ROOT, 'crds'));
     mark('control plane ready, chart installed');
   });
   after(async () => {

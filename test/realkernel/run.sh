@@ -4,12 +4,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/node_modules/.bin:$PATH"
-suites=(${REALKERNEL_SUITES:-test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/kube-crash.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/dm-deadline.test.ts test/realkernel/mount-syscall.test.ts test/realkernel/hostile.test.ts test/realkernel/group.test.ts test/realkernel/image.test.ts test/realkernel/realkube.test.ts})
+suites=(${REALKERNEL_SUITES:-test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/kube-crash.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/dm-deadline.test.ts test/realkernel/mount-syscall.test.ts test/realkernel/hostile.test.ts test/realkernel/group.test.ts test/realkernel/image.test.ts test/realkernel/realkube.test.ts test/realkernel/cluster.test.ts})
 node scripts/bundle.mjs "${suites[@]}"
 # image.test.ts runs the image's exported root filesystem (cached: rebuilt and re-exported only on change).
 if [[ " ${suites[*]} " == *" test/realkernel/image.test.ts "* ]]; then bash scripts/build-image.sh --export .cache/image/rootfs; fi
-# The real Kubernetes binaries (../shared/bin) are unpacked here on the host: xz in the emulated guest is slow.
-case " ${suites[*]} " in *realkube*) for d in .. ../..; do [ -x "$d/shared/bin/unpack" ] && { "$d/shared/bin/unpack" .cache/realkube/bin >/dev/null; break; }; done; true ;; esac
+# The real Kubernetes binaries (../shared/bin) are unpacked here on the host, xz in the emulated guest
+# being slow, and the snapshot CRDs copied beside them: the suites in the guest read only .cache/realkube.
+# ../shared is searched above the checkout; REALKUBE_SHARED names it for a checkout elsewhere (/tmp).
+case " ${suites[*]} " in *realkube*|*cluster.test*)
+  shared="${REALKUBE_SHARED:-}"
+  for d in "$PWD/.." "$PWD/../.." "$PWD/../../.."; do [[ -n "$shared" ]] || { [ -x "$d/shared/bin/unpack" ] && shared="$d/shared"; }; done
+  [[ -n "$shared" ]] || { echo "run.sh: no shared/bin above $PWD; set REALKUBE_SHARED to the directory holding bin/ and reference/" >&2; exit 2; }
+  "$shared/bin/unpack" .cache/realkube/bin >/dev/null
+  mkdir -p .cache/realkube/crds && cp "$shared"/reference/external-snapshotter-v8.6.0-crds/*.yaml .cache/realkube/crds/ ;;
+esac
+# cluster.test.ts imports these into the guest's containerd (no registry there); cached by content.
+# Its containerd keeps the images (~0.5 GB, twice: archive and unpacked) in the guest's RAM.
+if [[ " ${suites[*]} " == *" test/realkernel/cluster.test.ts "* ]]; then
+  bash scripts/build-cluster-images.sh .cache/realkube/bin .cache/realcluster/images
+  export VM_MEM="${VM_MEM:-6144}"
+fi
 files=()
 for s in "${suites[@]}"; do files+=("dist/$(basename "${s%.ts}").mjs"); done
 exec test/vm/run-in-vm.sh --timeout "${REALKERNEL_TIMEOUT:-4200}" --env KUBE_CRASH_OPS -- \
