@@ -27,7 +27,7 @@ export async function installSnapshotSupport(api: KubeHttp, crdDir: string, cont
     await until(`CRD ${c.metadata.name} established`, async () => (await api.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${c.metadata.name}`))
       .status?.conditions?.some((x: any) => x.type === 'Established' && x.status === 'True'), 60_000);
   }
-  for (const o of yamlObjects(readFileSync(controllerYaml, 'utf8'))) await api.create(pathOf({ ...o, metadata: { namespace: NS, ...o.metadata } }, false), o);
+  for (const o of yamlObjects(readFileSync(controllerYaml, 'utf8'))) await api.create(pathOf(o, false), o);
 }
 
 /** This suite's files (values.yaml, snapshot-controller.yaml), from the checkout: the suite runs bundled in dist/. */
