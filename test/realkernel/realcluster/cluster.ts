@@ -5,7 +5,7 @@
  * with an admin kubeconfig, as a cluster administrator runs it.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeKubeconfig } from '../realkube/chart.ts';
 import { binaries, ControlPlane, launch, stop, type Proc } from '../realkube/cluster.ts';
@@ -73,12 +73,17 @@ export class Cluster {
 
   get api() { return this.plane.admin; }
 
-  /** The node prepared and containerd up (images imported) while etcd and the apiserver start. */
+  /** The node prepared and containerd up with its images while etcd and the apiserver start. */
   async start(imagesDir: string): Promise<void> {
     rmSync(RUN, { recursive: true, force: true });
     mkdirSync(RUN, { recursive: true });
     prepareNode();
-    const node = this.containerd.start().then(() => this.containerd.importImages(imagesDir));
+    Containerd.restoreStore(imagesDir);
+    const node = this.containerd.start().then(() => {
+      const want = readFileSync(join(imagesDir, 'images.list'), 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[1]!);
+      const missing = want.filter((i) => !this.containerd.images().includes(i));
+      if (missing.length) throw new Error(`containerd lacks ${missing.join(', ')}`);
+    });
     await this.plane.start();
     this.adminKubeconfig = writeKubeconfig(join(RUN, 'admin.kubeconfig'), this.plane.apiUrl, this.api.token, 'admin');
     const kc = `--kubeconfig=${this.adminKubeconfig}`;
