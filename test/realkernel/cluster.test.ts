@@ -59,6 +59,7 @@ function step(name: string, fn: () => Promise<void> | void): void {
       await fn();
     } catch (err) {
       failed = name;
+      console.log(`realcluster: "${name}" failed at ${((Date.now() - t0) / 1000).toFixed(1)} s: ${String((err as Error).stack ?? err)}`);
       throw err;
     }
   });

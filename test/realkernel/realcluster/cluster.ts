@@ -13,6 +13,13 @@ import { until } from '../realkube/world.ts';
 import { Containerd, CONTAINERD_SOCK, KUBELET_DIR, NODE_IP, prepareNode } from './node.ts';
 
 export const RUN = '/run/realcluster';
+/**
+ * The controllers a node's volumes and the chart's workloads need (a default SA per namespace, the
+ * root CA for pods, GC for helm uninstall): with all of them (resource quota and GC monitors list
+ * every resource) the emulated guest's apiserver stopped answering in time.
+ */
+const CONTROLLERS = ['deployment', 'replicaset', 'daemonset', 'garbagecollector', 'serviceaccount', 'root-ca-cert-publisher', 'persistentvolume-binder',
+  'persistentvolume-expander', 'pvc-protection', 'pv-protection', 'attachdetach'].join(',');
 const BINS = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'helm'];
 
 /** The apiserver where pods find it: the `kubernetes` Service's address and port (443), the node's address advertised. */
@@ -89,7 +96,7 @@ export class Cluster {
     const kc = `--kubeconfig=${this.adminKubeconfig}`;
     const d = join(RUN, 'plane');
     this.kcm = launch(join(this.bin, 'kube-controller-manager'), [kc, '--leader-elect=false', `--service-account-private-key-file=${join(d, 'sa.key')}`,
-      `--root-ca-file=${join(d, 'certs', 'apiserver.crt')}`, '--use-service-account-credentials=false', '--controllers=*'], join(this.logs, 'kube-controller-manager.log'));
+      `--root-ca-file=${join(d, 'certs', 'apiserver.crt')}`, '--use-service-account-credentials=false', `--controllers=${CONTROLLERS}`], join(this.logs, 'kube-controller-manager.log'));
     this.scheduler = launch(join(this.bin, 'kube-scheduler'), [kc, '--leader-elect=false'], join(this.logs, 'kube-scheduler.log'));
     await node;
     writeFileSync(join(RUN, 'kubelet.yaml'), KUBELET_CONFIG);
@@ -128,6 +135,7 @@ export class Cluster {
 
   async stop(): Promise<void> {
     await this.stopKubelet();
+    await this.containerd.stop();
     await stop(this.scheduler);
     await stop(this.kcm);
     await this.plane.stop();
