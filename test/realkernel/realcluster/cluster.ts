@@ -18,7 +18,9 @@ export const RUN = '/run/realcluster';
  * root CA for pods, GC for helm uninstall): with all of them (resource quota and GC monitors list
  * every resource) the emulated guest's apiserver stopped answering in time.
  */
-const CONTROLLERS = ['deployment', 'replicaset', 'daemonset', 'garbagecollector', 'serviceaccount', 'root-ca-cert-publisher', 'persistentvolume-binder',
+// service-ca-cert-publisher: this (MicroShift-vendored) apiserver's ServiceAccount admission adds the
+// openshift-service-ca.crt ConfigMap to every pod's token volume; without it no pod starts.
+const CONTROLLERS = ['deployment', 'replicaset', 'daemonset', 'garbagecollector', 'serviceaccount', 'root-ca-cert-publisher', 'service-ca-cert-publisher', 'persistentvolume-binder',
   'persistentvolume-expander', 'pvc-protection', 'pv-protection', 'attachdetach'].join(',');
 const BINS = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'helm'];
 
