@@ -9,7 +9,8 @@
  * CLI: node test/unit/deploy/render.ts [--write]   (--write updates deploy/dmthin-csi.yaml)
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,10 +47,22 @@ export function chartValues(): Values {
   return values;
 }
 
-/** The helm binary, unpacked from ../shared/bin when missing. */
+/**
+ * The helm binary, decompressed from ../shared/bin when missing. Test files run in parallel
+ * processes, so each writes its own temporary file and renames it into place (atomic), and the
+ * checksum is checked before the rename.
+ */
 export function helmBinary(): string {
   const bin = path.join(ROOT, '.cache', 'realkube', 'bin', 'helm');
-  if (!existsSync(bin)) execFileSync(path.join(sharedBin(ROOT), 'unpack'), [path.dirname(bin)], { stdio: 'ignore' });
+  if (existsSync(bin)) return bin;
+  const shared = sharedBin(ROOT);
+  const sum = /^([0-9a-f]{64}) helm$/m.exec(readFileSync(path.join(shared, 'SHA256SUMS'), 'utf8'))?.[1];
+  const data = execFileSync('xz', ['-dc', path.join(shared, 'helm.xz')], { maxBuffer: 1 << 30 });
+  if (createHash('sha256').update(data).digest('hex') !== sum) throw new Error(`${shared}/helm.xz: checksum mismatch`);
+  mkdirSync(path.dirname(bin), { recursive: true });
+  const tmp = `${bin}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode: 0o755 });
+  renameSync(tmp, bin);
   return bin;
 }
 
