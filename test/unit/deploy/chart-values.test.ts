@@ -3,8 +3,13 @@
 // file leaving keys out (or nulling them) still renders, and that values.schema.json refuses
 // typos.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { test } from 'node:test';
-import { type RenderedDoc, renderChart, toManifest } from './render.ts';
+import { CHART_DIR, helmBinary, type RenderedDoc, renderChart, toManifest } from './render.ts';
 import { unknownBuiltinFields, validateBuiltin } from './schema.ts';
 
 type Any = any;
@@ -127,6 +132,7 @@ test('values.schema.json refuses unknown keys and wrong types', async () => {
     [{ controller: { replicas: 'two' } }, /controller\.replicas: Invalid type/],
     [{ storageClasses: [{ fsType: 'xfs' }] }, /name is required/],
     [{ logLevel: 'trace' }, /logLevel must be one of the following/],
+    [{ node: { extraArgs: ["--x='y'"] } }, /node\.extraArgs\.0: Does not match pattern/],
   ] as const) {
     await assert.rejects(renderChart({ values }), message, JSON.stringify(values));
   }
@@ -146,5 +152,16 @@ test('ServiceMonitors and PodMonitors: off by default, and when on they select w
     for (const [k, v] of Object.entries(pm.spec.selector.matchLabels)) assert.equal(pod.metadata.labels[k], v);
     assert.ok(pod.spec.containers[0].ports.some((p: Any) => p.name === pm.spec.podMetricsEndpoints[0].port));
     assert.equal(pm.spec.podMetricsEndpoints[0].interval, '15s');
+  }
+});
+
+test('helm lint --strict passes', async () => {
+  const home = mkdtempSync(path.join(tmpdir(), 'dmthin-lint-'));
+  try {
+    const { stdout } = await promisify(execFile)(helmBinary(), ['lint', '--strict', CHART_DIR], { env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CACHE_HOME: home, XDG_CONFIG_HOME: home } });
+    assert.match(stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    assert.doesNotMatch(stdout, /\[(WARNING|ERROR)\]/);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
   }
 });
