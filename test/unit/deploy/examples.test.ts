@@ -2,6 +2,7 @@
 // every class and claim they name exists (in the default render or in the examples), the
 // driver name and API versions are the chart's, and each object validates against Kubernetes'
 // schemas (the VolumeSnapshot against external-snapshotter v8.6.0's CRD, copied in fixtures/).
+// real-apiserver.test.ts creates them on a real kube-apiserver beside the installed chart.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';

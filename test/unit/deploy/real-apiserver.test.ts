@@ -5,8 +5,10 @@
 // as they are. The whole flow against the sidecars runs in test/realkernel/realkube.test.ts.
 // Last, the README's install, upgrade and uninstall with the real Helm (v3.7.1): `helm install`
 // creates the CRDs and every object and prints NOTES.txt; `helm upgrade --reuse-values` applies a
-// change; `helm uninstall` removes the chart's objects and leaves the CRDs and their objects. In
-// one file with the above, so that one process at a time unpacks ../shared/bin.
+// change; `helm uninstall` removes the chart's objects and leaves the CRDs and their objects.
+// Between them the getting-started manifests of deploy/examples/ are created with strict field
+// validation (no kubelet or scheduler runs them). In one file with the above, so that one
+// process at a time unpacks ../shared/bin.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -17,7 +19,7 @@ import { describe, it } from 'node:test';
 import { loadAll } from 'js-yaml';
 import { installChart, writeKubeconfig } from '../../realkernel/realkube/chart.ts';
 import { ControlPlane, sharedBin } from '../../realkernel/realkube/cluster.ts';
-import { pathOf } from '../../realkernel/realkube/http.ts';
+import { type KubeHttp, pathOf } from '../../realkernel/realkube/http.ts';
 import { CHART_DIR, helmBinary, ROOT } from './render.ts';
 
 const run = promisify(execFile);
@@ -25,6 +27,21 @@ const CRD = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
 const DEPLOYMENT = '/apis/apps/v1/namespaces/kube-system/deployments/dmthin-csi-controller';
 
 const CR = '/apis/dmthin.csi.io/v1alpha1/thinvolumes';
+
+/** The getting-started manifests, as `kubectl apply` sends them, with strict field validation. */
+async function createExamples(api: KubeHttp): Promise<void> {
+  await api.request('POST', '/api/v1/namespaces/default/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } });
+  for (const f of ['storageclass-xfs.yaml', 'pvc-pod.yaml', 'snapshot.yaml', 'restore.yaml']) {
+    for (const o of loadAll(readFileSync(join(ROOT, 'deploy', 'examples', f), 'utf8')).filter(Boolean) as Array<{ apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }>) {
+      if (o.kind !== 'StorageClass') o.metadata.namespace = 'default';
+      const r = await api.request('POST', `${pathOf(o, false)}?fieldValidation=Strict`, o);
+      assert.equal(r.status, 201, `${f}: ${o.kind} ${o.metadata.name}: ${JSON.stringify(r.body.message)}`);
+    }
+  }
+  const typo = await api.request('POST', '/api/v1/namespaces/default/persistentvolumeclaims?fieldValidation=Strict',
+    { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'typo' }, spec: { storageClassNam: 'dmthin', accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } });
+  assert.equal(typo.status, 400, 'the strict check refuses an unknown field');
+}
 
 describe('the chart on real kube-apiservers', { concurrency: false }, () => {
   for (const [exe, version] of [['kube-apiserver', 'v1.26.4'], ['kube-apiserver-1.24', 'v1.24.0']] as const) {
@@ -82,6 +99,7 @@ describe('the chart on real kube-apiservers', { concurrency: false }, () => {
       await p.admin.get('/apis/storage.k8s.io/v1/storageclasses/dmthin');
       await p.admin.get('/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/dmthin');
 
+      await createExamples(p.admin);
       await p.admin.create('/apis/dmthin.csi.io/v1alpha1/thinpools', { apiVersion: 'dmthin.csi.io/v1alpha1', kind: 'ThinPool', metadata: { name: 'n1' }, spec: { nodeName: 'n1', poolName: 'dmthin-pool' } });
       const upgraded = await helm('upgrade', 'dmthin-csi', CHART_DIR, '--namespace', 'kube-system', '--reuse-values', '--set', 'controller.replicas=2');
       assert.match(upgraded, /REVISION: 2/);
