@@ -7,7 +7,8 @@ import { background, type OpContext } from '../system/context.ts';
 import { sleep } from '../system/delay.ts';
 import { Mutex } from '../system/lock.ts';
 import type { DeviceRecord, StateStore } from '../state/types.ts';
-import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
+import { readBacking, type BackingFs, type BackingReading } from './backing.ts';
+import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, freezeRefusal, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
 
 /** Thin device ids are 24-bit (kernel-thin-provisioning.rst). */
 export const MAX_DEVICE_ID = (1 << 24) - 1;
@@ -35,6 +36,8 @@ export interface PoolDeps {
   metrics: Metrics;
   /** Milliseconds, for the ages of status readings; default performance.now. */
   clock?: () => number;
+  /** The filesystem under a file-backed pool's data file; without it every pool counts as device-backed. */
+  backing?: BackingFs;
 }
 
 export interface PoolSettings {
@@ -55,6 +58,10 @@ export class ThinPool {
   readonly devNo: string;
   /** The pool table's metadata device ("major:minor" or a path), for reading the metadata itself. */
   private metadataDev: string | undefined;
+  /** The pool table's data device, whose backing file (if a loop device) bounds what the pool can take. */
+  private dataDev: string | undefined;
+  /** The last reading of the backing files, taken beside each status reading. */
+  private lastBacking: BackingReading | undefined;
   readonly deps: PoolDeps;
   private readonly thresholds: PoolThresholds;
   private readonly overprovision: number;
@@ -89,7 +96,8 @@ export class ThinPool {
     const table = known?.table ?? await deps.dm.poolTable(ctx, settings.name);
     const pool = new ThinPool(deps, settings, table.dataBlockSectors, `${info.major}:${info.minor}`);
     pool.metadataDev = table.metadataDev;
-    const status = await deps.dm.poolStatus(ctx, settings.name);
+    pool.dataDev = table.dataDev;
+    const [status] = await Promise.all([deps.dm.poolStatus(ctx, settings.name), pool.readBacking()]);
     pool.tx = status.transactionId;
     pool.lastStatus = { at: pool.now(), status };
     pool.attachReading = status;
@@ -121,8 +129,25 @@ export class ThinPool {
   }
 
   async health(ctx: OpContext): Promise<PoolHealth> {
-    return this.assess(await this.status(ctx));
+    const [status] = await Promise.all([this.status(ctx), this.readBacking()]);
+    return this.assess(status);
   }
+
+  /**
+   * Reads the data file's room, for a file-backed pool. A reading that fails leaves the last one
+   * (a statfs fails only when the file went away, which the pool's own I/O will show).
+   */
+  private async readBacking(): Promise<void> {
+    if (!this.deps.backing || this.dataDev === undefined) return;
+    try {
+      this.lastBacking = await readBacking(this.deps.backing, this.dataDev, this.metadataDev);
+    } catch (err) {
+      this.deps.log.warn('could not read the filesystem under the pool\'s data file', { pool: this.name, error: errorMessage(err) });
+    }
+  }
+
+  /** The last reading of the pool's backing files; undefined for a device-backed pool. */
+  get backing(): BackingReading | undefined { return this.lastBacking; }
 
   /**
    * Health for the checks before a create or snapshot, and for Probe: a healthy reading up to
@@ -149,7 +174,7 @@ export class ThinPool {
   }
 
   private assess(status: ThinPoolStatus): PoolHealth {
-    const h = assessPool(status, this.dataBlockSectors, this.thresholds);
+    const h = assessPool(status, this.dataBlockSectors, this.thresholds, this.lastBacking);
     this.recordHealth(h);
     return h;
   }
@@ -180,12 +205,36 @@ export class ThinPool {
     }
   }
 
-  /** Ensures snapshots and deletes are possible: they need metadata space, not data space. */
+  /**
+   * Refuses, before any record or suspend, what would freeze a live device on this pool (a
+   * resize's flush suspend; a snapshot's, see ensureSnapshotable) or cannot be taken on it
+   * (freezeRefusal). A fresh reading: a healthy one of a moment ago let a snapshot freeze its
+   * origin for the whole deadline on a pool that had filled since (issue 24); one status read
+   * is cheap beside a suspend.
+   */
+  async ensureNoFreeze(ctx: OpContext, what: string): Promise<void> {
+    const refused = freezeRefusal(this.name, await this.health(ctx), what);
+    if (refused) throw refused;
+  }
+
+  /** A snapshot: nothing that would freeze its origin, and metadata room for it, on one fresh reading. */
+  async ensureSnapshotable(ctx: OpContext): Promise<void> {
+    const h = await this.health(ctx);
+    const refused = freezeRefusal(this.name, h, 'a snapshot') ?? this.metadataRefusal(h);
+    if (refused) throw refused;
+  }
+
+  /** Ensures a change of metadata (a copy of a volume) is possible: it needs metadata space, not data space. */
   async ensureMetadataWritable(ctx: OpContext): Promise<void> {
-    const h = await this.recentHealth(ctx);
+    const refused = this.metadataRefusal(await this.recentHealth(ctx));
+    if (refused) throw refused;
+  }
+
+  private metadataRefusal(h: PoolHealth): Error | undefined {
     if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || this.metadataLow(h)) {
-      throw resourceExhausted(`thin pool ${this.name} cannot change its metadata: ${h.reasons.join('; ')}`);
+      return resourceExhausted(`thin pool ${this.name} cannot change its metadata: ${h.reasons.join('; ')}`);
     }
+    return undefined;
   }
 
   /** Running metadata out makes the pool read-only: at the threshold, snapshots stop (deletes do not come here). */
@@ -354,6 +403,7 @@ export class ThinPool {
     const { poolBytes, poolCondition } = this.deps.metrics;
     poolBytes.set({ pool: this.name, kind: 'data', usage: 'total' }, h.dataTotalBytes);
     poolBytes.set({ pool: this.name, kind: 'data', usage: 'used' }, h.dataUsedBytes);
+    poolBytes.set({ pool: this.name, kind: 'data', usage: 'available' }, h.dataFreeBytes);
     poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'total' }, h.metadataTotalBytes);
     poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'used' }, h.metadataUsedBytes);
     for (const c of POOL_CONDITIONS) {
