@@ -8,7 +8,7 @@ import { withTimeout, background } from '../system/context.ts';
 import { run } from '../system/exec.ts';
 import type { RunResult } from '../system/exec.ts';
 import { parseCommandLine, UsageError } from './flags.ts';
-import { readBacking, realBackingFs, type BackingFs, type BackingReading } from '../pool/backing.ts';
+import { backingShortfall, readBacking, realBackingFs, type BackingFs, type BackingReading } from '../pool/backing.ts';
 import { assessPool } from '../pool/health.ts';
 
 /** Runs one system command; injected so tests need no dmsetup. */
@@ -151,6 +151,8 @@ export function formatPool(p: PoolView): string[] {
     const b = p.backing;
     const free = assessPool(s, p.blockBytes / 512, undefined, b).dataFreeBytes; // the figure capacity uses
     lines.push(`  room      ${formatBytes(free)} more data; file ${b.dataFile}: ${formatBytes(b.fileAllocatedBytes)} of ${formatBytes(b.fileBytes)} allocated, filesystem ${formatBytes(b.fsAvailableBytes)} available`);
+    const short = backingShortfall(b);
+    if (short) lines.push(`  WARNING: ${short}`);
   }
   lines.push(`  metadata  ${formatBytes(s.usedMetadataBlocks * 4096)} / ${formatBytes(s.totalMetadataBlocks * 4096)} (${pct(s.usedMetadataBlocks, s.totalMetadataBlocks)})`);
   if (s.mode === 'out_of_data_space') lines.push('  WARNING: out of data space: writes are queued or failing; grow the pool or delete volumes');
