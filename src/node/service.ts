@@ -93,7 +93,11 @@ export class NodeService implements NodeRpcs {
     try {
       const mounts = await this.d.mounter.mountsOf(ctx, device);
       const fs = await this.d.mounter.probe(ctx, device);
-      if (fs && fs.sizeBytes < rec.sizeBytes) await this.d.mounter.growFs(ctx, device, mounts[0]?.target ?? req.volume_path, fs.fsType);
+      if (fs && fs.sizeBytes < rec.sizeBytes) {
+        // Growing writes new metadata blocks: on a full pool they would wait until no_space_timeout.
+        await this.d.devices.pool.ensureNoFreeze(ctx, `growing the filesystem of ${rec.id}`);
+        await this.d.mounter.growFs(ctx, device, mounts[0]?.target ?? req.volume_path, fs.fsType);
+      }
     } catch (err) {
       throw toStatus(err, `growing the filesystem of ${rec.id}`);
     }
