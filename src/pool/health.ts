@@ -52,7 +52,8 @@ export function assessPool(status: ThinPoolStatus, dataBlockSectors: number, t: 
   const dataUsedBytes = status.usedDataBlocks * blockBytes;
   const base = {
     dataTotalBytes, dataUsedBytes,
-    dataFreeBytes: backedFreeBytes(Math.max(0, dataTotalBytes - dataUsedBytes), dataUsedBytes, backing),
+    // Whole blocks: the pool allocates no less, so room for part of one is no room.
+    dataFreeBytes: Math.floor(backedFreeBytes(Math.max(0, dataTotalBytes - dataUsedBytes), dataUsedBytes, backing) / blockBytes) * blockBytes,
     ...(backing ? { backing } : {}),
     metadataTotalBytes: status.totalMetadataBlocks * METADATA_BLOCK_BYTES,
     metadataUsedBytes: status.usedMetadataBlocks * METADATA_BLOCK_BYTES,
@@ -120,8 +121,24 @@ export function freezeRefusal(pool: string, h: PoolHealth, what: string): Error 
   if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only') {
     return failedPrecondition(`thin pool ${pool} cannot take ${what} until it is repaired: ${why}`);
   }
-  if (h.condition === 'out_of_space' || h.dataFreeBytes === 0) {
-    return resourceExhausted(`thin pool ${pool} is out of data space, so ${what} would freeze the volume until the kernel's no_space_timeout: ${why || 'its data file cannot grow any further'}`);
+  if (h.condition === 'out_of_space' || (h.dataFreeBytes === 0 && !h.backing)) {
+    return resourceExhausted(`thin pool ${pool} is out of data space, so ${what} would freeze the volume until the kernel's no_space_timeout: ${why}`);
+  }
+  if (h.dataFreeBytes === 0) {
+    return resourceExhausted(`thin pool ${pool} cannot take ${what}: the filesystem under its data file ${h.backing?.dataFile ?? ''} is full, so writes needing new blocks fail: ${why}`);
+  }
+  return undefined;
+}
+
+/** Metadata space at its threshold: running it out makes the pool read-only, so snapshots stop there. */
+export function metadataLow(h: PoolHealth, t: PoolThresholds): boolean {
+  return h.metadataTotalBytes === 0 || (h.metadataUsedBytes / h.metadataTotalBytes) * 100 >= t.lowMetadataPercent;
+}
+
+/** Why the pool's metadata cannot take a new device, or undefined. */
+export function metadataRefusal(pool: string, h: PoolHealth, t: PoolThresholds): Error | undefined {
+  if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || metadataLow(h, t)) {
+    return resourceExhausted(`thin pool ${pool} cannot change its metadata: ${h.reasons.join('; ')}`);
   }
   return undefined;
 }

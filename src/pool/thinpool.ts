@@ -8,7 +8,7 @@ import { sleep } from '../system/delay.ts';
 import { Mutex } from '../system/lock.ts';
 import type { DeviceRecord, StateStore } from '../state/types.ts';
 import { readBacking, type BackingFs, type BackingReading } from './backing.ts';
-import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, freezeRefusal, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
+import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, freezeRefusal, metadataLow, metadataRefusal, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
 
 /** Thin device ids are 24-bit (kernel-thin-provisioning.rst). */
 export const MAX_DEVICE_ID = (1 << 24) - 1;
@@ -58,9 +58,8 @@ export class ThinPool {
   readonly devNo: string;
   /** The pool table's metadata device ("major:minor" or a path), for reading the metadata itself. */
   private metadataDev: string | undefined;
-  /** The pool table's data device, whose backing file (if a loop device) bounds what the pool can take. */
+  /** The table's data device (its file, for a loop device, bounds what the pool can take) and the last reading of it. */
   private dataDev: string | undefined;
-  /** The last reading of the backing files, taken beside each status reading. */
   private lastBacking: BackingReading | undefined;
   readonly deps: PoolDeps;
   private readonly thresholds: PoolThresholds;
@@ -133,10 +132,7 @@ export class ThinPool {
     return this.assess(status);
   }
 
-  /**
-   * Reads the data file's room, for a file-backed pool. A reading that fails leaves the last one
-   * (a statfs fails only when the file went away, which the pool's own I/O will show).
-   */
+  /** Reads a file-backed pool's data file room; a failed reading keeps the last (the file went away: the pool's I/O shows it). */
   private async readBacking(): Promise<void> {
     if (!this.deps.backing || this.dataDev === undefined) return;
     try {
@@ -146,7 +142,7 @@ export class ThinPool {
     }
   }
 
-  /** The last reading of the pool's backing files; undefined for a device-backed pool. */
+  /** The last reading of a file pool's backing files. */
   get backing(): BackingReading | undefined { return this.lastBacking; }
 
   /**
@@ -165,7 +161,7 @@ export class ThinPool {
     const age = r ? this.now() - r.at : Infinity;
     if (r && age <= maxAgeMs) {
       const h = this.assess(r.status);
-      if (h.condition === 'ok' && !this.metadataLow(h)) { // anything less is read afresh
+      if (h.condition === 'ok' && !metadataLow(h, this.thresholds)) { // anything less is read afresh
         this.rereadAfterChange ||= age > RECENT_READING_MS;
         return h;
       }
@@ -186,7 +182,7 @@ export class ThinPool {
   async refusal(ctx: OpContext, err: unknown): Promise<Error | undefined> {
     if (!isDmError(err, 'invalid') && !isDmError(err, 'no_space')) return undefined;
     const h = await this.health(ctx).catch(() => undefined);
-    if (!h || (h.writable && !this.metadataLow(h))) return undefined;
+    if (!h || (h.writable && !metadataLow(h, this.thresholds))) return undefined;
     return resourceExhausted(`thin pool ${this.name} refused the change: ${h.reasons.join('; ')}`);
   }
 
@@ -206,11 +202,9 @@ export class ThinPool {
   }
 
   /**
-   * Refuses, before any record or suspend, what would freeze a live device on this pool (a
-   * resize's flush suspend; a snapshot's, see ensureSnapshotable) or cannot be taken on it
-   * (freezeRefusal). A fresh reading: a healthy one of a moment ago let a snapshot freeze its
-   * origin for the whole deadline on a pool that had filled since (issue 24); one status read
-   * is cheap beside a suspend.
+   * Refuses, before any record or suspend, what would freeze a live device on a full or broken
+   * pool (freezeRefusal), on a fresh reading: a healthy one of a moment ago let a snapshot freeze
+   * its origin for its whole deadline on a pool that had filled since (issue 24).
    */
   async ensureNoFreeze(ctx: OpContext, what: string): Promise<void> {
     const refused = freezeRefusal(this.name, await this.health(ctx), what);
@@ -220,26 +214,14 @@ export class ThinPool {
   /** A snapshot: nothing that would freeze its origin, and metadata room for it, on one fresh reading. */
   async ensureSnapshotable(ctx: OpContext): Promise<void> {
     const h = await this.health(ctx);
-    const refused = freezeRefusal(this.name, h, 'a snapshot') ?? this.metadataRefusal(h);
+    const refused = freezeRefusal(this.name, h, 'a snapshot') ?? metadataRefusal(this.name, h, this.thresholds);
     if (refused) throw refused;
   }
 
   /** Ensures a change of metadata (a copy of a volume) is possible: it needs metadata space, not data space. */
   async ensureMetadataWritable(ctx: OpContext): Promise<void> {
-    const refused = this.metadataRefusal(await this.recentHealth(ctx));
+    const refused = metadataRefusal(this.name, await this.recentHealth(ctx), this.thresholds);
     if (refused) throw refused;
-  }
-
-  private metadataRefusal(h: PoolHealth): Error | undefined {
-    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || this.metadataLow(h)) {
-      return resourceExhausted(`thin pool ${this.name} cannot change its metadata: ${h.reasons.join('; ')}`);
-    }
-    return undefined;
-  }
-
-  /** Running metadata out makes the pool read-only: at the threshold, snapshots stop (deletes do not come here). */
-  private metadataLow(h: PoolHealth): boolean {
-    return h.metadataTotalBytes === 0 || (h.metadataUsedBytes / h.metadataTotalBytes) * 100 >= this.thresholds.lowMetadataPercent;
   }
 
   allocateId(): number {
