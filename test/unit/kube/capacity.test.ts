@@ -6,8 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { status as Code } from '@grpc/grpc-js';
 import type { ThinPoolCr } from '../../../src/kube/types.ts';
 import { FakeBackingFs } from '../../doubles/system/fake-backing.ts';
-import { capacityReq } from '../../support/requests.ts';
-import { createReq, deadline, MiB, until, world, type World } from './harness.ts';
+import { capacityReq, snapshotReq } from '../../support/requests.ts';
+import { createReq, deadline, MiB, POOL, until, world, type World } from './harness.ts';
 
 describe('a node whose filesystem cannot hold its file pool', () => {
   let w: World;
@@ -45,5 +45,22 @@ describe('a node whose filesystem cannot hold its file pool', () => {
     await until(() => fits()?.status === 'True', 'BackingFits True');
     assert.equal(pool()!.capacityBytes, 1024 * MiB);
     assert.deepEqual(events().map((e) => `${e.type} ${e.reason}`), ['Warning BackingTooSmall', 'Normal BackingFits']);
+  });
+});
+
+describe('kube mode: a snapshot on a full pool', () => {
+  let w: World;
+  before(async () => { w = await world(); await w.startNode('n1', { resyncMs: 100 }); });
+  after(() => w.close());
+
+  it('the agent refuses it before any suspend and the controller answers RESOURCE_EXHAUSTED, not at its deadline', async () => {
+    const vol = (await w.controller.CreateVolume(deadline(), createReq('pvc-full', { node: 'n1' }))).volume!.volume_id!;
+    const dm = w.dms.get('n1')!;
+    await w.nodes.get('n1')!.devices.activate(deadline(), vol);
+    dm.setPoolMode(POOL, 'out_of_data_space');
+    dm.ops.length = 0;
+    // An answer at the deadline would be DEADLINE_EXCEEDED: this one is the agent's refusal.
+    await assert.rejects(w.controller.CreateSnapshot(deadline(20_000), snapshotReq('snap-full', vol)), (e: { code: number; message: string }) => e.code === Code.RESOURCE_EXHAUSTED && /out of data space/.test(e.message));
+    assert.deepEqual(dm.ops.filter((o) => o.op === 'suspend'), []);
   });
 });
