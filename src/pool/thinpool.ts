@@ -197,7 +197,7 @@ export class ThinPool {
     if (!h.writable) throw resourceExhausted(`thin pool ${this.name} refuses new volumes: ${h.reasons.join('; ')}`);
     const room = allocatableBytes(h, this.overprovision);
     if (sizeBytes > room) {
-      throw resourceExhausted(`thin pool ${this.name} can hold at most ${room} more bytes (free space x overprovision ratio ${this.overprovision}), ${sizeBytes} requested`);
+      throw resourceExhausted(`thin pool ${this.name} can hold at most ${room} more bytes (what it can still take x overprovision ratio ${this.overprovision}), ${sizeBytes} requested`);
     }
   }
 

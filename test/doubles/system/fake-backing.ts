@@ -43,22 +43,21 @@ export class FakeBackingFs implements BackingFs {
     return f;
   }
 
-  loopFile(dev: string): Promise<string | undefined> { return Promise.resolve(this.loops.get(dev)); }
-  availableBytes(path: string): Promise<number> {
+  async loopFile(dev: string): Promise<string | undefined> { return this.loops.get(dev); }
+  async availableBytes(path: string): Promise<number> {
     this.file(path);
-    return Promise.resolve(this.free);
+    return this.free;
   }
-  usage(path: string): Promise<{ lengthBytes: number; allocatedBytes: number }> {
+  async usage(path: string): Promise<{ lengthBytes: number; allocatedBytes: number }> {
     const f = this.file(path);
-    return Promise.resolve({ lengthBytes: f.length, allocatedBytes: f.allocated });
+    return { lengthBytes: f.length, allocatedBytes: f.allocated };
   }
-  allocate(_ctx: OpContext, path: string): Promise<void> {
+  async allocate(_ctx: OpContext, path: string): Promise<void> {
     this.allocateCalls.push(path);
     const f = this.file(path);
-    // fallocate(2) allocates all or, on ENOSPC, keeps what it got: the model keeps nothing new.
-    if (f.length - f.allocated > this.free) return Promise.reject(new SysError(`fallocate ${path}`, 'ENOSPC', 28));
+    // fallocate(2) on ENOSPC may keep part of what it got; the model keeps nothing new.
+    if (f.length - f.allocated > this.free) throw new SysError(`fallocate ${path}`, 'ENOSPC', 28);
     this.free -= f.length - f.allocated;
     f.allocated = f.length;
-    return Promise.resolve();
   }
 }

@@ -50,13 +50,14 @@ describe('a node whose filesystem cannot hold its file pool', () => {
 
 describe('kube mode: a snapshot on a full pool', () => {
   let w: World;
-  before(async () => { w = await world(); await w.startNode('n1', { resyncMs: 100 }); });
+  before(async () => { w = await world(); await w.startNode('n1', { resyncMs: 600_000 }); });
   after(() => w.close());
 
   it('the agent refuses it before any suspend and the controller answers RESOURCE_EXHAUSTED, not at its deadline', async () => {
     const vol = (await w.controller.CreateVolume(deadline(), createReq('pvc-full', { node: 'n1' }))).volume!.volume_id!;
     const dm = w.dms.get('n1')!;
     await w.nodes.get('n1')!.devices.activate(deadline(), vol);
+    await w.nodes.get('n1')!.pool.settled(); // a later stamp is a commit, which would take the fake pool out of out_of_data_space
     dm.setPoolMode(POOL, 'out_of_data_space');
     dm.ops.length = 0;
     // An answer at the deadline would be DEADLINE_EXCEEDED: this one is the agent's refusal.
