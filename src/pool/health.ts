@@ -109,23 +109,23 @@ export function allocatableBytes(h: PoolHealth, overprovisionRatio: number): num
 }
 
 /**
- * Why a device may not be suspended with a flush now, or undefined: on a pool out of data space
- * the flush (a snapshot's or a resize's freeze of the filesystem writing its journal) waits in
- * the kernel until no_space_timeout, and a read-only, needs_check or failed pool takes no new
- * mapping either. RESOURCE_EXHAUSTED where space is the want (CSI's "not enough space"; freeing
+ * Why `what` (a flush suspend of a live device, or writing new blocks: mkfs, a filesystem grow)
+ * may not be done now, or undefined: on a pool out of data space the writes (a snapshot's or a
+ * resize's freeze of the filesystem writing its journal) wait in the kernel until
+ * no_space_timeout, and a read-only, needs_check or failed pool takes no new mapping either. RESOURCE_EXHAUSTED where space is the want (CSI's "not enough space"; freeing
  * space cures it); FAILED_PRECONDITION where the pool must be repaired first, so a retry alone
  * cannot succeed.
  */
 export function freezeRefusal(pool: string, h: PoolHealth, what: string): Error | undefined {
   const why = h.reasons.join('; ');
   if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only') {
-    return failedPrecondition(`thin pool ${pool} cannot take ${what} until it is repaired: ${why}`);
+    return failedPrecondition(`thin pool ${pool} refuses ${what} until it is repaired: ${why}`);
   }
   if (h.condition === 'out_of_space' || (h.dataFreeBytes === 0 && !h.backing)) {
     return resourceExhausted(`thin pool ${pool} is out of data space, so ${what} would freeze the volume until the kernel's no_space_timeout: ${why}`);
   }
   if (h.dataFreeBytes === 0) {
-    return resourceExhausted(`thin pool ${pool} cannot take ${what}: the filesystem under its data file ${h.backing?.dataFile ?? ''} is full, so writes needing new blocks fail: ${why}`);
+    return resourceExhausted(`thin pool ${pool} refuses ${what}: the filesystem under its data file ${h.backing?.dataFile ?? ''} is full, so writes needing new blocks fail: ${why}`);
   }
   return undefined;
 }

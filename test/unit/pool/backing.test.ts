@@ -161,7 +161,7 @@ describe('a file-backed pool in the driver (fake kernel, fake filesystem)', () =
     fs.consume(12 * MiB);
     await fd.clearOps();
     await assert.rejects(fd.driver.controller.CreateSnapshot(ctx, request('CreateSnapshot', { name: 's2', source_volume_id: v })),
-      { code: 8, message: /cannot take a snapshot: the filesystem under its data file \/p\/data.img is full/ });
+      { code: 8, message: /refuses a snapshot: the filesystem under its data file \/p\/data.img is full/ });
     assert.deepEqual(fd.dm.ops.filter((o) => o.op === 'suspend' || o.op === 'message'), [], 'refused before any suspend');
     await assert.rejects(fd.driver.controller.ControllerExpandVolume(ctx, request('ControllerExpandVolume', { volume_id: v, capacity_range: { required_bytes: 8 * GiB, limit_bytes: 0 } })),
       { code: 8, message: /growing/ });
