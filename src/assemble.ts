@@ -7,7 +7,7 @@ import type { Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Devices } from './pool/devices.ts';
 import { backingShortfall, realBackingFs, type BackingFs } from './pool/backing.ts';
-import { ensurePool, type PoolSource } from './pool/provision.ts';
+import { ensurePool, loopFiles, type PoolSource } from './pool/provision.ts';
 import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import type { OpContext } from './system/context.ts';
 import type { StateStore } from './state/types.ts';
@@ -66,7 +66,8 @@ export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSys
   const metrics = sys.metrics ?? new Metrics();
   const backing = sys.backing ?? (s.pool.kind === 'loop' ? realBackingFs : undefined);
   const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, ...(backing ? { backing } : {}) }, s.pool);
-  const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}), ...(backing ? { backing } : {}) };
+  const files = s.pool.kind === 'loop' ? loopFiles(s.pool.dir) : undefined;
+  const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}), ...(backing ? { backing } : {}), ...(files ? { backingFiles: files } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: s.pool.name, overprovisionRatio: s.overprovisionRatio }, adopted);
   const short = backingShortfall(pool.backing);
   if (short) sys.log.warn('the node\'s filesystem cannot hold the configured file pool', { pool: pool.name, detail: short });

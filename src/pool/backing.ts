@@ -34,11 +34,17 @@ export interface BackingReading {
   metadataUnallocatedBytes: number;
 }
 
-/** Reads the backing files of a pool whose devices are given as the pool table names them. */
-export async function readBacking(fs: BackingFs, dataDev: string, metadataDev?: string): Promise<BackingReading | undefined> {
-  const dataFile = await fs.loopFile(dataDev);
+/** The files of a pool made of files, as configured (a loop device's own record of its file may name another mount namespace's path). */
+export interface BackingFiles { data: string; metadata: string }
+
+/**
+ * Reads the backing files of a pool: the configured ones, else those behind its devices (as
+ * the pool table names them) when they are loop devices; undefined for a pool on block devices.
+ */
+export async function readBacking(fs: BackingFs, dataDev: string, metadataDev?: string, files?: BackingFiles): Promise<BackingReading | undefined> {
+  const dataFile = files?.data ?? await fs.loopFile(dataDev);
   if (dataFile === undefined) return undefined;
-  const metadataFile = metadataDev === undefined ? undefined : await fs.loopFile(metadataDev);
+  const metadataFile = files?.metadata ?? (metadataDev === undefined ? undefined : await fs.loopFile(metadataDev));
   const [data, fsAvailableBytes, meta] = await Promise.all([
     fs.usage(dataFile), fs.availableBytes(dataFile), metadataFile === undefined ? undefined : fs.usage(metadataFile),
   ]);

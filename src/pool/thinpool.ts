@@ -7,7 +7,7 @@ import { background, type OpContext } from '../system/context.ts';
 import { sleep } from '../system/delay.ts';
 import { Mutex } from '../system/lock.ts';
 import type { DeviceRecord, StateStore } from '../state/types.ts';
-import { readBacking, type BackingFs, type BackingReading } from './backing.ts';
+import { readBacking, type BackingFiles, type BackingFs, type BackingReading } from './backing.ts';
 import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, freezeRefusal, metadataLow, metadataRefusal, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
 
 /** Thin device ids are 24-bit (kernel-thin-provisioning.rst). */
@@ -38,6 +38,8 @@ export interface PoolDeps {
   clock?: () => number;
   /** The filesystem under a file-backed pool's data file; without it every pool counts as device-backed. */
   backing?: BackingFs;
+  /** The pool's files when configured; else those behind its loop devices. */
+  backingFiles?: BackingFiles;
 }
 
 export interface PoolSettings {
@@ -61,6 +63,7 @@ export class ThinPool {
   /** The table's data device (its file, for a loop device, bounds what the pool can take) and the last reading of it. */
   private dataDev: string | undefined;
   private lastBacking: BackingReading | undefined;
+  private backingFailing = false;
   readonly deps: PoolDeps;
   private readonly thresholds: PoolThresholds;
   private readonly overprovision: number;
@@ -136,8 +139,11 @@ export class ThinPool {
   private async readBacking(): Promise<void> {
     if (!this.deps.backing || this.dataDev === undefined) return;
     try {
-      this.lastBacking = await readBacking(this.deps.backing, this.dataDev, this.metadataDev);
+      this.lastBacking = await readBacking(this.deps.backing, this.dataDev, this.metadataDev, this.deps.backingFiles);
+      this.backingFailing = false;
     } catch (err) {
+      if (this.backingFailing) return; // said once per streak, not on every reading
+      this.backingFailing = true;
       this.deps.log.warn('could not read the filesystem under the pool\'s data file', { pool: this.name, error: errorMessage(err) });
     }
   }

@@ -72,6 +72,14 @@ describe('readBacking over the fake filesystem', () => {
   it('no loop device behind the data device: device-backed', async () => {
     assert.equal(await readBacking(new FakeBackingFs(GiB), '/dev/sdb'), undefined);
   });
+  it('the configured files win over what the loop devices record (a path from another mount namespace)', async () => {
+    const fs = new FakeBackingFs(GiB);
+    fs.addFile('/host/p/data.img', 512 * MiB, '7:1');
+    fs.addFile('/p/data.img', 256 * MiB);
+    fs.addFile('/p/meta.img', 8 * MiB);
+    const r = (await readBacking(fs, '7:1', '7:0', { data: '/p/data.img', metadata: '/p/meta.img' }))!;
+    assert.deepEqual([r.dataFile, r.metadataFile, r.fileBytes, r.metadataUnallocatedBytes], ['/p/data.img', '/p/meta.img', 256 * MiB, 8 * MiB]);
+  });
   it('the data file grows by no more than the filesystem has, nor past its own length', async () => {
     const fs = new FakeBackingFs(100 * MiB);
     fs.addFile('/p/data.img', 512 * MiB, '7:1');
