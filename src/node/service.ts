@@ -13,6 +13,7 @@ import type { DeviceRecord } from '../state/types.ts';
 import { checkPath } from './paths.ts';
 import { publishVolume, unpublishVolume } from './publish.ts';
 import { requireOwnMount } from './guard.ts';
+import { writesFail } from '../pool/health.ts';
 import { accessOf } from '../volume/meta.ts';
 import { knownVolume, stageVolume, unstageVolume, type StageDeps } from './stage.ts';
 
@@ -76,7 +77,7 @@ export class NodeService implements NodeRpcs {
     if (rec.state === 'Faulty') return { abnormal: true, message: `device is Faulty: ${rec.error ?? ''}` };
     const health = await this.d.devices.pool.health(ctx);
     const thin = mapped === undefined ? 'device is not active' : `thin device maps ${mapped} bytes of pool ${this.d.devices.pool.name}`;
-    if (!health.writable && health.condition !== 'low_space') return { abnormal: true, message: `${thin}; ${health.reasons.join('; ')}` };
+    if (writesFail(health.condition, health.dataFreeBytes)) return { abnormal: true, message: `${thin}; ${health.reasons.join('; ')}` };
     return { abnormal: mapped === undefined, message: thin };
   }
 

@@ -130,6 +130,15 @@ export function freezeRefusal(pool: string, h: PoolHealth, what: string): Error 
   return undefined;
 }
 
+/**
+ * Whether the pool's volumes cannot be written where they need new blocks: a broken pool, one
+ * out of data space, or one with no room left (a file pool whose filesystem is full, where such
+ * writes fail with I/O errors). Volumes are then reported abnormal.
+ */
+export function writesFail(condition: PoolCondition, dataFreeBytes: number | undefined): boolean {
+  return (condition !== 'ok' && condition !== 'low_space') || dataFreeBytes === 0;
+}
+
 /** Metadata space at its threshold: running it out makes the pool read-only, so snapshots stop there. */
 export function metadataLow(h: PoolHealth, t: PoolThresholds): boolean {
   return h.metadataTotalBytes === 0 || (h.metadataUsedBytes / h.metadataTotalBytes) * 100 >= t.lowMetadataPercent;

@@ -174,5 +174,12 @@ describe('a file-backed pool in the driver (fake kernel, fake filesystem)', () =
     await assert.rejects(fd.driver.controller.ControllerExpandVolume(ctx, request('ControllerExpandVolume', { volume_id: v, capacity_range: { required_bytes: 8 * GiB, limit_bytes: 0 } })),
       { code: 8, message: /growing/ });
     assert.equal((await fd.store.getDevice(v))!.sizeBytes, 4 * GiB, 'the refused expand recorded nothing');
+    // Writes needing new blocks fail now: the volume is reported abnormal, with the reason.
+    const got = await fd.driver.controller.ControllerGetVolume(ctx, request('ControllerGetVolume', { volume_id: v }));
+    assert.equal(got.status?.volume_condition?.abnormal, true);
+    assert.match(got.status?.volume_condition?.message ?? '', /filesystem under \/p\/data\.img has 0 bytes available/);
+    fs.consume(-64 * MiB);
+    const again = await fd.driver.controller.ControllerGetVolume(ctx, request('ControllerGetVolume', { volume_id: v }));
+    assert.equal(again.status?.volume_condition?.abnormal, false, 'room again: normal');
   });
 });
