@@ -5,6 +5,8 @@ import { versionBelow } from '../system/version.ts';
 import { E2FSPROGS_PREZEROED } from '../mount/system.ts';
 import { type Runner, systemRunner } from './status.ts';
 import { parseCommandLine } from './flags.ts';
+import { realBackingFs, type BackingFs } from '../pool/backing.ts';
+import { checkBacking } from './doctor-backing.ts';
 
 export const DOCTOR_USAGE = `Usage: dmthin-csi doctor [--pool-name NAME]
   Checks this node: device-mapper in the kernel, the tools the driver runs and their versions,
@@ -23,6 +25,8 @@ export interface CheckResult {
 export interface DoctorDeps {
   runner: Runner;
   exists: (path: string) => boolean;
+  /** The filesystem under a file pool; without it no backing check runs. */
+  backing?: BackingFs;
 }
 
 interface Tool {
@@ -161,6 +165,7 @@ export async function runChecks(deps: DoctorDeps, poolName?: string): Promise<Ch
   const results = await checkKernel(deps);
   for (const tool of TOOLS) results.push(await checkTool(deps.runner, tool));
   if (poolName) results.push(...await checkPool(deps.runner, poolName));
+  if (poolName && deps.backing) results.push(...await checkBacking(deps.runner, deps.backing, poolName));
   return results;
 }
 
@@ -178,7 +183,7 @@ export function formatChecks(results: readonly CheckResult[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function runDoctor(argv: string[], deps: DoctorDeps = { runner: systemRunner, exists: existsSync }): Promise<number> {
+export async function runDoctor(argv: string[], deps: DoctorDeps = { runner: systemRunner, exists: existsSync, backing: realBackingFs }): Promise<number> {
   const values = parseCommandLine(argv, { 'pool-name': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, DOCTOR_USAGE);
   if (values.help) {
     process.stdout.write(`${DOCTOR_USAGE}\n`);
