@@ -6,6 +6,7 @@ import { nodeTargets } from './node/targets.ts';
 import type { Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Devices } from './pool/devices.ts';
+import { backingOf, type GrowthSettings, PoolGrower } from './pool/grow.ts';
 import { ensurePool, type PoolSource } from './pool/provision.ts';
 import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import type { OpContext } from './system/context.ts';
@@ -34,6 +35,8 @@ export interface NodeSettings {
   stateDir: string;
   /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
   nodePathRoots: readonly string[];
+  /** `--pool-grow-max`: automatic growth of a file pool, up to this size. */
+  growth?: GrowthSettings;
 }
 
 /** The Identity capabilities beside the Node service: a mode that serves a Controller says so. */
@@ -50,6 +53,8 @@ export interface NodeParts {
   metrics: Metrics;
   identity: IdentityService;
   node: NodeService;
+  /** Grows the pool online; absent for an adopted pool (the driver knows none of its devices). */
+  grower?: PoolGrower;
 }
 
 /**
@@ -59,17 +64,27 @@ export interface NodeParts {
 export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSystem, store: StateStore, offers: Offers): Promise<NodeParts> {
   const metrics = sys.metrics ?? new Metrics();
   const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log }, s.pool);
+  const grower = await poolGrower(ctx, s, sys, metrics);
+  // A growth a crash cut short (file grown, table not) is finished before the pool is read.
+  await grower?.converge(ctx);
   const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: s.pool.name, overprovisionRatio: s.overprovisionRatio }, adopted);
+  grower?.attached((fn) => pool.serialised(fn), (c) => pool.health(c));
   const devices = new Devices(pool);
   return {
-    store, pool, devices, metrics,
+    store, pool, devices, metrics, ...(grower ? { grower } : {}),
     identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false),
     node: new NodeService(
       { devices, mounter: sys.mounter, defaultFs: s.defaultFs, targets: nodeTargets(s.stateDir), pathRoots: s.nodePathRoots },
       { nodeId: s.nodeId, topologyKey: TOPOLOGY_KEY },
     ),
   };
+}
+
+async function poolGrower(ctx: OpContext, s: NodeSettings, sys: NodeSystem, metrics: Metrics): Promise<PoolGrower | undefined> {
+  const backing = await backingOf(ctx, sys.loops, s.pool);
+  if (!backing) return undefined;
+  return new PoolGrower({ dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, metrics }, s.pool.name, backing, s.growth ?? {});
 }
 
 /** /healthz's answer where the Identity's Probe says whether the node can serve. */

@@ -37,6 +37,7 @@ interface Libc {
   mknod: KoffiFn;
   mount: KoffiFn;
   umount2: KoffiFn;
+  poll: KoffiFn;
   errno: () => number;
   names: Map<number, string>;
 }
@@ -55,6 +56,7 @@ async function loadLibc(): Promise<Libc> {
     mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as unknown as KoffiFn,
     mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as unknown as KoffiFn,
     umount2: lib.func('int umount2(const char *target, int flags)') as unknown as KoffiFn,
+    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as unknown as KoffiFn,
     errno: () => koffi.errno() as number,
     names,
   };
@@ -134,6 +136,18 @@ export function mountAsync(ctx: OpContext, source: string | null, target: string
 /** umount2(2) on a worker thread, answered within the caller's deadline: the last unmount writes back. */
 export function umount2Async(ctx: OpContext, target: string, flags: number, what: string, maxMs: number): Promise<void> {
   return bounded(ctx, what, maxMs, [target], (c, done) => c.umount2.async(target, flags, done));
+}
+
+/**
+ * poll(2) of one descriptor for `events` on a worker thread, for at most `timeoutMs` (the call
+ * returns by itself then, so no worker is held longer): true when the descriptor is ready.
+ */
+export async function pollAsync(ctx: OpContext, fd: number, events: number, timeoutMs: number, what: string): Promise<boolean> {
+  const fds = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
+  fds.writeInt32LE(fd, 0);
+  fds.writeInt16LE(events, 4);
+  await bounded(ctx, what, timeoutMs + 5_000, [fds], (c, done) => c.poll.async(fds, 1, timeoutMs, done));
+  return (fds.readInt16LE(6) & events) !== 0;
 }
 
 /** mknod(2) of a block device node. */
