@@ -65,7 +65,9 @@ export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSys
   const metrics = sys.metrics ?? new Metrics();
   const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log }, s.pool);
   const grower = await poolGrower(ctx, s, sys, metrics);
-  // A growth a crash cut short (file grown, table not) is finished before the pool is read.
+  // A growth a crash cut short (file grown, table not) is finished before the pool is read, and
+  // a file pool takes a larger --loop-data-size (an adopted pool's file is not touched before).
+  if (s.pool.kind === 'loop') grower?.request(s.pool.dataBytes);
   await grower?.converge(ctx);
   const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: s.pool.name, overprovisionRatio: s.overprovisionRatio }, adopted);

@@ -103,9 +103,17 @@ export class PoolGrower {
     this.wake?.();
   }
 
-  /** At a start: a growth a crash interrupted (the file grown, the table not yet) is finished. */
+  /**
+   * At a start: a growth a crash interrupted (the file grown, the table not yet) is finished,
+   * then what was asked for is done. A failure is reported, not thrown: the pool serves as it is,
+   * and the growth loop tries again.
+   */
   async converge(ctx: OpContext): Promise<GrowOutcome | undefined> {
-    return this.report(await this.takeDevices(ctx, 'device_grew'));
+    try {
+      return await this.check(ctx);
+    } catch (err) {
+      return this.report({ kind: 'failed', reason: 'device_grew', message: errorMessage(err) });
+    }
   }
 
   /** One pass: the table catches up with its devices, then an explicit request, then the low-water rule. */

@@ -15,4 +15,5 @@
 {{- with index . "blockSize" }} --block-size={{ . }}{{ end }}
 {{- with index . "defaultFs" }} --default-fs={{ . }}{{ end }}
 {{- with index . "overprovisionRatio" }} --overprovision-ratio={{ . }}{{ end }}
+{{- with index . "growMax" }} --pool-grow-max={{ . }}{{ end }}
 {{- end -}}

@@ -151,10 +151,25 @@ describe('PoolGrower', () => {
     assert.ok(performance.now() - t0 < 1_000, 'stop does not wait for an event');
   });
 
+  const start = (dataBytes: number) => {
+    const settings: NodeSettings = { nodeId: 'n', pool: { kind: 'loop', name: POOL, dir: w.dir, dataBytes, metadataBytes: META_BYTES, blockSectors: BS, features: [] }, overprovisionRatio: 1, defaultFs: 'ext4', stateDir: w.dir, nodePathRoots: [] };
+    return assembleNode(ctx, settings, { dm: w.dm, mounter: w.deps.mounter as FakeMounter, loops: w.loops, log: silentLogger(), metrics: w.deps.metrics }, new MemoryStore(), { controller: true });
+  };
+
+  it('a start with a larger --loop-data-size grows the live file pool before serving', async () => {
+    await start(64 * MiB);
+    assert.equal(await w.totalBytes(), 64 * MiB, 'the same size: nothing to do');
+    await start(112 * MiB);
+    assert.equal(await w.totalBytes(), 112 * MiB);
+    assert.equal((await stat(w.files.data)).size, 112 * MiB);
+    await start(64 * MiB);
+    assert.equal(await w.totalBytes(), 112 * MiB, 'a smaller size never shrinks it');
+    assert.deepEqual(await growths(w), ['grown/requested=1']);
+  });
+
   it('a crash after the file grew (loop not refreshed, table not reloaded) is finished at the next start', async () => {
     await truncate(w.files.data, 96 * MiB); // what the crash left
-    const settings: NodeSettings = { nodeId: 'n', pool: { kind: 'loop', name: POOL, dir: w.dir, dataBytes: 64 * MiB, metadataBytes: META_BYTES, blockSectors: BS, features: [] }, overprovisionRatio: 1, defaultFs: 'ext4', stateDir: w.dir, nodePathRoots: [] };
-    const parts = await assembleNode(ctx, settings, { dm: w.dm, mounter: w.deps.mounter as FakeMounter, loops: w.loops, log: silentLogger(), metrics: w.deps.metrics }, new MemoryStore(), { controller: true });
+    const parts = await start(64 * MiB);
     assert.equal(await w.totalBytes(), 96 * MiB);
     assert.equal(await parts.pool.capacity(ctx), (96 * MiB) - (await parts.pool.health(ctx)).dataUsedBytes, 'capacity says the new size');
     assert.ok(parts.grower, 'a file pool has its grower');
