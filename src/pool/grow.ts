@@ -122,7 +122,10 @@ export class PoolGrower {
     if (caught) return this.report(caught);
     const table = await this.deps.dm.poolTable(ctx, this.pool);
     const current = table.lengthSectors * SECTOR;
-    if (this.requested !== undefined && this.requested > current) return this.report(await this.growTo(ctx, table, this.requested, 'requested'));
+    const blockBytes = table.dataBlockSectors * SECTOR;
+    // The table holds whole data blocks: a size between two of them asks for the lower one.
+    const requested = this.requested === undefined ? 0 : Math.floor(this.requested / blockBytes) * blockBytes;
+    if (requested > current) return this.report(await this.growTo(ctx, table, requested, 'requested'));
     if (!this.autoGrowth) return undefined;
     const status = await this.deps.dm.poolStatus(ctx, this.pool);
     if (status.totalDataBlocks - status.usedDataBlocks >= this.lowWaterBlocks(status.totalDataBlocks)) {
@@ -130,7 +133,7 @@ export class PoolGrower {
       return undefined;
     }
     const max = this.settings.maxDataBytes as number;
-    const step = Math.max(table.dataBlockSectors * SECTOR, Math.floor(current * (this.settings.stepPercent ?? DEFAULT_STEP_PERCENT) / 100));
+    const step = Math.max(blockBytes, Math.floor(current * (this.settings.stepPercent ?? DEFAULT_STEP_PERCENT) / 100));
     if (current >= max) {
       return this.report({ kind: 'refused', reason: 'ceiling', wantedBytes: current + step, message: `pool ${this.pool} is at its growth ceiling of ${max} bytes (--pool-grow-max)` });
     }

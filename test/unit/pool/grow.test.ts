@@ -108,6 +108,8 @@ describe('PoolGrower', () => {
 
   it('refuses what the filesystem cannot hold, grows no file, and says it once', async () => {
     const g = w.grower();
+    g.request(64 * MiB + 1000);
+    assert.equal(await g.check(ctx), undefined, 'less than a data block more is the size it has, not a refusal');
     w.room = 10 * MiB; // the sparse file holds nothing yet: 10 MiB is all the pool data could ever get
     g.request(128 * MiB);
     const o = await g.check(ctx);
