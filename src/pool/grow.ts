@@ -128,7 +128,8 @@ export class PoolGrower {
     if (requested > current) return this.report(await this.growTo(ctx, table, requested, 'requested'));
     if (!this.autoGrowth) return undefined;
     const status = await this.deps.dm.poolStatus(ctx, this.pool);
-    if (status.totalDataBlocks - status.usedDataBlocks >= this.lowWaterBlocks(status.totalDataBlocks)) {
+    // dm-thin raises its event at free <= mark (check_low_water_mark): the same test here, or a pool at the mark would fill unseen.
+    if (status.totalDataBlocks - status.usedDataBlocks > this.lowWaterBlocks(status.totalDataBlocks)) {
       this.lastRefusal = undefined;
       return undefined;
     }

@@ -100,8 +100,9 @@ describe('growing the pool online on a real kernel', { timeout: 600_000 }, () =>
     assert.equal(poolStatus(POOL).totalBytes, 32 * MiB);
     const dev = await blockVolume(d, STATE, 'grow-a', 128 * MiB);
     const digest = createHash('sha256');
-    // 72 MiB through a 32 MiB pool: it must grow (32 → 40 → 50 → 62 → 78 → 80) under the writer.
-    await writeChunks(dev, 0, 72, digest);
+    // 74 MiB through a 32 MiB pool: it must grow (32 → 40 → 50 → 62.5 → 78.1 → 80) under the writer,
+    // and the last MiBs pass the mark of the 80 MiB pool, which is at its ceiling.
+    await writeChunks(dev, 0, 74, digest);
     const s = poolStatus(POOL);
     assert.equal(s.totalBytes, 80 * MiB, 'grown to the ceiling');
     assert.deepEqual([s.mode, s.needsCheck], ['rw', false]);
@@ -111,14 +112,14 @@ describe('growing the pool online on a real kernel', { timeout: 600_000 }, () =>
     const cap = await d.clients.controller.call('GetCapacity', {});
     const now = poolStatus(POOL);
     assert.equal(Number(cap.available_capacity), (now.totalBytes - now.usedBytes) * 8, 'GetCapacity counts the grown pool');
-    assert.equal(readDigest(dev, 72), digest.copy().digest('hex'), 'what was written reads back');
+    assert.equal(readDigest(dev, 74), digest.copy().digest('hex'), 'what was written reads back');
 
     // On request: a larger --loop-data-size at a restart; the volume stays written meanwhile.
     await stop();
     d = await startDriver(args('120Mi'));
     assert.equal(poolStatus(POOL).totalBytes, 120 * MiB, 'the start took the requested size');
-    await writeChunks(dev, 72, 24, digest);
-    assert.equal(readDigest(dev, 96), digest.digest('hex'));
+    await writeChunks(dev, 74, 24, digest);
+    assert.equal(readDigest(dev, 98), digest.digest('hex'));
     assert.deepEqual(sh('dmsetup', ['info', '-c', '--noheadings', '-o', 'attr', POOL]).trim().charAt(2), '-', 'the pool is not left suspended');
     await stop();
   });

@@ -27,7 +27,7 @@ export class FakeEvents {
     const pt = pool.live?.pool;
     if (!pt) return;
     const free = pt.meta.totalDataBlocks - pt.meta.usedDataBlocks;
-    if (free < pt.lowWater && !this.#lowWaterFired.has(pool)) {
+    if (free <= pt.lowWater && !this.#lowWaterFired.has(pool)) { // dm-thin's check_low_water_mark
       this.#lowWaterFired.add(pool);
       this.raise(pool);
     }
