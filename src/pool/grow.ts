@@ -266,17 +266,16 @@ export class PoolGrower {
   /** The pool's next event number, or the same one after `everyMs`, a request, or a stop. */
   private async nextEvent(signal: AbortSignal, seen: number, everyMs: number): Promise<number> {
     const woken = new AbortController();
-    const onStop = () => woken.abort();
-    signal.addEventListener('abort', onStop, { once: true });
     this.wake = () => woken.abort();
     try {
-      return await this.deps.dm.waitEvent(withTimeout({ signal: woken.signal }, everyMs), this.pool, seen);
+      // A stop that came during the check has already fired: AbortSignal.any sees it all the same.
+      return await this.deps.dm.waitEvent(withTimeout({ signal: AbortSignal.any([signal, woken.signal]) }, everyMs), this.pool, seen);
     } catch (err) {
+      if (signal.aborted) return seen;
       if (!isDmError(err, 'timeout')) await sleep(1_000, signal).catch(() => undefined); // the pool gone or the kernel refusing: not a busy loop
       return (await this.deps.dm.info({}, this.pool).catch(() => undefined))?.events ?? seen;
     } finally {
       this.wake = undefined;
-      signal.removeEventListener('abort', onStop);
     }
   }
 

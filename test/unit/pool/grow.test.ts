@@ -158,6 +158,21 @@ describe('PoolGrower', () => {
     return assembleNode(ctx, settings, { dm: w.dm, mounter: w.deps.mounter as FakeMounter, loops: w.loops, log: silentLogger(), metrics: w.deps.metrics }, new MemoryStore(), { controller: true });
   };
 
+  it('a stop that comes during a check ends the loop when the check does, not at the next event', async () => {
+    let release!: () => void;
+    let asked = false;
+    const held = new Promise<void>((r) => { release = r; });
+    w.deps.available = async () => { asked = true; await held; return 0; }; // refused: no reload, so no event either
+    const g = w.grower(); // no automatic growth: its low-water mark would reload the table, an event
+    g.request(80 * MiB);
+    g.start(3_600_000);
+    await until(() => asked, 'the check under way');
+    const stopped = g.stop().then(() => 'stopped');
+    release();
+    const late = new Promise((r) => setTimeout(() => r('still waiting'), 2_000).unref());
+    assert.equal(await Promise.race([stopped, late]), 'stopped', 'the wait after the check sees the stop');
+  });
+
   it('a start with a larger --loop-data-size grows the live file pool before serving', async () => {
     await start(64 * MiB);
     assert.equal(await w.totalBytes(), 64 * MiB, 'the same size: nothing to do');
