@@ -19,57 +19,56 @@ const POOL = 'pool';
 const THINPOOLS = 'thinpools.dmthin.csi.io';
 
 describe('kube mode: growing the node pool from its ThinPool', () => {
-  let d: ApiDouble;
-  let kn: KubeNode;
-  let dir: string;
-  let dm: FakeDeviceMapper;
-  const annotate = (value: string) => d.mutate(THINPOOLS, 'n1', (o) => {
+  /** The API server double, the node, its fake kernel and its files' directory, set up once. */
+  let w: { d: ApiDouble; kn: KubeNode; dm: FakeDeviceMapper; dir: string };
+  const annotate = (value: string) => w.d.mutate(THINPOOLS, 'n1', (o) => {
     const m = o.metadata as { annotations?: Record<string, string> };
     m.annotations = { ...m.annotations, [GROW_TO_ANNOTATION]: value };
   });
   before(async () => {
-    d = await startApiDouble({ crds: loadCrds() });
-    dir = await mkdtemp(join(tmpdir(), 'dmthin-kube-grow-'));
+    const d = await startApiDouble({ crds: loadCrds() });
+    const dir = await mkdtemp(join(tmpdir(), 'dmthin-kube-grow-'));
     const pool = join(dir, 'pool');
     await mkdir(pool);
     for (const [f, size] of [['data.img', 64 * MiB], ['metadata.img', 64 * MiB]] as const) {
       await (await open(join(pool, f), 'w')).close();
       await truncate(join(pool, f), size);
     }
-    dm = new FakeDeviceMapper();
+    const dm = new FakeDeviceMapper();
     const loops = new FakeLoopDevices();
     const data = await loops.attach(ctx, join(pool, 'data.img'));
     const meta = await loops.attach(ctx, join(pool, 'metadata.img'));
     await dm.create(ctx, POOL, `0 ${(64 * MiB) / 512} thin-pool ${meta} ${data} 128 1`);
     const devices = { sizeOf: (p: string) => loops.sizeOf(p) ?? dm.sizeOf(p), adjustOpen: (p: string, n: number) => dm.adjustOpen(p, n) };
-    kn = await startKubeNode(ctx, {
+    const kn = await startKubeNode(ctx, {
       kc: d.kubeConfig(), node: 'n1', dm, mounter: new FakeMounter({ devices }), loops, log: silentLogger(),
       pool: { kind: 'loop', name: POOL, dir: pool, dataBytes: 64 * MiB, metadataBytes: 64 * MiB, blockSectors: 128, features: [] },
       overprovisionRatio: 1, defaultFs: 'ext4', stateDir: join(dir, 'state'), nodePathRoots: [],
       agent: { resyncMs: 100, retryBaseMs: 10, retryMaxMs: 100, watchRestartBaseMs: 10 },
     });
+    w = { d, kn, dm, dir };
   });
   after(async () => {
-    await kn?.stop();
-    await d?.close();
-    await rm(dir, { recursive: true, force: true });
+    await w.kn.stop();
+    await w.d.close();
+    await rm(w.dir, { recursive: true, force: true });
   });
 
   it('grows the data file, the loop and the table to the annotated size, says so, and shows it in the status', async () => {
-    assert.ok(kn.grower, 'a file pool has a grower');
+    assert.ok(w.kn.grower, 'a file pool has a grower');
     annotate('96Mi');
-    await until(async () => (await dm.poolStatus(ctx, POOL)).totalDataBlocks === 1536, 'the pool at 96 MiB');
-    assert.equal((await stat(join(dir, 'pool', 'data.img'))).size, 96 * MiB);
-    await until(() => kn.events.recent.some((e) => e.reason === 'PoolGrown'), 'the PoolGrown Event');
-    const ev = kn.events.recent.find((e) => e.reason === 'PoolGrown')!;
+    await until(async () => (await w.dm.poolStatus(ctx, POOL)).totalDataBlocks === 1536, 'the pool at 96 MiB');
+    assert.equal((await stat(join(w.dir, 'pool', 'data.img'))).size, 96 * MiB);
+    await until(() => w.kn.events.recent.some((e) => e.reason === 'PoolGrown'), 'the PoolGrown Event');
+    const ev = w.kn.events.recent.find((e) => e.reason === 'PoolGrown')!;
     assert.equal(ev.name, 'n1');
     assert.match(ev.message, /grew from 67108864 to 100663296 bytes \(requested\)/);
-    await until(() => (d.object(THINPOOLS, 'n1') as unknown as ThinPoolCr).status?.dataTotalBytes === 96 * MiB, 'the ThinPool status at the new size');
+    await until(() => (w.d.object(THINPOOLS, 'n1') as unknown as ThinPoolCr).status?.dataTotalBytes === 96 * MiB, 'the ThinPool status at the new size');
   });
 
   it('a value that is not a size is refused with an Event, and nothing changes', async () => {
     annotate('huge');
-    await until(() => kn.events.recent.some((e) => e.reason === 'PoolGrowthRefused' && e.message.includes('"huge" is not a size')), 'the refusal');
-    assert.equal((await dm.poolStatus(ctx, POOL)).totalDataBlocks, 1536);
+    await until(() => w.kn.events.recent.some((e) => e.reason === 'PoolGrowthRefused' && e.message.includes('"huge" is not a size')), 'the refusal');
+    assert.equal((await w.dm.poolStatus(ctx, POOL)).totalDataBlocks, 1536);
   });
 });
