@@ -273,7 +273,7 @@ export class IoctlDeviceMapper implements DeviceMapper {
 
   waitEvent(ctx: OpContext, name: string, eventNr: number): Promise<number> {
     checkName(name);
-    return waitEvent(ctx, this.#control, name, eventNr);
+    return waitEvent(ctx, this.#control.path, name, eventNr);
   }
 
   thinIds(ctx: OpContext, pool: string, metadataDev?: string): Promise<ThinIds> {
