@@ -43,7 +43,9 @@ async function writeChunks(dev: string, fromChunk: number, chunks: number, diges
   }
 }
 
+/** The digest of the first `chunks` MiB as the device holds them (its page cache dropped first). */
 function readDigest(dev: string, chunks: number): string {
+  sh('blockdev', ['--flushbufs', dev]);
   const fd = openSync(dev, 'r');
   const h = createHash('sha256');
   const buf = Buffer.alloc(CHUNK);
