@@ -231,9 +231,9 @@ export class PoolGrower {
     if (o.kind === 'refused') {
       if (this.lastRefusal === o.message) return o;
       this.lastRefusal = o.message;
-      this.deps.log.warn('pool growth refused', { ...labels, message: o.message });
+      this.deps.log.warn('pool growth refused', { ...labels, why: o.message });
     } else if (o.kind === 'failed') {
-      this.deps.log.error('pool growth failed', { ...labels, message: o.message });
+      this.deps.log.error('pool growth failed', { ...labels, why: o.message });
     } else {
       this.lastRefusal = undefined;
       this.deps.log.info('pool grown', { ...labels, fromBytes: o.fromBytes, toBytes: o.toBytes });
