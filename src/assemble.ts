@@ -7,6 +7,7 @@ import type { Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Devices } from './pool/devices.ts';
 import { backingShortfall, realBackingFs, type BackingFs } from './pool/backing.ts';
+import { backingOf, type GrowthSettings, PoolGrower } from './pool/grow.ts';
 import { ensurePool, loopFiles, type PoolSource } from './pool/provision.ts';
 import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import type { OpContext } from './system/context.ts';
@@ -40,6 +41,8 @@ export interface NodeSettings {
   stateDir: string;
   /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
   nodePathRoots: readonly string[];
+  /** `--pool-grow-max`: automatic growth of a file pool, up to this size. */
+  growth?: GrowthSettings;
 }
 
 /** The Identity capabilities beside the Node service: a mode that serves a Controller says so. */
@@ -56,6 +59,8 @@ export interface NodeParts {
   metrics: Metrics;
   identity: IdentityService;
   node: NodeService;
+  /** Grows the pool online; absent for an adopted pool (the driver knows none of its devices). */
+  grower?: PoolGrower;
 }
 
 /**
@@ -66,20 +71,32 @@ export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSys
   const metrics = sys.metrics ?? new Metrics();
   const backing = sys.backing ?? (s.pool.kind === 'loop' ? realBackingFs : undefined);
   const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, ...(backing ? { backing } : {}) }, s.pool);
+  const grower = await poolGrower(ctx, s, sys, metrics);
+  // A growth a crash cut short (file grown, table not) is finished before the pool is read, and
+  // a file pool takes a larger --loop-data-size (an adopted pool's file is not touched before).
+  if (s.pool.kind === 'loop') grower?.request(s.pool.dataBytes);
+  await grower?.converge(ctx);
   const files = s.pool.kind === 'loop' ? loopFiles(s.pool.dir) : undefined;
   const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}), ...(backing ? { backing } : {}), ...(files ? { backingFiles: files } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: s.pool.name, overprovisionRatio: s.overprovisionRatio }, adopted);
+  grower?.attached((fn) => pool.serialised(fn), (c) => pool.health(c));
   const short = backingShortfall(pool.backing);
   if (short) sys.log.warn('the node\'s filesystem cannot hold the configured file pool', { pool: pool.name, detail: short });
   const devices = new Devices(pool);
   return {
-    store, pool, devices, metrics,
+    store, pool, devices, metrics, ...(grower ? { grower } : {}),
     identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false),
     node: new NodeService(
       { devices, mounter: sys.mounter, defaultFs: s.defaultFs, targets: nodeTargets(s.stateDir), pathRoots: s.nodePathRoots },
       { nodeId: s.nodeId, topologyKey: TOPOLOGY_KEY },
     ),
   };
+}
+
+async function poolGrower(ctx: OpContext, s: NodeSettings, sys: NodeSystem, metrics: Metrics): Promise<PoolGrower | undefined> {
+  const backing = await backingOf(ctx, sys.loops, s.pool);
+  if (!backing) return undefined;
+  return new PoolGrower({ dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, metrics }, s.pool.name, backing, s.growth ?? {});
 }
 
 /** /healthz's answer where the Identity's Probe says whether the node can serve. */

@@ -65,7 +65,7 @@ export interface Running {
   /** /metrics (when configured) and the devices gauge; its stop ends both. */
   http: MetricsEndpoint;
   driver: Driver;
-  /** Stops the periodic pool checks and waits for one in progress; never rejects. */
+  /** Stops the periodic pool checks and the pool's growth loop, and waits for a check in progress; never rejects. */
   stopChecks(): Promise<void>;
 }
 
@@ -100,8 +100,9 @@ export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger
   // RPC holds meanwhile is skipped, as in the agent's passes.
   const stopChecks = periodically(() => driver.checkPool(background, (id, fn) => locks.tryRun(id, fn))
     .then(() => undefined, (err: unknown) => { log.error('pool check failed', { pool: driver.pool.name, error: errorMessage(err) }); }), opts.poolCheckMs ?? POOL_CHECK_MS);
+  driver.grower?.start();
   const http = await serveMetrics({
     address: cfg.metricsAddress, metrics: driver.metrics, log, healthy: probeHealthy(driver.identity), devices: driver.store,
   });
-  return { grpc: server, http, driver, stopChecks };
+  return { grpc: server, http, driver, stopChecks: async () => { await Promise.all([stopChecks(), driver.grower?.stop()]); } };
 }

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { isAbsolute, join, normalize } from 'node:path';
 import type { FsType } from '../mount/types.ts';
 import { SUPPORTED_FS } from '../mount/types.ts';
+import type { GrowthSettings } from '../pool/grow.ts';
 import type { PoolSource } from '../pool/provision.ts';
 import { parseCommandLine, parseRatio, parseSize, UsageError } from './flags.ts';
 
@@ -20,6 +21,8 @@ export interface DriverConfig {
   mountInterface?: MountInterface;
   /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
   nodePathRoots: string[];
+  /** `--pool-grow-max`: a file pool grows by itself on its low-water event up to this size. */
+  growth?: GrowthSettings;
 }
 
 export type DmInterface = 'ioctl' | 'dmsetup';
@@ -45,6 +48,7 @@ export const FLAG_SPEC = {
   'dm-interface': { type: 'string' },
   'mount-interface': { type: 'string' },
   'node-path-root': { type: 'string', multiple: true },
+  'pool-grow-max': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -71,7 +75,9 @@ export const USAGE = `Flags (environment variable in brackets):
                                mount(2) in process, or one mount/umount run per call (for a platform
                                where the FFI cannot load) [DMTHIN_MOUNT_INTERFACE] (default syscall)
   --node-path-root DIR         repeatable: the node service mounts only at staging and target paths
-                               under one of these (the kubelet's directory); default anywhere`;
+                               under one of these (the kubelet's directory); default anywhere
+  --pool-grow-max SIZE         file pool: grow the data file by itself when the pool runs low, up to
+                               SIZE, while its filesystem has room (default: no automatic growth)`;
 
 type Values = {
   [K in keyof typeof FLAG_SPEC]?: (typeof FLAG_SPEC)[K] extends { multiple: true } ? string[] : (typeof FLAG_SPEC)[K]['type'] extends 'boolean' ? boolean : string
@@ -130,6 +136,7 @@ export function buildConfig(v: Values, env: NodeJS.ProcessEnv = process.env): Dr
     dmInterface,
     mountInterface,
     nodePathRoots: nodePathRoots(v['node-path-root'] ?? []),
+    ...(v['pool-grow-max'] ? { growth: { maxDataBytes: parseSize(v['pool-grow-max'], '--pool-grow-max') } } : {}),
   };
 }
 

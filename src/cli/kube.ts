@@ -71,7 +71,7 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   const starting = startKubeNode(background, {
     kc: kubeConfig(), node: cfg.nodeId, dm, mounter: realMounter(cfg.mountInterface), loops: new LosetupLoopDevices(), log, metrics,
     pool: cfg.pool, overprovisionRatio: cfg.overprovisionRatio, defaultFs: cfg.defaultFs,
-    stateDir: cfg.stateDir, nodePathRoots: cfg.nodePathRoots,
+    stateDir: cfg.stateDir, nodePathRoots: cfg.nodePathRoots, ...(cfg.growth ? { growth: cfg.growth } : {}),
   });
   loadCsi(); // builds the CSI codecs while the start's commands run, not after them
   const kn = await starting;

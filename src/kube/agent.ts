@@ -15,7 +15,7 @@ import type { EventRecorder } from './events.ts';
 import { toRecord } from './map.ts';
 import { WorkQueue } from './queue.ts';
 import { GroupWork, groupActionFor } from './group-agent.ts';
-import type { DeviceCr, ThinGroupSnapshot } from './types.ts';
+import type { DeviceCr, ThinGroupSnapshot, ThinPoolCr } from './types.ts';
 import { dmNameOf, FINALIZER, FORCE_CLEANUP_ANNOTATION, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, REMOVE_ORPHANS_ANNOTATION, RETRY_ANNOTATION, VERSION } from './types.ts';
 import { apiMessage, isNotFound, MERGE_PATCH } from './api.ts';
 import { CrWatch } from './watch.ts';
@@ -47,6 +47,8 @@ export interface AgentOptions {
    * id keeps them from interleaving on it.
    */
   locks?: KeyedMutex;
+  /** Sees the ThinPool at each reconcile (its annotations ask for a growth). */
+  onPool?: (cr: ThinPoolCr) => void;
 }
 
 const RECONCILE = 'reconcile';
@@ -107,6 +109,9 @@ export class NodeAgent {
     this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
     this.timer.unref();
   }
+
+  /** The pool changed under the agent (it grew): its ThinPool status is written again soon. */
+  poolChanged(): void { this.queue.add(RECONCILE); }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
@@ -263,6 +268,7 @@ export class NodeAgent {
       this.o.events.warning(cr ? involved(cr) : { kind: KIND.volume, name: f.id }, 'DeviceFaulty', `${f.error}; set annotation ${RETRY_ANNOTATION} to retry after fixing the cause`);
     }
     await this.handleOrphans(ctx, report);
+    if (this.o.onPool) this.o.onPool(await this.store.readPool());
     await this.writePoolStatus(ctx, report, crs.length);
     for (const c of crs) this.queueIfWork(c);
     for (const g of await this.store.listGroupCrs()) this.queueIfGroupWork(g);

@@ -4,6 +4,7 @@ import type { OpContext } from '../system/context.ts';
 import { NodeAgent, type AgentOptions } from './agent.ts';
 import { CrdStore } from './crd-store.ts';
 import { EventRecorder } from './events.ts';
+import { wireGrowth } from './pool-growth.ts';
 
 export interface KubeNodeParts extends Omit<NodeSystem, 'clock'>, Omit<NodeSettings, 'nodeId'> {
   kc: KubeConfig;
@@ -30,10 +31,15 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
   await store.readPool(); // the ThinPool exists from the first moment, so kubectl shows the node
   const parts = await assembleNode(ctx, { ...p, nodeId: p.node }, p, store, { controller: false });
   const events = new EventRecorder(p.kc.makeApiClient(CoreV1Api), 'dmthin-csi-node', p.node, p.log);
-  const agent = new NodeAgent({ kc: p.kc, api, node: p.node, store, devices: parts.devices, events, log: p.log, ...p.agent });
+  const { grower } = parts;
+  const changed = { poolChanged: () => {} }; // the agent's, once it exists
+  const onPool = grower ? wireGrowth(grower, events, p.node, () => changed.poolChanged()) : undefined;
+  const agent = new NodeAgent({ kc: p.kc, api, node: p.node, store, devices: parts.devices, events, log: p.log, ...p.agent, ...(onPool ? { onPool } : {}) });
+  changed.poolChanged = () => agent.poolChanged();
   await agent.start();
+  grower?.start();
   return {
     ...parts, store, agent, events,
-    stop: async () => { await agent.stop(); await parts.pool.settled(); },
+    stop: async () => { await Promise.all([agent.stop(), grower?.stop()]); await parts.pool.settled(); },
   };
 }

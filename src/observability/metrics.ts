@@ -41,6 +41,10 @@ export class Metrics {
     name: `${P}pool_condition`, help: '1 when the pool is in the named condition',
     labelNames: ['pool', 'condition'] as const, registers: [this.registry],
   });
+  readonly poolGrowths = new Counter({
+    name: `${P}pool_growths_total`, help: 'Pool growth attempts by outcome (grown, refused, failed) and reason (requested, low_water, device_grew; ceiling, no_room, not_file)',
+    labelNames: ['pool', 'outcome', 'reason'] as const, registers: [this.registry],
+  });
   readonly devices = new Gauge({
     name: `${P}devices`, help: 'Thin devices by kind and state', labelNames: ['kind', 'state'] as const,
     registers: [this.registry],

@@ -38,6 +38,7 @@ interface Libc {
   mount: KoffiFn;
   umount2: KoffiFn;
   fallocate: KoffiFn;
+  poll: KoffiFn;
   errno: () => number;
   names: Map<number, string>;
 }
@@ -58,6 +59,7 @@ async function loadLibc(): Promise<Libc> {
     umount2: lib.func('int umount2(const char *target, int flags)') as unknown as KoffiFn,
     // off_t is 64-bit on the 64-bit targets the driver runs on.
     fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as unknown as KoffiFn,
+    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as unknown as KoffiFn,
     errno: () => koffi.errno() as number,
     names,
   };
@@ -145,6 +147,18 @@ export function umount2Async(ctx: OpContext, target: string, flags: number, what
  */
 export function fallocateAsync(ctx: OpContext, fd: number, offset: number, length: number, what: string, maxMs: number): Promise<void> {
   return bounded(ctx, what, maxMs, [], (c, done) => c.fallocate.async(fd, 0, offset, length, done));
+}
+
+/**
+ * poll(2) of one descriptor for `events` on a worker thread, for at most `timeoutMs` (the call
+ * returns by itself then, so no worker is held longer): true when the descriptor is ready.
+ */
+export async function pollAsync(ctx: OpContext, fd: number, events: number, timeoutMs: number, what: string): Promise<boolean> {
+  const fds = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
+  fds.writeInt32LE(fd, 0);
+  fds.writeInt16LE(events, 4);
+  await bounded(ctx, what, timeoutMs + 5_000, [fds], (c, done) => c.poll.async(fds, 1, timeoutMs, done));
+  return (fds.readInt16LE(6) & events) !== 0;
 }
 
 /** mknod(2) of a block device node. */

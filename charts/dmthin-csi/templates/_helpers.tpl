@@ -84,4 +84,5 @@ capabilities:
 {{- with .blockSize }} --block-size={{ . }}{{ end }}
 {{- with .defaultFs }} --default-fs={{ . }}{{ end }}
 {{- with .overprovisionRatio }} --overprovision-ratio={{ . }}{{ end }}
+{{- with .growMax }} --pool-grow-max={{ . }}{{ end }}
 {{- end -}}

@@ -1,5 +1,6 @@
 import type { OpContext } from '../../../src/system/context.ts';
 import { type DmCall, type DmFault, FaultPlan } from './fake-faults.ts';
+import { FakeEvents } from './fake-events.ts';
 import { FakePoolMetadata, KernelError, type PoolMode } from './fake-pool.ts';
 import {
   dmsetupFailure, FAKE_DM_MAJOR, type FakeDevice, type FakeTable, ioctlFailure, loadTable, renderStatus, type TableResolver,
@@ -39,6 +40,7 @@ export class FakeDeviceMapper implements DeviceMapper {
   readonly #metadataBlocks: number;
   readonly #targets: string[];
   readonly #resolver: TableResolver;
+  readonly #events = new FakeEvents();
 
   constructor(opts: FakeDeviceMapperOptions = {}) {
     this.#metadataBlocks = opts.metadataBlocks ?? 16384;
@@ -152,7 +154,7 @@ export class FakeDeviceMapper implements DeviceMapper {
       }
       this.#devices.set(name, {
         name, minor, uuid: opts.uuid ?? '', readOnly: opts.readOnly ?? false,
-        live: loaded, inactive: undefined, suspended: false, open: 0, deferredRemove: false,
+        live: loaded, inactive: undefined, suspended: false, open: 0, events: 0, deferredRemove: false,
       });
     });
   }
@@ -176,6 +178,7 @@ export class FakeDeviceMapper implements DeviceMapper {
         throw new KernelError('EINVAL', `${name} has no table to resume`);
       }
       dev.suspended = false;
+      this.#events.resumed(dev);
     });
   }
 
@@ -252,7 +255,7 @@ export class FakeDeviceMapper implements DeviceMapper {
     return {
       name: dev.name, major: FAKE_DM_MAJOR, minor: dev.minor, live: dev.live !== undefined,
       inactiveTable: dev.inactive !== undefined, suspended: dev.suspended, readOnly: dev.readOnly,
-      openCount: this.#openCount(dev), uuid: dev.uuid, segments: dev.live ? 1 : 0, events: 0,
+      openCount: this.#openCount(dev), uuid: dev.uuid, segments: dev.live ? 1 : 0, events: dev.events,
     };
   }
 
@@ -297,6 +300,13 @@ export class FakeDeviceMapper implements DeviceMapper {
 
   devicePath(name: string): string {
     return `${MAPPER}${name}`;
+  }
+
+  waitEvent(ctx: OpContext, name: string, eventNr: number): Promise<number> {
+    this.ops.push({ op: 'waitEvent', args: [name, String(eventNr)] });
+    const fault = this.#faults.take('waitEvent', [name, String(eventNr)]);
+    if (fault) return Promise.reject(fault.error);
+    return this.#events.wait(ctx, name, () => this.#devices.get(name)?.events, eventNr);
   }
 
   /** thin_ls on a metadata snapshot: the ids at that moment, or unavailable while one is held. */
@@ -344,11 +354,14 @@ export class FakeDeviceMapper implements DeviceMapper {
     if (!pt) throw new Error(`write: the pool of ${name} is gone`);
     if (t.thin.pool.suspended) throw new Error(`write: the pool of ${name} is suspended; the I/O would block`);
     const blockBytes = pt.blockSectors * SECTOR;
+    const modeBefore = pt.meta.mode;
     try {
       pt.meta.write(t.thin.id, Math.floor(offset / blockBytes), Math.floor((offset + bytes - 1) / blockBytes), pt.features.includes('read_only'));
     } catch (err) {
       if (!(err instanceof KernelError)) throw err;
       throw new DmError(err.errno === 'ENOSPC' ? 'no_space' : 'unknown', `write ${name}: ${err.message}`, { errno: err.errno });
+    } finally {
+      this.#events.wrote(t.thin.pool, modeBefore);
     }
     if (fault) throw fault.error;
   }
