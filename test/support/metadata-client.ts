@@ -16,6 +16,8 @@ export interface StreamOptions {
   cancelAfter?: number;
   /** Waits this long before reading each response: a slow reader. */
   readDelayMs?: number;
+  /** Called with the count so far as each response arrives. */
+  onResponse?: (count: number) => void;
 }
 
 /** What a stream delivered, and how it ended: the error's code name, or 'OK'. */
@@ -49,6 +51,7 @@ export class MetadataClient {
       const done = (code: string, details: string) => { if (!settled) { settled = true; resolve({ responses, code, details }); } };
       call.on('data', (res: MetadataResponse) => {
         responses.push(res);
+        opts.onResponse?.(responses.length);
         if (opts.cancelAfter !== undefined && responses.length >= opts.cancelAfter) call.cancel();
         if (opts.readDelayMs) { call.pause(); setTimeout(() => call.resume(), opts.readDelayMs); }
       });
