@@ -322,7 +322,9 @@ export class ThinPool {
    * record says while a metadata snapshot is ours, so one a crash left held is released here.
    */
   async metadataView(ctx: OpContext): Promise<{ ids: Set<number>; records: DeviceRecord[] } | { unavailable: string }> {
-    return this.messages.run(() => metadataSnapExclusive(this.name, async () => {
+    // The metadata snapshot's turn first: waiting for a backup's stream while holding the
+    // messages would stall every create and delete behind that stream.
+    return metadataSnapExclusive(this.name, () => this.messages.run(async () => {
       const { store, dm } = this.deps;
       let leftByCrash = false;
       const held = (on: boolean) => store.updatePool((p) => {

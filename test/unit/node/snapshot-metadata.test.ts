@@ -180,4 +180,23 @@ describe('SnapshotMetadata over the pool', () => {
     assert.notEqual((await held()).kernel, undefined, 'someone else\'s hold is left alone');
     assert.equal((await held()).record, false);
   });
+
+  it('a stream holding the metadata snapshot stalls no create or snapshot, even with a pool check queued behind it', async () => {
+    for (let b = 0; b < 10; b += 2) write(vol, b);
+    const s1 = await snap('s1');
+    let unblock!: () => void;
+    const blocked = new Promise<void>((r) => { unblock = r; });
+    let first = true;
+    const stream = fd.driver.snapshotMetadata.GetMetadataAllocated(ctx, allocReq(s1, 0, 1), async () => { if (first) { first = false; await blocked; } });
+    await sleep(20);
+    assert.notEqual((await held()).kernel, undefined, 'the stream is in the middle of its read');
+    const check = fd.driver.checkPool(ctx);
+    await sleep(20);
+    // It would wait for the stream if the check held the pool's messages meanwhile.
+    const s2 = snap('s2');
+    assert.notEqual(await Promise.race([s2, sleep(2000).then(() => 'stalled')]), 'stalled');
+    unblock();
+    await stream;
+    assert.equal((await check).metadata, 'checked');
+  });
 });
