@@ -101,6 +101,8 @@ describe('thin-provisioning-tools 0.9.0 output, on metadata made by thin_restore
     await assert.rejects(collect(tools.delta(background, src, 1, 9), (x) => x), (e) => isDmError(e, 'no_data'));
     await assert.rejects(collect(tools.mappings(background, src, 1), (x) => x), (e) => isDmError(e, 'no_data'));
     await assert.rejects(collect(runLines(background, 'thin_delta', ['--snap1', '1', '--snap2', '9', meta]), (x) => x), /Unable to find mapping tree/);
+    const missing = new ThinTools({ dump: '/nonexistent/thin_dump', delta: '/nonexistent/thin_delta' });
+    await assert.rejects(collect(missing.mappings(background, src, 1), (x) => x), (e) => isDmError(e, 'unsupported') && /install thin-provisioning-tools/.test(e.message));
   });
 
   it('parses both elements of a dump and refuses a delta line it does not know', () => {
