@@ -15,7 +15,7 @@ const ENDPOINT = 'unix:///run/dmthin-bench-smd/csi.sock';
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const BLOCK = 64 * 1024;
-const REPS = Number(process.env.SMD_REPS ?? 5);
+const REPS = Number(process.env.SMD_REPS ?? 3);
 const OUT = process.argv[2] ?? join(ROOT, 'bench/out/snapshot-metadata.md');
 
 interface Scenario { sizeGiB: number; mappedMiB: number; extraSnapshots: number }
