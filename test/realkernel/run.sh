@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/node_modules/.bin:$PATH"
-suites=(${REALKERNEL_SUITES:-test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/kube-crash.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/dm-deadline.test.ts test/realkernel/mount-syscall.test.ts test/realkernel/hostile.test.ts test/realkernel/group.test.ts test/realkernel/image.test.ts test/realkernel/realkube.test.ts})
+suites=(${REALKERNEL_SUITES:-test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/kube-crash.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/dm-deadline.test.ts test/realkernel/mount-syscall.test.ts test/realkernel/hostile.test.ts test/realkernel/group.test.ts test/realkernel/snapshot-metadata.test.ts test/realkernel/image.test.ts test/realkernel/realkube.test.ts})
 node scripts/bundle.mjs "${suites[@]}"
 # image.test.ts runs the image's exported root filesystem (cached: rebuilt and re-exported only on change).
 if [[ " ${suites[*]} " == *" test/realkernel/image.test.ts "* ]]; then bash scripts/build-image.sh --export .cache/image/rootfs; fi
