@@ -1,13 +1,17 @@
 import { IdentityService } from './csi/identity.ts';
+import type { SnapshotMetadataRpcs } from './csi/stream-rpcs.ts';
+import type { ThinMetadataReader } from './devmapper/thin-tools.ts';
 import type { DeviceMapper } from './devmapper/types.ts';
 import type { FsType, LoopDevices, Mounter } from './mount/types.ts';
 import { NodeService } from './node/service.ts';
+import { createSnapshotMetadata } from './node/snapshot-metadata.ts';
 import { nodeTargets } from './node/targets.ts';
 import type { Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Devices } from './pool/devices.ts';
 import { backingShortfall, realBackingFs, type BackingFs } from './pool/backing.ts';
 import { backingOf, type GrowthSettings, PoolGrower } from './pool/grow.ts';
+import { PoolMetadata } from './pool/metadata-snap.ts';
 import { ensurePool, loopFiles, type PoolSource } from './pool/provision.ts';
 import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import type { OpContext } from './system/context.ts';
@@ -28,6 +32,8 @@ export interface NodeSystem {
    * pool of loop files (--loop-*), none for a pool on devices.
    */
   backing?: BackingFs;
+  /** Reads block maps from the pool's metadata; default thin-provisioning-tools (ThinTools). */
+  metadataReader?: ThinMetadataReader;
 }
 
 /** What both modes configure alike for the node's pool and its CSI Node service. */
@@ -49,6 +55,8 @@ export interface NodeSettings {
 export interface Offers {
   controller: boolean;
   groupController?: boolean;
+  /** This socket serves the SnapshotMetadata service (standalone; in Kubernetes the controller forwards it). */
+  snapshotMetadata?: boolean;
 }
 
 export interface NodeParts {
@@ -61,6 +69,10 @@ export interface NodeParts {
   node: NodeService;
   /** Grows the pool online; absent for an adopted pool (the driver knows none of its devices). */
   grower?: PoolGrower;
+  /** The pool's block maps, read from its metadata snapshot. */
+  metadata: PoolMetadata;
+  /** Changed-block tracking over this node's pool: whoever serves it (CSI socket, node agent) serves this. */
+  snapshotMetadata: SnapshotMetadataRpcs;
 }
 
 /**
@@ -83,9 +95,12 @@ export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSys
   const short = backingShortfall(pool.backing);
   if (short) sys.log.warn('the node\'s filesystem cannot hold the configured file pool', { pool: pool.name, detail: short });
   const devices = new Devices(pool);
+  const metadata = new PoolMetadata(pool, sys.metadataReader);
+  await metadata.releaseStale(ctx);
   return {
-    store, pool, devices, metrics, ...(grower ? { grower } : {}),
-    identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false),
+    store, pool, devices, metrics, metadata, ...(grower ? { grower } : {}),
+    snapshotMetadata: createSnapshotMetadata({ store, metadata }),
+    identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false, offers.snapshotMetadata ?? false),
     node: new NodeService(
       { devices, mounter: sys.mounter, defaultFs: s.defaultFs, targets: nodeTargets(s.stateDir), pathRoots: s.nodePathRoots },
       { nodeId: s.nodeId, topologyKey: TOPOLOGY_KEY },

@@ -7,6 +7,7 @@ import { background, type OpContext } from '../system/context.ts';
 import { sleep } from '../system/delay.ts';
 import { Mutex } from '../system/lock.ts';
 import type { DeviceRecord, StateStore } from '../state/types.ts';
+import { metadataSnapExclusive } from './metadata-snap.ts';
 import { readBacking, type BackingFiles, type BackingFs, type BackingReading } from './backing.ts';
 import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, freezeRefusal, metadataLow, metadataRefusal, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
 
@@ -358,7 +359,9 @@ export class ThinPool {
    * record says while a metadata snapshot is ours, so one a crash left held is released here.
    */
   async metadataView(ctx: OpContext): Promise<{ ids: Set<number>; records: DeviceRecord[] } | { unavailable: string }> {
-    return this.messages.run(async () => {
+    // The metadata snapshot's turn first: waiting for a backup's stream while holding the
+    // messages would stall every create and delete behind that stream.
+    return metadataSnapExclusive(this.name, () => this.messages.run(async () => {
       const { store, dm } = this.deps;
       let leftByCrash = false;
       const held = (on: boolean) => store.updatePool((p) => {
@@ -378,7 +381,7 @@ export class ThinPool {
       }
       if ('unavailable' in got) return got;
       return { ids: new Set(got.ids), records: await store.listDevices() };
-    });
+    }));
   }
 
   send(ctx: OpContext, msg: string): Promise<void> {
