@@ -7,19 +7,24 @@ import { byId, type DeviceRecord, type PoolRecord } from '../state/types.ts';
 import { withTimeout, background } from '../system/context.ts';
 import { run } from '../system/exec.ts';
 import type { RunResult } from '../system/exec.ts';
-import { parseCommandLine, UsageError } from './flags.ts';
+import { UsageError } from './flags.ts';
+import { type FlagDef, flagLines, Options } from './options.ts';
 
 /** Runs one system command; injected so tests need no dmsetup. */
 export type Runner = (command: string, args: readonly string[]) => Promise<RunResult>;
 
 export const systemRunner: Runner = (command, args) => run(withTimeout(background, 15_000), command, args, { maxMs: 15_000 });
 
-export const STATUS_USAGE = `Usage: dmthin-csi status [--state-dir DIR] [--pool-name NAME] [--source file|kube] [--node NAME]
-  Prints the thin pool (dmsetup status) and this node's volumes and snapshots, read-only, from
-  --source file: the standalone store under DIR/store (default /var/lib/dmthin-csi, or
-                 DMTHIN_STATE_DIR), read directly, so it works while the driver holds its lock;
-  --source kube: the ThinVolume/ThinSnapshot resources of node --node (default NODE_NAME).
-  The default is kube inside a Kubernetes pod with NODE_NAME set (the node plugin), else file.`;
+const STATUS_FLAGS: readonly FlagDef[] = [
+  { name: 'state-dir', arg: 'DIR', help: ['the standalone store is DIR/store'], env: 'DMTHIN_STATE_DIR', default: '/var/lib/dmthin-csi' },
+  { name: 'pool-name', arg: 'NAME', help: ['dm name of the thin pool'], defaultText: 'the name in the records, else dmthin-pool' },
+  { name: 'source', arg: 'file|kube', help: ['file: the store, read directly (works while the driver holds its lock);', 'kube: the ThinVolume/ThinSnapshot resources of node --node'], defaultText: 'kube in a pod with NODE_NAME set, else file' },
+  { name: 'node', arg: 'NAME', help: ['the node whose resources --source kube reads'], env: 'NODE_NAME' },
+];
+
+export const STATUS_USAGE = `Usage: dmthin-csi status [flags]
+  Prints the thin pool (dmsetup status) and this node's volumes and snapshots, read-only.
+${flagLines(STATUS_FLAGS)}`;
 
 export interface PoolView {
   name: string;
@@ -174,23 +179,21 @@ export function formatStatus(r: StatusReport): string {
 }
 
 export async function runStatus(argv: string[], runner: Runner = systemRunner, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const values = parseCommandLine(argv, {
-    'state-dir': { type: 'string' }, 'pool-name': { type: 'string' }, source: { type: 'string' }, node: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, STATUS_USAGE);
-  if (values.help) {
+  const o = Options.parse(argv, STATUS_FLAGS, STATUS_USAGE, env);
+  if (o.help) {
     process.stdout.write(`${STATUS_USAGE}\n`);
     return 0;
   }
   const inPod = Boolean(env.KUBERNETES_SERVICE_HOST && env.NODE_NAME);
-  const source = values.source ?? (inPod ? 'kube' : 'file');
+  const source = o.string('source') ?? (inPod ? 'kube' : 'file');
   if (source !== 'file' && source !== 'kube') throw new UsageError(`--source must be file or kube\n${STATUS_USAGE}`);
-  const node = values.node ?? env.NODE_NAME;
+  const node = o.string('node');
   if (source === 'kube' && !node) throw new UsageError(`--source kube needs --node or NODE_NAME\n${STATUS_USAGE}`);
-  const stateDir = values['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
+  const stateDir = o.string('state-dir')!;
+  const poolName = o.string('pool-name');
   const report = source === 'kube'
-    ? { ...await collectStatus(runner, stateDir, values['pool-name'], async () => (await import('./status-kube.ts')).readKube(node!, values['pool-name'])), source: `the custom resources of node ${node}` }
-    : await collectStatus(runner, stateDir, values['pool-name']);
+    ? { ...await collectStatus(runner, stateDir, poolName, async () => (await import('./status-kube.ts')).readKube(node!, poolName)), source: `the custom resources of node ${node}` }
+    : await collectStatus(runner, stateDir, poolName);
   process.stdout.write(formatStatus(report));
   return report.pool.status && report.pool.status.mode !== 'fail' ? 0 : 1;
 }
