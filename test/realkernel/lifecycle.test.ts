@@ -254,7 +254,7 @@ describe('standalone driver on a real dm-thin pool', { timeout: 1_800_000 }, () 
 
   it('shows the pool and volumes in /metrics, status and doctor', async () => {
     const text = await (await fetch(`http://${METRICS}/metrics`)).text();
-    const total = /dmthin_csi_pool_bytes\{pool="[^"]+",kind="data",usage="total"\} (\d+)/.exec(text);
+    const total = /dmthin_csi_pool_data_size_bytes\{pool="[^"]+"\} (\d+)/.exec(text);
     assert.ok(total && Number(total[1]) > 10 * GiB, 'pool data size exported');
     assert.match(text, /dmthin_csi_rpc_duration_seconds_count\{method="CreateVolume",code="OK"\} [1-9]/);
     assert.match(text, /dmthin_csi_snapshot_suspend_seconds_count [1-9]/);
