@@ -7,6 +7,7 @@ import { byId, type DeviceRecord, type PoolRecord } from '../state/types.ts';
 import { withTimeout, background } from '../system/context.ts';
 import { run } from '../system/exec.ts';
 import type { RunResult } from '../system/exec.ts';
+import { formatBytes } from '../kube/quantity.ts';
 import { UsageError } from './flags.ts';
 import { type FlagDef, flagLines, Options } from './options.ts';
 
@@ -45,6 +46,8 @@ export interface StatusReport {
   /** Where the records came from when not the file store. */
   source?: string;
 }
+
+export { formatBytes };
 
 export const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 
@@ -117,19 +120,6 @@ export async function collectStatus(runner: Runner, stateDir: string, poolName?:
   const store = source ? await source() : await readStore(stateDir);
   const pool = await readPool(runner, poolName ?? store.pool?.name ?? 'dmthin-pool');
   return { stateDir, pool, devices: store.devices, usedBytes: await readUsage(runner), problems: store.problems };
-}
-
-/** 1536 → "1.5Ki"; binary units as the driver's flags use them. */
-export function formatBytes(n: number): string {
-  const units = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  const text = i === 0 || Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1).replace(/\.?0+$/, '');
-  return `${text}${units[i]}`;
 }
 
 const pct = (used: number, total: number): string => (total > 0 ? `${((100 * used) / total).toFixed(1)}%` : '-');
