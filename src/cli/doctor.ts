@@ -3,7 +3,9 @@ import { parseTargets, parseThinPoolStatus } from '../devmapper/parse.ts';
 import { CommandError } from '../system/exec.ts';
 import { versionBelow } from '../system/version.ts';
 import { E2FSPROGS_PREZEROED } from '../mount/system.ts';
-import { type Runner, systemRunner } from './status.ts';
+import { dmMiscMinor, type Runner, systemRunner } from './status.ts';
+
+export { dmMiscMinor };
 import { type FlagDef, flagLines, Options } from './options.ts';
 
 const DOCTOR_FLAGS: readonly FlagDef[] = [
@@ -120,12 +122,6 @@ export async function checkTool(runner: Runner, tool: Tool): Promise<CheckResult
     return { level: 'warn', name: tool.command, detail: `${detail}: ${tool.wants.why}`, fix: `install ${tool.pkg} ${tool.wants.version} or later` };
   }
   return { level: 'ok', name: tool.command, detail };
-}
-
-/** The misc minor of device-mapper in /proc/misc ("236 device-mapper"); undefined: not in this kernel. */
-export function dmMiscMinor(procMisc: string): number | undefined {
-  const m = /^\s*(\d+)\s+device-mapper\s*$/m.exec(procMisc);
-  return m ? Number(m[1]) : undefined;
 }
 
 const MISC_MAJOR = 10;

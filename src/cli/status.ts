@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseMultiDevice, parseThinPoolStatus, parseThinPoolTable, parseThinStatus } from '../devmapper/parse.ts';
 import type { ThinPoolStatus } from '../devmapper/types.ts';
@@ -13,6 +13,24 @@ import { type FlagDef, flagLines, Options } from './options.ts';
 
 /** Runs one system command; injected so tests need no dmsetup. */
 export type Runner = (command: string, args: readonly string[]) => Promise<RunResult>;
+
+/** The misc minor of device-mapper in /proc/misc ("236 device-mapper"); undefined: not in this kernel. */
+export function dmMiscMinor(procMisc: string): number | undefined {
+  const m = /^\s*(\d+)\s+device-mapper\s*$/m.exec(procMisc);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * A runner that runs no dmsetup on a kernel without device-mapper: libdevmapper would make
+ * /dev/mapper/control on its first call, and a read-only command must leave the host as it was.
+ */
+export function withoutDmsetupUnlessDm(runner: Runner, procMisc: string | undefined): Runner {
+  if (procMisc === undefined || dmMiscMinor(procMisc) !== undefined) return runner;
+  return async (command, args) => {
+    if (command === 'dmsetup') throw new Error('device-mapper is not in this kernel (/proc/misc has no device-mapper)');
+    return runner(command, args);
+  };
+}
 
 export const systemRunner: Runner = (command, args) => run(withTimeout(background, 15_000), command, args, { maxMs: 15_000 });
 
@@ -48,6 +66,14 @@ export interface StatusReport {
 }
 
 export { formatBytes };
+
+function readProcMisc(): string | undefined {
+  try {
+    return readFileSync('/proc/misc', 'utf8');
+  } catch {
+    return undefined;
+  }
+}
 
 export const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 
@@ -168,8 +194,9 @@ export function formatStatus(r: StatusReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function runStatus(argv: string[], runner: Runner = systemRunner, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runStatus(argv: string[], runner: Runner = systemRunner, env: NodeJS.ProcessEnv = process.env, procMisc = readProcMisc()): Promise<number> {
   const o = Options.parse(argv, STATUS_FLAGS, STATUS_USAGE, env);
+  const run = withoutDmsetupUnlessDm(runner, procMisc);
   if (o.help) {
     process.stdout.write(`${STATUS_USAGE}\n`);
     return 0;
@@ -182,8 +209,8 @@ export async function runStatus(argv: string[], runner: Runner = systemRunner, e
   const stateDir = o.string('state-dir')!;
   const poolName = o.string('pool-name');
   const report = source === 'kube'
-    ? { ...await collectStatus(runner, stateDir, poolName, async () => (await import('./status-kube.ts')).readKube(node!, poolName)), source: `the custom resources of node ${node}` }
-    : await collectStatus(runner, stateDir, poolName);
+    ? { ...await collectStatus(run, stateDir, poolName, async () => (await import('./status-kube.ts')).readKube(node!, poolName)), source: `the custom resources of node ${node}` }
+    : await collectStatus(run, stateDir, poolName);
   process.stdout.write(formatStatus(report));
   return report.pool.status && report.pool.status.mode !== 'fail' ? 0 : 1;
 }

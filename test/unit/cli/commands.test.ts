@@ -1,6 +1,7 @@
 /** Each command's own help, the version, log levels, and the environment names with their deprecated forms. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { buildConfig, CONTROLLER_USAGE, controllerConfig, NODE_USAGE, parseFlags, USAGE } from '../../../src/cli/config.ts';
@@ -56,6 +57,14 @@ describe('help', () => {
     assert.equal(Number(shownDefault(USAGE, 'overprovision-ratio')), standalone.overprovisionRatio);
     assert.equal(shownDefault(USAGE, 'node-id'), 'the hostname');
     assert.equal(standalone.nodeId, hostname());
+  });
+});
+
+describe('npm start', () => {
+  it('runs the bundle with no command of its own, so `npm start -- doctor` runs doctor and `npm start` the standalone driver', () => {
+    const start = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    assert.match(start, / dist\/dmthin-csi\.mjs$/, 'npm appends the arguments after --');
+    assert.equal(cli(['doctor', '--help']).stdout, `${DOCTOR_USAGE}\n`);
   });
 });
 

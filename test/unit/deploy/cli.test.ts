@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { checkKernel, checkPool, checkTool, dmMiscMinor, type DoctorDeps, formatChecks, runChecks, systemDoctorDeps, TOOLS, versionIn } from '../../../src/cli/doctor.ts';
 import { versionBelow } from '../../../src/system/version.ts';
-import { collectStatus, formatBytes, formatStatus, type Runner } from '../../../src/cli/status.ts';
+import { collectStatus, formatBytes, formatStatus, type Runner, withoutDmsetupUnlessDm } from '../../../src/cli/status.ts';
 import { FileStore } from '../../../src/state/file.ts';
 import type { DeviceRecord } from '../../../src/state/types.ts';
 import { CommandError } from '../../../src/system/exec.ts';
@@ -218,4 +218,14 @@ test('`dmthin-csi help` lists status and doctor', async () => {
   const help = execFileSync(process.execPath, [main, 'help'], { encoding: 'utf8' });
   assert.match(help, /status {7}print the pool/);
   assert.match(help, /doctor {7}check this node/);
+});
+
+test('status: on a kernel without device-mapper it runs no dmsetup, and says why the pool is unavailable', async () => {
+  const runner = fakeRunner({ 'dmsetup status p': POOL_STATUS });
+  const report = await collectStatus(withoutDmsetupUnlessDm(runner, MISC_WITHOUT_DM), '/nonexistent', 'p');
+  assert.deepEqual(runner.calls, []);
+  assert.equal(formatStatus(report).split('\n')[0], 'Pool p: unavailable (device-mapper is not in this kernel (/proc/misc has no device-mapper))');
+  for (const misc of [MISC_WITH_DM, undefined]) {
+    assert.equal(withoutDmsetupUnlessDm(runner, misc), runner, 'with device-mapper (or no /proc to tell), dmsetup runs');
+  }
 });
