@@ -99,10 +99,10 @@ test('per-node pools: one ConfigMap entry per node, replacing the default', asyn
 });
 
 test('optional objects can be turned off', async () => {
-  const docs = await renderChart({ values: { storageClass: { create: false }, volumeSnapshotClass: { create: false }, metrics: { service: false } } });
+  const docs = await renderChart({ values: { storageClasses: [], volumeSnapshotClass: { create: false }, metrics: { service: false } } });
   const kinds = new Set(docs.map((d) => d.object.kind));
   for (const k of ['StorageClass', 'VolumeSnapshotClass', 'Service']) assert.ok(!kinds.has(k), k);
-  const def = await renderChart({ values: { storageClass: { isDefault: true } } });
+  const def = await renderChart({ values: { storageClasses: [{ name: 'dmthin', isDefault: true }] } });
   const sc = def.find((d) => d.object.kind === 'StorageClass')!.object as any;
   assert.deepEqual(sc.metadata.annotations, { 'storageclass.kubernetes.io/is-default-class': 'true' });
 });
