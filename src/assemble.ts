@@ -6,7 +6,8 @@ import { nodeTargets } from './node/targets.ts';
 import type { Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Devices } from './pool/devices.ts';
-import { ensurePool, type PoolSource } from './pool/provision.ts';
+import { backingShortfall, realBackingFs, type BackingFs } from './pool/backing.ts';
+import { ensurePool, loopFiles, type PoolSource } from './pool/provision.ts';
 import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import type { OpContext } from './system/context.ts';
 import type { StateStore } from './state/types.ts';
@@ -21,6 +22,11 @@ export interface NodeSystem {
   metrics?: Metrics;
   /** Milliseconds, for the pool's reading ages; default performance.now (tests turn it by hand). */
   clock?: () => number;
+  /**
+   * The filesystem under a file pool (capacity is bounded by it); default the real one for a
+   * pool of loop files (--loop-*), none for a pool on devices.
+   */
+  backing?: BackingFs;
 }
 
 /** What both modes configure alike for the node's pool and its CSI Node service. */
@@ -58,9 +64,13 @@ export interface NodeParts {
  */
 export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSystem, store: StateStore, offers: Offers): Promise<NodeParts> {
   const metrics = sys.metrics ?? new Metrics();
-  const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log }, s.pool);
-  const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}) };
+  const backing = sys.backing ?? (s.pool.kind === 'loop' ? realBackingFs : undefined);
+  const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, ...(backing ? { backing } : {}) }, s.pool);
+  const files = s.pool.kind === 'loop' ? loopFiles(s.pool.dir) : undefined;
+  const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}), ...(backing ? { backing } : {}), ...(files ? { backingFiles: files } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: s.pool.name, overprovisionRatio: s.overprovisionRatio }, adopted);
+  const short = backingShortfall(pool.backing);
+  if (short) sys.log.warn('the node\'s filesystem cannot hold the configured file pool', { pool: pool.name, detail: short });
   const devices = new Devices(pool);
   return {
     store, pool, devices, metrics,

@@ -4,6 +4,8 @@ import { CommandError } from '../system/exec.ts';
 import { versionBelow } from '../system/version.ts';
 import { E2FSPROGS_PREZEROED } from '../mount/system.ts';
 import { dmMiscMinor, type Runner, systemRunner } from './status.ts';
+import { realBackingFs, type BackingFs } from '../pool/backing.ts';
+import { checkBacking } from './doctor-backing.ts';
 
 export { dmMiscMinor };
 import { type FlagDef, flagLines, Options } from './options.ts';
@@ -36,6 +38,8 @@ export interface DoctorDeps {
   deviceNumber: (path: string) => { major: number; minor: number } | undefined;
   /** Where tools are looked for when they must not be run ($PATH). */
   path?: string;
+  /** The filesystem under a file pool; without it no backing check runs. */
+  backing?: BackingFs;
 }
 
 /** The real host's files, read only. */
@@ -61,6 +65,7 @@ export const systemDoctorDeps: DoctorDeps = {
     }
   },
   path: process.env.PATH,
+  backing: realBackingFs,
 };
 
 interface Tool {
@@ -239,9 +244,11 @@ export async function runChecks(deps: DoctorDeps, poolName?: string): Promise<Ch
     }
     results.push(await checkTool(deps.runner, tool));
   }
-  if (poolName) {
-    results.push(...dmUsable ? await checkPool(deps.runner, poolName)
-      : [{ level: 'fail' as const, name: `pool ${poolName}`, detail: 'not checked: device-mapper is not usable (see above)' }]);
+  if (poolName && !dmUsable) {
+    results.push({ level: 'fail', name: `pool ${poolName}`, detail: 'not checked: device-mapper is not usable (see above)' });
+  } else if (poolName) {
+    results.push(...await checkPool(deps.runner, poolName));
+    if (deps.backing) results.push(...await checkBacking(deps.runner, deps.backing, poolName));
   }
   return results;
 }

@@ -10,6 +10,8 @@ import type { RunResult } from '../system/exec.ts';
 import { formatBytes } from '../kube/quantity.ts';
 import { UsageError } from './flags.ts';
 import { type FlagDef, flagLines, Options } from './options.ts';
+import { backingShortfall, readBacking, realBackingFs, type BackingFs, type BackingReading } from '../pool/backing.ts';
+import { assessPool } from '../pool/health.ts';
 
 /** Runs one system command; injected so tests need no dmsetup. */
 export type Runner = (command: string, args: readonly string[]) => Promise<RunResult>;
@@ -49,6 +51,8 @@ export interface PoolView {
   name: string;
   status?: ThinPoolStatus;
   blockBytes?: number;
+  /** A file pool's data file and its filesystem. */
+  backing?: BackingReading;
   /** Why the pool could not be read. */
   error?: string;
 }
@@ -108,16 +112,19 @@ export async function readStore(stateDir: string): Promise<StoreView> {
   return { ...(pool ? { pool } : {}), devices, problems };
 }
 
-export async function readPool(runner: Runner, name: string): Promise<PoolView> {
+export async function readPool(runner: Runner, name: string, fs?: BackingFs): Promise<PoolView> {
   try {
     const status = parseThinPoolStatus((await runner('dmsetup', ['status', name])).stdout);
     let blockBytes: number | undefined;
+    let backing: BackingReading | undefined;
     try {
-      blockBytes = parseThinPoolTable((await runner('dmsetup', ['table', name])).stdout).dataBlockSectors * 512;
+      const table = parseThinPoolTable((await runner('dmsetup', ['table', name])).stdout);
+      blockBytes = table.dataBlockSectors * 512;
+      if (fs) backing = await readBacking(fs, table.dataDev, table.metadataDev).catch(() => undefined);
     } catch {
       blockBytes = undefined;
     }
-    return { name, status, ...(blockBytes ? { blockBytes } : {}) };
+    return { name, status, ...(blockBytes ? { blockBytes } : {}), ...(backing ? { backing } : {}) };
   } catch (err) {
     return { name, error: errText(err) };
   }
@@ -142,9 +149,9 @@ async function readUsage(runner: Runner): Promise<Map<string, number>> {
 
 export interface StoreView { pool?: PoolRecord; devices: DeviceRecord[]; problems: string[] }
 
-export async function collectStatus(runner: Runner, stateDir: string, poolName?: string, source?: () => Promise<StoreView>): Promise<StatusReport> {
+export async function collectStatus(runner: Runner, stateDir: string, poolName?: string, source?: () => Promise<StoreView>, fs?: BackingFs): Promise<StatusReport> {
   const store = source ? await source() : await readStore(stateDir);
-  const pool = await readPool(runner, poolName ?? store.pool?.name ?? 'dmthin-pool');
+  const pool = await readPool(runner, poolName ?? store.pool?.name ?? 'dmthin-pool', fs);
   return { stateDir, pool, devices: store.devices, usedBytes: await readUsage(runner), problems: store.problems };
 }
 
@@ -160,6 +167,13 @@ export function formatPool(p: PoolView): string[] {
     lines.push(`  data      ${formatBytes(s.usedDataBlocks * b)} / ${formatBytes(s.totalDataBlocks * b)} (${pct(s.usedDataBlocks, s.totalDataBlocks)}), block ${formatBytes(b)}`);
   } else {
     lines.push(`  data      ${s.usedDataBlocks} / ${s.totalDataBlocks} blocks (${pct(s.usedDataBlocks, s.totalDataBlocks)})`);
+  }
+  if (p.backing && p.blockBytes) {
+    const b = p.backing;
+    const free = assessPool(s, p.blockBytes / 512, undefined, b).dataFreeBytes; // the figure capacity uses
+    lines.push(`  room      ${formatBytes(free)} more data; file ${b.dataFile}: ${formatBytes(b.fileAllocatedBytes)} of ${formatBytes(b.fileBytes)} allocated, filesystem ${formatBytes(b.fsAvailableBytes)} available`);
+    const short = backingShortfall(b);
+    if (short) lines.push(`  WARNING: ${short}`);
   }
   lines.push(`  metadata  ${formatBytes(s.usedMetadataBlocks * 4096)} / ${formatBytes(s.totalMetadataBlocks * 4096)} (${pct(s.usedMetadataBlocks, s.totalMetadataBlocks)})`);
   if (s.mode === 'out_of_data_space') lines.push('  WARNING: out of data space: writes are queued or failing; grow the pool or delete volumes');
@@ -209,8 +223,8 @@ export async function runStatus(argv: string[], runner: Runner = systemRunner, e
   const stateDir = o.string('state-dir')!;
   const poolName = o.string('pool-name');
   const report = source === 'kube'
-    ? { ...await collectStatus(run, stateDir, poolName, async () => (await import('./status-kube.ts')).readKube(node!, poolName)), source: `the custom resources of node ${node}` }
-    : await collectStatus(run, stateDir, poolName);
+    ? { ...await collectStatus(run, stateDir, poolName, async () => (await import('./status-kube.ts')).readKube(node!, poolName), realBackingFs), source: `the custom resources of node ${node}` }
+    : await collectStatus(run, stateDir, poolName, undefined, realBackingFs);
   process.stdout.write(formatStatus(report));
   return report.pool.status && report.pool.status.mode !== 'fail' ? 0 : 1;
 }

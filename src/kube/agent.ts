@@ -3,6 +3,7 @@ import { failedPrecondition } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
 import { formatBytes } from './quantity.ts';
 import type { Devices } from '../pool/devices.ts';
+import { backingShortfall } from '../pool/backing.ts';
 import { GroupSnapshots } from '../pool/group.ts';
 import { reconcile, type ReconcileReport } from '../pool/reconcile.ts';
 import type { OpContext } from '../system/context.ts';
@@ -58,6 +59,8 @@ const RECONCILE = 'reconcile';
  */
 export class NodeAgent {
   readonly queue: WorkQueue;
+  /** The backing shortfall last reported by an Event, so each change is reported once. */
+  private shortfallReported: string | undefined;
   private readonly o: AgentOptions & Required<Pick<AgentOptions, 'resyncMs' | 'opTimeoutMs' | 'metadataCheckMs'>>;
   private readonly watches: CrWatch[];
   private timer: NodeJS.Timeout | undefined;
@@ -296,10 +299,12 @@ export class NodeAgent {
     const h = await pool.health(ctx);
     const capacityBytes = await pool.capacity(ctx, h);
     const now = new Date().toISOString();
+    const short = backingShortfall(h.backing);
+    this.reportShortfall(short);
     await this.store.updatePoolStatus((s) => ({
       ...s,
       poolName: pool.name, health: h.condition, reasons: h.reasons,
-      dataTotalBytes: h.dataTotalBytes, dataUsedBytes: h.dataUsedBytes,
+      dataTotalBytes: h.dataTotalBytes, dataUsedBytes: h.dataUsedBytes, dataAvailableBytes: h.dataFreeBytes,
       metadataTotalBytes: h.metadataTotalBytes, metadataUsedBytes: h.metadataUsedBytes,
       dataSize: formatBytes(h.dataTotalBytes), dataUsed: formatBytes(h.dataUsedBytes), capacity: formatBytes(capacityBytes),
       // Inactive orphans are only seen in passes that read the metadata: others keep that count.
@@ -307,8 +312,18 @@ export class NodeAgent {
       conditions: [{
         type: 'Ready', status: h.writable ? 'True' : 'False', reason: h.condition === 'ok' ? 'PoolHealthy' : camel(h.condition),
         message: h.reasons.join('; ') || 'pool accepts new volumes', lastTransitionTime: now,
-      }],
+      }, ...(h.backing ? [{
+        type: 'BackingFits', status: short ? 'False' as const : 'True' as const, reason: short ? 'FilesystemTooSmall' : 'FilesystemHoldsPool',
+        message: short ?? `the filesystem under ${h.backing.dataFile} can hold the whole data file`, lastTransitionTime: now,
+      }] : [])],
     }));
+  }
+
+  /** A Warning Event when the node's filesystem stops holding the file pool (once per change, not every pass). */
+  private reportShortfall(short: string | undefined): void {
+    if (short !== undefined && this.shortfallReported === undefined) this.o.events.warning({ kind: KIND.pool, name: this.o.node }, 'BackingTooSmall', short);
+    if (short === undefined && this.shortfallReported !== undefined) this.o.events.normal({ kind: KIND.pool, name: this.o.node }, 'BackingFits', 'the filesystem under the pool can hold its whole data file again');
+    this.shortfallReported = short;
   }
 }
 

@@ -5,6 +5,7 @@ import { CsiError, deadlineExceeded, failedPrecondition, notFound, resourceExhau
 import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import { byId, type DeviceRecord } from '../state/types.ts';
+import { writesFail } from '../pool/health.ts';
 import { claimOf, NODE_META, toRecord } from './map.ts';
 import { quantity } from './quantity.ts';
 import type { DeviceCr, ThinPoolCr, ThinSnapshot, ThinVolume } from './types.ts';
@@ -268,7 +269,7 @@ export class KubeBackend implements VolumeBackend {
     const node = rec.meta[NODE_META] ?? '';
     const pool = node ? await this.readPool(node) : undefined;
     const h = pool?.status?.health;
-    if (h && h !== 'ok' && h !== 'low_space') return { abnormal: true, message: (pool?.status?.reasons ?? [h]).join('; ') };
+    if (h && writesFail(h, pool?.status?.dataAvailableBytes)) return { abnormal: true, message: (pool?.status?.reasons ?? [h]).join('; ') };
     return { abnormal: false, message: `device is ${rec.state} on node ${node}` };
   }
 

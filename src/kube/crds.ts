@@ -49,10 +49,11 @@ export const thinPoolStatus = s.object({
   reasons: s.array(s.string()),
   dataTotalBytes: s.int64({ minimum: 0 }),
   dataUsedBytes: s.int64({ minimum: 0 }),
+  dataAvailableBytes: s.int64({ minimum: 0, description: 'Data bytes the pool can still take: its free space, for a file pool no more than the filesystem under its data file can still give.' }),
   metadataTotalBytes: s.int64({ minimum: 0 }),
   metadataUsedBytes: s.int64({ minimum: 0 }),
   /** Free data space x the agent's overprovision ratio (0 when not writable). */
-  capacityBytes: s.int64({ minimum: 0, description: 'Bytes a new volume may claim: free data x overprovision ratio.' }),
+  capacityBytes: s.int64({ minimum: 0, description: 'Bytes a new volume may claim: dataAvailableBytes x overprovision ratio (0 when the pool takes no new volumes).' }),
   devices: s.integer({ minimum: 0 }),
   orphans: s.integer({ minimum: 0 }),
   metadataSnapshotHeld: s.boolean({ description: 'The agent holds (or, after a crash, held) a metadata snapshot of the pool.' }),

@@ -64,11 +64,11 @@ describe('GroupController', () => {
     assert.equal(await codeOf(create('h', vols, { parameters: { 'csi.storage.k8s.io/volumegroupsnapshot/name': 'x' } })), 'OK');
   });
 
-  it('a Faulty source is FAILED_PRECONDITION; a read-only pool RESOURCE_EXHAUSTED, leaving no record', async () => {
+  it('a Faulty source is FAILED_PRECONDITION; a read-only pool too (it must be repaired first), leaving no record', async () => {
     await fd.driver.devices.markFaulty(vols[2]!, 'Resuming', 'test');
     assert.equal(await codeOf(create('g', vols)), 'FAILED_PRECONDITION');
     fd.dm.setPoolMode('test-pool', 'ro');
-    assert.equal(await codeOf(create('g', vols.slice(0, 2))), 'RESOURCE_EXHAUSTED');
+    assert.equal(await codeOf(create('g', vols.slice(0, 2))), 'FAILED_PRECONDITION');
     assert.deepEqual(await fd.store.listGroups(), []);
     assert.equal((await fd.store.listDevices()).filter((r) => r.kind === 'snapshot').length, 0);
   });

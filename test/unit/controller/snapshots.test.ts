@@ -46,10 +46,10 @@ describe('Controller snapshots', () => {
       await fd.driver.devices.markFaulty(vol, 'Resuming', 'test');
       assert.equal(await codeOf(snap('s1', vol)), 'FAILED_PRECONDITION');
     });
-    it('on a read-only pool is RESOURCE_EXHAUSTED and leaves no record', async () => {
+    it('on a read-only pool is FAILED_PRECONDITION (it must be repaired; freeing space cannot help) and leaves no record', async () => {
       const before = await fd.store.listDevices();
       fd.dm.setPoolMode(POOL, 'ro');
-      assert.equal(await codeOf(snap('s1', vol)), 'RESOURCE_EXHAUSTED');
+      assert.equal(await codeOf(snap('s1', vol)), 'FAILED_PRECONDITION');
       assert.deepEqual(await fd.store.listDevices(), before);
     });
   });

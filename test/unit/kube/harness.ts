@@ -18,6 +18,7 @@ import { createVolumeReq } from '../../support/requests.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { background as ctx, type OpContext } from '../../../src/system/context.ts';
 import { TOPOLOGY_KEY } from '../../../src/version.ts';
+import type { BackingFs } from '../../../src/pool/backing.ts';
 import { startApiDouble, type ApiDouble } from '../../doubles/kube-api/index.ts';
 import { sleep } from '../../../src/system/delay.ts';
 
@@ -42,7 +43,8 @@ export interface World {
   dms: Map<string, FakeDeviceMapper>;
   mounters: Map<string, FakeMounter>;
   nodes: Map<string, KubeNode>;
-  startNode(name: string, agent?: Partial<{ resyncMs: number }>): Promise<KubeNode>;
+  /** `backing`: the filesystem under the pool's files (/dev/loop1, /dev/loop0); default none: device-backed. */
+  startNode(name: string, agent?: Partial<{ resyncMs: number }>, backing?: BackingFs): Promise<KubeNode>;
   stopNode(name: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -60,7 +62,7 @@ export async function world(): Promise<World> {
     d, api, backend, dms, nodes, mounters,
     controller: new ControllerService(backend, { fsType: 'ext4' }),
     groupController: new GroupControllerService(backend, new KubeGroupBackend(api, backend)),
-    async startNode(name, agentOpts = {}) {
+    async startNode(name, agentOpts = {}, backing) {
       // The fake kernel outlives the agent: a restarted agent finds the devices it left.
       let dm = dms.get(name);
       if (!dm) {
@@ -70,7 +72,7 @@ export async function world(): Promise<World> {
         mounters.set(name, new FakeMounter({ devices: dm }));
       }
       const kn = await startKubeNode(ctx, {
-        kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(),
+        kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(), ...(backing ? { backing } : {}),
         pool: { kind: 'existing', name: POOL }, overprovisionRatio: 1, defaultFs: 'ext4',
         stateDir: join(stateDir, name), nodePathRoots: [],
         agent: { resyncMs: 300, retryBaseMs: 10, retryMaxMs: 200, watchRestartBaseMs: 10, ...agentOpts },

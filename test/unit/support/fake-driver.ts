@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DriverConfig } from '../../../src/cli/config.ts';
+import type { BackingFs } from '../../../src/pool/backing.ts';
 import { createDriver, type Driver } from '../../../src/driver.ts';
 import { FakeDeviceMapper } from '../../doubles/devmapper/fake.ts';
 import { FakeLoopDevices } from '../../doubles/mount/fake-loop.ts';
@@ -27,6 +28,8 @@ export interface FakeDriverOptions {
   nodePathRoots?: string[];
   /** The pool's clock for reading ages (ms); default performance.now. */
   clock?: () => number;
+  /** The filesystem under the pool's files (its table names /dev/fake-meta and /dev/fake-data); default none: device-backed. */
+  backing?: BackingFs;
 }
 
 export interface FakeDriver {
@@ -72,7 +75,7 @@ export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriv
     nodePathRoots: opts.nodePathRoots ?? [],
   };
   const log = silentLogger();
-  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, groups: store, log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, groups: store, log, ...(opts.clock ? { clock: opts.clock } : {}), ...(opts.backing ? { backing: opts.backing } : {}) });
   const fd: FakeDriver = {
     driver: await build(), dm, mounter, loops, store, cfg, dir,
     async restart() {
