@@ -1,6 +1,7 @@
 import type { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { failedPrecondition } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
+import { formatBytes } from './quantity.ts';
 import type { Devices } from '../pool/devices.ts';
 import { backingShortfall } from '../pool/backing.ts';
 import { GroupSnapshots } from '../pool/group.ts';
@@ -311,6 +312,7 @@ export class NodeAgent {
       poolName: pool.name, health: h.condition, reasons: h.reasons,
       dataTotalBytes: h.dataTotalBytes, dataUsedBytes: h.dataUsedBytes, dataAvailableBytes: h.dataFreeBytes,
       metadataTotalBytes: h.metadataTotalBytes, metadataUsedBytes: h.metadataUsedBytes,
+      dataSize: formatBytes(h.dataTotalBytes), dataUsed: formatBytes(h.dataUsedBytes), capacity: formatBytes(capacityBytes),
       // Inactive orphans are only seen in passes that read the metadata: others keep that count.
       capacityBytes, devices, orphans: report.metadata === 'checked' ? report.orphans.length : Math.max(s.orphans ?? 0, report.orphans.length), lastReconcileTime: now,
       conditions: [{

@@ -6,7 +6,8 @@ import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import { byId, type DeviceRecord } from '../state/types.ts';
 import { writesFail } from '../pool/health.ts';
-import { NODE_META, toRecord } from './map.ts';
+import { claimOf, NODE_META, toRecord } from './map.ts';
+import { quantity } from './quantity.ts';
 import type { DeviceCr, ThinPoolCr, ThinSnapshot, ThinVolume } from './types.ts';
 import { API_VERSION, GROUP, isUnclaimed, KIND, NODE_LABEL, objectPluralOf, PLURAL, pluralOf, VERSION } from './types.ts';
 import { backoff, sleep } from '../system/delay.ts';
@@ -135,11 +136,11 @@ export class KubeBackend implements VolumeBackend {
   private body(spec: NewVolume, node: string, source: DeviceCr | undefined): DeviceCr {
     const metadata = { name: spec.id, labels: { [NODE_LABEL]: node } };
     if (spec.kind === 'snapshot') {
-      return { apiVersion: API_VERSION, kind: KIND.snapshot, metadata, spec: { nodeName: node, sourceVolume: spec.origin!, csiName: csiNameOf(spec) } } satisfies ThinSnapshot;
+      return { apiVersion: API_VERSION, kind: KIND.snapshot, metadata, spec: { nodeName: node, sourceVolume: spec.origin!, csiName: csiNameOf(spec), size: quantity(spec.sizeBytes) } } satisfies ThinSnapshot;
     }
     const s: ThinVolume['spec'] = {
-      nodeName: node, sizeBytes: spec.sizeBytes, csiName: csiNameOf(spec),
-      accessType: accessOf(spec),
+      nodeName: node, sizeBytes: spec.sizeBytes, size: quantity(spec.sizeBytes), csiName: csiNameOf(spec),
+      accessType: accessOf(spec), ...claimOf(spec),
     };
     if (fsTypeOf(spec)) s.fsType = fsTypeOf(spec);
     if (source) s.source = { kind: source.kind === KIND.snapshot ? 'snapshot' : 'volume', name: source.metadata.name };
@@ -246,7 +247,7 @@ export class KubeBackend implements VolumeBackend {
     const since = Date.now();
     if (cr.spec.sizeBytes < sizeBytes) {
       try {
-        await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.volume, name: id, body: { spec: { sizeBytes } } }, MERGE_PATCH);
+        await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.volume, name: id, body: { spec: { sizeBytes, size: quantity(sizeBytes) } } }, MERGE_PATCH);
       } catch (err) {
         throw apiStatus(err, `patching thinvolumes/${id}`);
       }

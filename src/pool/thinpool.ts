@@ -391,12 +391,8 @@ export class ThinPool {
   }
 
   private recordHealth(h: PoolHealth): void {
-    const { poolBytes, poolCondition } = this.deps.metrics;
-    poolBytes.set({ pool: this.name, kind: 'data', usage: 'total' }, h.dataTotalBytes);
-    poolBytes.set({ pool: this.name, kind: 'data', usage: 'used' }, h.dataUsedBytes);
-    poolBytes.set({ pool: this.name, kind: 'data', usage: 'available' }, h.dataFreeBytes);
-    poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'total' }, h.metadataTotalBytes);
-    poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'used' }, h.metadataUsedBytes);
+    const { poolCondition } = this.deps.metrics;
+    this.deps.metrics.recordPool(this.name, { ...h, capacityBytes: allocatableBytes(h, this.overprovision) });
     for (const c of POOL_CONDITIONS) {
       poolCondition.set({ pool: this.name, condition: c }, h.condition === c ? 1 : 0);
     }

@@ -54,6 +54,7 @@ export class KubeWorld {
   async start(): Promise<void> {
     rmSync(STATE, { recursive: true, force: true });
     mkdirSync(STATE, { recursive: true });
+    mkdirSync(`/run/dmthin-rk-${SUITE}`, { recursive: true }); // the sockets' directory: the kube modes never make it
     const crds = ['thinpools', 'thinvolumes', 'thinsnapshots', 'thingroupsnapshots'].map((p) => load(readFileSync(join(ROOT, `deploy/crds/dmthin.csi.io_${p}.yaml`), 'utf8')));
     this.api = await startApiDouble({ crds });
     await this.api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: this.node } }); // a live node keeps its finalizers

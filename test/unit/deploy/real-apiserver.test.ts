@@ -55,7 +55,7 @@ describe('the chart on real kube-apiservers', { concurrency: false }, () => {
         const objs = await installChart(p.admin, ROOT, join(sharedBin(ROOT), '..', 'reference', 'external-snapshotter-v8.6.0-crds'));
         assert.equal(objs.length, 16);
         const crd = await p.admin.get('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/thinvolumes.dmthin.csi.io');
-        assert.equal(crd.spec.versions[0].schema.openAPIV3Schema.properties.spec['x-kubernetes-validations'].length, 5, 'rules stored, not dropped');
+        assert.equal(crd.spec.versions[0].schema.openAPIV3Schema.properties.spec['x-kubernetes-validations'].length, 6, 'rules stored, not dropped');
         await p.admin.create(CR, { apiVersion: 'dmthin.csi.io/v1alpha1', kind: 'ThinVolume', metadata: { name: 'v1' },
           spec: { nodeName: 'n1', sizeBytes: 100, accessType: 'mount', fsType: 'ext4', csiName: 'x' } });
         const patch = (body: object) => p.admin.request('PATCH', `${CR}/v1`, body, 'application/merge-patch+json');
@@ -66,6 +66,17 @@ describe('the chart on real kube-apiservers', { concurrency: false }, () => {
           assert.ok(String(r.body.message).includes(message), r.body.message);
         }
         assert.equal((await patch({ spec: { sizeBytes: 200 } })).status, 200);
+        // v1 is as the previous release made it (no size, no claim); v2 as this one makes it.
+        await p.admin.create(CR, { apiVersion: 'dmthin.csi.io/v1alpha1', kind: 'ThinVolume', metadata: { name: 'v2' },
+          spec: { nodeName: 'n1', sizeBytes: 1073741824, size: '1Gi', accessType: 'mount', fsType: 'ext4', csiName: 'pvc-2', claim: { pvName: 'pvc-2', pvcName: 'data', pvcNamespace: 'shop' } } });
+        const r = await p.admin.request('PATCH', `${CR}/v2`, { spec: { claim: { pvcName: 'other' } } }, 'application/merge-patch+json');
+        assert.equal(r.status, 422);
+        assert.ok(String(r.body.message).includes('spec.claim is immutable'), r.body.message);
+        assert.equal((await p.admin.request('PATCH', `${CR}/v2`, { spec: { sizeBytes: 2147483648, size: '2Gi' } }, 'application/merge-patch+json')).status, 200);
+        const table = (await p.admin.table(CR, false)).split('\n').map((l) => l.trim().split(/\s{3,}/));
+        assert.deepEqual(table.map((cells) => cells.filter((_, i) => i !== 5)), [
+          ['NAME', 'NODE', 'SIZE', 'STATE', 'PVC', 'REASON'], ['v1', 'n1', '<none>', '<none>', '<none>', '<none>'], ['v2', 'n1', '2Gi', '<none>', 'data', '<none>'],
+        ], 'AGE left out');
       } finally {
         await p.stop();
         rmSync(dir, { recursive: true, force: true });

@@ -148,8 +148,10 @@ describe('a file-backed pool in the driver (fake kernel, fake filesystem)', () =
     assert.equal(await capacity(), 4 * GiB);
     await assert.rejects(createVol('big', 4 * GiB + MiB), { code: 8, message: /at most 4294967296 more bytes/ });
     await createVol('fits', 3 * GiB);
-    const metric = await fd.driver.metrics.registry.getSingleMetricAsString('dmthin_csi_pool_bytes');
-    assert.match(metric, new RegExp(`kind="data",usage="available"} ${2 * GiB}`));
+    const metric = await fd.driver.metrics.registry.getSingleMetricAsString('dmthin_csi_pool_data_available_bytes');
+    assert.match(metric, new RegExp(`{pool="[^"]+"} ${2 * GiB}$`));
+    const offered = await fd.driver.metrics.registry.getSingleMetricAsString('dmthin_csi_pool_capacity_bytes');
+    assert.match(offered, new RegExp(`{pool="[^"]+"} ${await capacity()}$`), 'the capacity gauge is what GetCapacity says');
   });
   it('as the filesystem fills (a writer, or anything else on it), capacity follows it down and the pool is low on space before it is full', async () => {
     await start(GiB, 8);
