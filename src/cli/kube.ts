@@ -22,6 +22,11 @@ import { TOPOLOGY_KEY } from '../version.ts';
 import { buildConfig, controllerConfig, parseFlags, USAGE } from './config.ts';
 import { UsageError } from './flags.ts';
 import { checkKernel } from './standalone.ts';
+import { controllerChannelSettings, nodeChannelSettings } from './channel-config.ts';
+import { ChannelDialer, tokenFile } from '../kube/channel/client.ts';
+import { publishedEndpoint, snapshotLocator, snapshotMetadataForwarder, snapshotMetadataHandlers } from '../kube/channel/snapshot-metadata.ts';
+import type { Logger } from '../observability/log.ts';
+import type * as grpc from '@grpc/grpc-js';
 
 export const NODE_USAGE = `dmthin-csi node --node-id NODE [flags]: the CSI Node service and the node agent.
 Takes the standalone flags (pool, endpoint, metrics, ...); --node-id must be the Kubernetes node name.
@@ -50,10 +55,12 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
   const groupController = leaderOnly(new GroupControllerService(backend, new KubeGroupBackend(objects, backend)), leader);
   const identity = new IdentityService({ ready: async () => leader.readiness() }, true, true);
   const server = await serve(cfg.endpoint, { identity, controller, groupController }, { log, metrics });
+  const dialer = serveSnapshotMetadata(server, identity, objects, env, log);
   const http = await serveMetrics({ address: cfg.metricsAddress, metrics, log, healthy: async () => leader.readiness().ready });
   return async () => {
     // Stop answering first, so no request runs on a replica that has handed the lease on.
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    dialer?.close();
     await leader.stop();
     http.stop();
   };
@@ -68,7 +75,9 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   const metrics = new Metrics({ processMetrics: true });
   const dm = realDeviceMapper(cfg.dmInterface);
   await checkKernel(dm);
+  const channel = nodeChannelSettings(env);
   const starting = startKubeNode(background, {
+    ...(channel ? { channel } : {}),
     kc: kubeConfig(), node: cfg.nodeId, dm, mounter: realMounter(cfg.mountInterface), loops: new LosetupLoopDevices(), log, metrics,
     pool: cfg.pool, overprovisionRatio: cfg.overprovisionRatio, defaultFs: cfg.defaultFs,
     stateDir: cfg.stateDir, nodePathRoots: cfg.nodePathRoots,
@@ -82,6 +91,23 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     http.stop();
   };
+}
+
+/**
+ * SnapshotMetadata on the controller's socket, forwarded to the snapshot's node over the channel.
+ * Not leader-only: it only reads, and each replica's sidecar calls its own replica.
+ * Until smd's registration (Services.snapshotMetadata) and capability plumbing land in src/csi/,
+ * the service is added to the bound server here and the capability patched onto this Identity.
+ */
+function serveSnapshotMetadata(server: grpc.Server, identity: IdentityService, objects: CustomObjectsApi, env: NodeJS.ProcessEnv, log: Logger): ChannelDialer | undefined {
+  const settings = controllerChannelSettings(env);
+  if (!settings) return undefined;
+  const dialer = new ChannelDialer({ lookup: publishedEndpoint(objects), token: tokenFile(settings.tokenFile) });
+  const service = loadCsi().csi.v1.SnapshotMetadata.service;
+  server.addService(service, snapshotMetadataHandlers(snapshotMetadataForwarder({ locate: snapshotLocator(objects), dialer, service }), log));
+  const caps = identity.GetPluginCapabilities.bind(identity);
+  identity.GetPluginCapabilities = () => ({ capabilities: [...caps().capabilities, { service: { type: 'SNAPSHOT_METADATA_SERVICE' } }] });
+  return dialer;
 }
 
 /** Only a definite 404 means the node is gone; any other failure assumes it is still there. */
