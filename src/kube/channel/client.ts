@@ -65,7 +65,8 @@ export class ChannelDialer {
     let d = this.clients.get(node);
     if (d?.key !== key) {
       d?.client.close();
-      d = { key, client: new grpc.Client(ep.address, this.credentials(ep)) };
+      // A fixed TLS name: SNI may not be an IP, and the pin, not the name, identifies the peer.
+      d = { key, client: new grpc.Client(ep.address, this.credentials(ep), { 'grpc.ssl_target_name_override': 'dmthin-csi-node' }) };
       this.clients.set(node, d);
     }
     const metadata = new grpc.Metadata();

@@ -11,7 +11,7 @@ import { FakeDeviceMapper } from '../../doubles/devmapper/fake.ts';
 import { KubeBackend } from '../../../src/kube/backend.ts';
 import { KubeGroupBackend } from '../../../src/kube/group-backend.ts';
 import { GroupControllerService } from '../../../src/controller/groups.ts';
-import { startKubeNode, type KubeNode } from '../../../src/kube/node.ts';
+import { startKubeNode, type KubeNode, type KubeNodeParts } from '../../../src/kube/node.ts';
 import { FakeMounter } from '../../doubles/mount/fake.ts';
 import { FakeLoopDevices } from '../../doubles/mount/fake-loop.ts';
 import { createVolumeReq } from '../../support/requests.ts';
@@ -42,7 +42,7 @@ export interface World {
   dms: Map<string, FakeDeviceMapper>;
   mounters: Map<string, FakeMounter>;
   nodes: Map<string, KubeNode>;
-  startNode(name: string, agent?: Partial<{ resyncMs: number }>): Promise<KubeNode>;
+  startNode(name: string, agent?: Partial<{ resyncMs: number }>, extra?: Pick<KubeNodeParts, 'channel' | 'snapshotMetadata'>): Promise<KubeNode>;
   stopNode(name: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -60,7 +60,7 @@ export async function world(): Promise<World> {
     d, api, backend, dms, nodes, mounters,
     controller: new ControllerService(backend, { fsType: 'ext4' }),
     groupController: new GroupControllerService(backend, new KubeGroupBackend(api, backend)),
-    async startNode(name, agentOpts = {}) {
+    async startNode(name, agentOpts = {}, extra = {}) {
       // The fake kernel outlives the agent: a restarted agent finds the devices it left.
       let dm = dms.get(name);
       if (!dm) {
@@ -73,7 +73,7 @@ export async function world(): Promise<World> {
         kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(),
         pool: { kind: 'existing', name: POOL }, overprovisionRatio: 1, defaultFs: 'ext4',
         stateDir: join(stateDir, name), nodePathRoots: [],
-        agent: { resyncMs: 300, retryBaseMs: 10, retryMaxMs: 200, watchRestartBaseMs: 10, ...agentOpts },
+        agent: { resyncMs: 300, retryBaseMs: 10, retryMaxMs: 200, watchRestartBaseMs: 10, ...agentOpts }, ...extra,
       });
       nodes.set(name, kn);
       return kn;
