@@ -1,11 +1,15 @@
 import { IdentityService } from './csi/identity.ts';
+import type { SnapshotMetadataRpcs } from './csi/stream-rpcs.ts';
+import type { ThinMetadataReader } from './devmapper/thin-tools.ts';
 import type { DeviceMapper } from './devmapper/types.ts';
 import type { FsType, LoopDevices, Mounter } from './mount/types.ts';
 import { NodeService } from './node/service.ts';
+import { createSnapshotMetadata } from './node/snapshot-metadata.ts';
 import { nodeTargets } from './node/targets.ts';
 import type { Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Devices } from './pool/devices.ts';
+import { PoolMetadata } from './pool/metadata-snap.ts';
 import { ensurePool, type PoolSource } from './pool/provision.ts';
 import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import type { OpContext } from './system/context.ts';
@@ -21,6 +25,8 @@ export interface NodeSystem {
   metrics?: Metrics;
   /** Milliseconds, for the pool's reading ages; default performance.now (tests turn it by hand). */
   clock?: () => number;
+  /** Reads block maps from the pool's metadata; default thin-provisioning-tools (ThinTools). */
+  metadataReader?: ThinMetadataReader;
 }
 
 /** What both modes configure alike for the node's pool and its CSI Node service. */
@@ -40,6 +46,8 @@ export interface NodeSettings {
 export interface Offers {
   controller: boolean;
   groupController?: boolean;
+  /** This socket serves the SnapshotMetadata service (standalone; in Kubernetes the controller forwards it). */
+  snapshotMetadata?: boolean;
 }
 
 export interface NodeParts {
@@ -50,6 +58,10 @@ export interface NodeParts {
   metrics: Metrics;
   identity: IdentityService;
   node: NodeService;
+  /** The pool's block maps, read from its metadata snapshot. */
+  metadata: PoolMetadata;
+  /** Changed-block tracking over this node's pool: whoever serves it (CSI socket, node agent) serves this. */
+  snapshotMetadata: SnapshotMetadataRpcs;
 }
 
 /**
@@ -62,9 +74,12 @@ export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSys
   const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: s.pool.name, overprovisionRatio: s.overprovisionRatio }, adopted);
   const devices = new Devices(pool);
+  const metadata = new PoolMetadata(pool, sys.metadataReader);
+  await metadata.releaseStale(ctx);
   return {
-    store, pool, devices, metrics,
-    identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false),
+    store, pool, devices, metrics, metadata,
+    snapshotMetadata: createSnapshotMetadata({ store, metadata }),
+    identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false, offers.snapshotMetadata ?? false),
     node: new NodeService(
       { devices, mounter: sys.mounter, defaultFs: s.defaultFs, targets: nodeTargets(s.stateDir), pathRoots: s.nodePathRoots },
       { nodeId: s.nodeId, topologyKey: TOPOLOGY_KEY },

@@ -37,7 +37,7 @@ export interface Driver extends NodeParts {
 
 /** Builds (or adopts) the pool, reconciles every record against it, and wires the CSI services. */
 export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: DriverParts): Promise<Driver> {
-  const node = await assembleNode(ctx, cfg, parts, parts.store, { controller: true, groupController: parts.groups !== undefined });
+  const node = await assembleNode(ctx, cfg, parts, parts.store, { controller: true, groupController: parts.groups !== undefined, snapshotMetadata: true });
   const { pool, devices } = node;
   const groups = parts.groups ? new GroupSnapshots(devices, parts.groups) : undefined;
   const startup = await reconcile(ctx, devices, { metadata: false, groups });
@@ -95,7 +95,7 @@ export function periodically(check: () => Promise<void>, everyMs: number): () =>
 
 export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger, opts: { poolCheckMs?: number } = {}): Promise<Running> {
   const locks = new KeyedMutex();
-  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node, groupController: driver.groupController }, { log, metrics: driver.metrics, locks });
+  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node, groupController: driver.groupController, snapshotMetadata: driver.snapshotMetadata }, { log, metrics: driver.metrics, locks });
   // The first right away (the start left the metadata out), all off the RPCs' path: a device an
   // RPC holds meanwhile is skipped, as in the agent's passes.
   const stopChecks = periodically(() => driver.checkPool(background, (id, fn) => locks.tryRun(id, fn))

@@ -7,6 +7,7 @@ import { background, type OpContext } from '../system/context.ts';
 import { sleep } from '../system/delay.ts';
 import { Mutex } from '../system/lock.ts';
 import type { DeviceRecord, StateStore } from '../state/types.ts';
+import { metadataSnapExclusive } from './metadata-snap.ts';
 import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
 
 /** Thin device ids are 24-bit (kernel-thin-provisioning.rst). */
@@ -321,7 +322,7 @@ export class ThinPool {
    * record says while a metadata snapshot is ours, so one a crash left held is released here.
    */
   async metadataView(ctx: OpContext): Promise<{ ids: Set<number>; records: DeviceRecord[] } | { unavailable: string }> {
-    return this.messages.run(async () => {
+    return this.messages.run(() => metadataSnapExclusive(this.name, async () => {
       const { store, dm } = this.deps;
       let leftByCrash = false;
       const held = (on: boolean) => store.updatePool((p) => {
@@ -341,7 +342,7 @@ export class ThinPool {
       }
       if ('unavailable' in got) return got;
       return { ids: new Set(got.ids), records: await store.listDevices() };
-    });
+    }));
   }
 
   send(ctx: OpContext, msg: string): Promise<void> {

@@ -1,6 +1,7 @@
 import type { OpContext } from '../../../src/system/context.ts';
 import { type DmCall, type DmFault, FaultPlan } from './fake-faults.ts';
 import { FakePoolMetadata, KernelError, type PoolMode } from './fake-pool.ts';
+import { FakeThinTools } from './fake-thin-tools.ts';
 import {
   dmsetupFailure, FAKE_DM_MAJOR, type FakeDevice, type FakeTable, ioctlFailure, loadTable, renderStatus, type TableResolver,
 } from './fake-tables.ts';
@@ -352,6 +353,20 @@ export class FakeDeviceMapper implements DeviceMapper {
     }
     if (fault) throw fault.error;
   }
+
+  /** blkdiscard of `bytes` at `offset` of an active thin device: the whole pool blocks inside it are unmapped. */
+  discard(name: string, bytes: number, offset = 0): void {
+    const t = this.#devices.get(name)?.live?.thin;
+    const pt = t?.pool.live?.pool;
+    if (!t || !pt) throw new Error(`discard: ${name} is not an active thin device`);
+    const blockBytes = pt.blockSectors * SECTOR;
+    const first = Math.ceil(offset / blockBytes);
+    const last = Math.floor((offset + bytes) / blockBytes) - 1;
+    if (last >= first) pt.meta.discard(t.id, first, last);
+  }
+
+  /** thin_dump and thin_delta over these pools' metadata snapshots (ThinTools' fake). */
+  metadataReader(): FakeThinTools { return new FakeThinTools((pool) => this.#poolMeta(pool)); }
 
   /** Size in bytes of /dev/mapper/NAME while it has a live table; undefined otherwise. */
   sizeOf(path: string): number | undefined {

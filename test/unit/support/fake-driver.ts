@@ -9,6 +9,7 @@ import { FakeMounter } from '../../doubles/mount/fake.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { background, type OpContext } from '../../../src/system/context.ts';
 import { MemoryStore } from '../../doubles/state/memory.ts';
+import type { FakeThinTools } from '../../doubles/devmapper/fake-thin-tools.ts';
 import { TRANSITIONAL } from '../../../src/pool/transition.ts';
 
 export const POOL = 'test-pool';
@@ -32,6 +33,8 @@ export interface FakeDriverOptions {
 export interface FakeDriver {
   driver: Driver;
   dm: FakeDeviceMapper;
+  /** The fake thin_dump/thin_delta the driver reads block maps with. */
+  tools: FakeThinTools;
   mounter: FakeMounter;
   loops: FakeLoopDevices;
   store: MemoryStore;
@@ -72,9 +75,10 @@ export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriv
     nodePathRoots: opts.nodePathRoots ?? [],
   };
   const log = silentLogger();
-  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, groups: store, log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const tools = dm.metadataReader();
+  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, groups: store, log, metadataReader: tools, ...(opts.clock ? { clock: opts.clock } : {}) });
   const fd: FakeDriver = {
-    driver: await build(), dm, mounter, loops, store, cfg, dir,
+    driver: await build(), dm, tools, mounter, loops, store, cfg, dir,
     async restart() {
       await fd.driver.pool.settled(); // the stop a restart stands for lets the last stamp land
       fd.driver = await build();
