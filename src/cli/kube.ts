@@ -24,9 +24,8 @@ import { UsageError } from './flags.ts';
 import { checkKernel } from './standalone.ts';
 import { controllerChannelSettings, nodeChannelSettings } from './channel-config.ts';
 import { ChannelDialer, tokenFile } from '../kube/channel/client.ts';
-import { publishedEndpoint, snapshotLocator, snapshotMetadataForwarder, snapshotMetadataHandlers } from '../kube/channel/snapshot-metadata.ts';
-import type { Logger } from '../observability/log.ts';
-import type * as grpc from '@grpc/grpc-js';
+import { publishedEndpoint, snapshotLocator, snapshotMetadataForwarder } from '../kube/channel/snapshot-metadata.ts';
+import type { SnapshotMetadataRpcs } from '../csi/stream-rpcs.ts';
 
 export const NODE_USAGE = `dmthin-csi node --node-id NODE [flags]: the CSI Node service and the node agent.
 Takes the standalone flags (pool, endpoint, metrics, ...); --node-id must be the Kubernetes node name.
@@ -53,14 +52,15 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
   const backend = new KubeBackend(objects, { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name) });
   const controller = leaderOnly(new ControllerService(backend, { fsType: cfg.defaultFs }), leader);
   const groupController = leaderOnly(new GroupControllerService(backend, new KubeGroupBackend(objects, backend)), leader);
-  const identity = new IdentityService({ ready: async () => leader.readiness() }, true, true);
-  const server = await serve(cfg.endpoint, { identity, controller, groupController }, { log, metrics });
-  const dialer = serveSnapshotMetadata(server, identity, objects, env, log);
+  const forwarding = snapshotMetadataForwarding(objects, env);
+  const identity = new IdentityService({ ready: async () => leader.readiness() }, true, true, forwarding !== undefined);
+  const snapshotMetadata = forwarding ? { snapshotMetadata: forwarding.rpcs } : {};
+  const server = await serve(cfg.endpoint, { identity, controller, groupController, ...snapshotMetadata }, { log, metrics });
   const http = await serveMetrics({ address: cfg.metricsAddress, metrics, log, healthy: async () => leader.readiness().ready });
   return async () => {
     // Stop answering first, so no request runs on a replica that has handed the lease on.
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-    dialer?.close();
+    forwarding?.dialer.close();
     await leader.stop();
     http.stop();
   };
@@ -96,18 +96,13 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
 /**
  * SnapshotMetadata on the controller's socket, forwarded to the snapshot's node over the channel.
  * Not leader-only: it only reads, and each replica's sidecar calls its own replica.
- * Until smd's registration (Services.snapshotMetadata) and capability plumbing land in src/csi/,
- * the service is added to the bound server here and the capability patched onto this Identity.
  */
-function serveSnapshotMetadata(server: grpc.Server, identity: IdentityService, objects: CustomObjectsApi, env: NodeJS.ProcessEnv, log: Logger): ChannelDialer | undefined {
+function snapshotMetadataForwarding(objects: CustomObjectsApi, env: NodeJS.ProcessEnv): { rpcs: SnapshotMetadataRpcs; dialer: ChannelDialer } | undefined {
   const settings = controllerChannelSettings(env);
   if (!settings) return undefined;
   const dialer = new ChannelDialer({ lookup: publishedEndpoint(objects), token: tokenFile(settings.tokenFile) });
-  const service = loadCsi().csi.v1.SnapshotMetadata.service;
-  server.addService(service, snapshotMetadataHandlers(snapshotMetadataForwarder({ locate: snapshotLocator(objects), dialer, service }), log));
-  const caps = identity.GetPluginCapabilities.bind(identity);
-  identity.GetPluginCapabilities = () => ({ capabilities: [...caps().capabilities, { service: { type: 'SNAPSHOT_METADATA_SERVICE' } }] });
-  return dialer;
+  const rpcs = snapshotMetadataForwarder({ locate: snapshotLocator(objects), dialer, service: loadCsi().csi.v1.SnapshotMetadata.service });
+  return { rpcs, dialer };
 }
 
 /** Only a definite 404 means the node is gone; any other failure assumes it is still there. */

@@ -2,13 +2,14 @@ import { join } from 'node:path';
 import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { assembleNode, type NodeParts, type NodeSettings, type NodeSystem } from '../assemble.ts';
 import { loadCsi } from '../csi/proto.ts';
+import { implementStreams } from '../csi/server.ts';
 import type { SnapshotMetadataRpcs } from '../csi/stream-rpcs.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { OpContext } from '../system/context.ts';
 import { NodeAgent, type AgentOptions } from './agent.ts';
 import { ChannelAuth, KubeTokenReviewer, type TokenReviewer } from './channel/auth.ts';
 import { loadOrCreateIdentity } from './channel/cert.ts';
 import { ChannelServer } from './channel/server.ts';
-import { snapshotMetadataHandlers } from './channel/snapshot-metadata.ts';
 import { CrdStore } from './crd-store.ts';
 import { EventRecorder } from './events.ts';
 
@@ -32,7 +33,7 @@ export interface KubeNodeParts extends Omit<NodeSystem, 'clock'>, Omit<NodeSetti
   /** Timings for tests; production uses the agent's defaults. */
   agent?: Partial<Pick<AgentOptions, 'resyncMs' | 'retryBaseMs' | 'retryMaxMs' | 'watchRestartBaseMs' | 'opTimeoutMs'>>;
   channel?: NodeChannelParts;
-  /** The node's SnapshotMetadata service, served on the channel; tests give their own. */
+  /** The SnapshotMetadata service the channel serves; default the pool's own (assembleNode's). */
   snapshotMetadata?: (store: CrdStore, parts: NodeParts) => SnapshotMetadataRpcs;
 }
 
@@ -57,9 +58,8 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
   const events = new EventRecorder(p.kc.makeApiClient(CoreV1Api), 'dmthin-csi-node', p.node, p.log);
   const agent = new NodeAgent({ kc: p.kc, api, node: p.node, store, devices: parts.devices, events, log: p.log, ...p.agent });
   await agent.start();
-  // WIRING POINT (issue 23): the lead plugs smd's factory in here: `?? <smd's factory>(store, parts)`.
-  const snapshotMetadata = p.snapshotMetadata?.(store, parts);
-  const channel = p.channel && snapshotMetadata ? await startChannel(p, p.channel, store, snapshotMetadata) : undefined;
+  const snapshotMetadata = p.snapshotMetadata?.(store, parts) ?? parts.snapshotMetadata;
+  const channel = p.channel ? await startChannel(p, p.channel, store, parts.metrics, snapshotMetadata) : undefined;
   return {
     ...parts, store, agent, events, ...(channel ? { channelPort: channel.port } : {}),
     stop: async () => { await channel?.server.stop(); await agent.stop(); await parts.pool.settled(); },
@@ -67,11 +67,12 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
 }
 
 /** Serves the channel, then publishes where it listens and which certificate it shows. */
-async function startChannel(p: KubeNodeParts, c: NodeChannelParts, store: CrdStore, rpcs: SnapshotMetadataRpcs) {
+async function startChannel(p: KubeNodeParts, c: NodeChannelParts, store: CrdStore, metrics: Metrics, rpcs: SnapshotMetadataRpcs) {
   const identity = await loadOrCreateIdentity(join(p.stateDir, 'channel'), `dmthin-csi node ${p.node}`);
   const reviewer = c.reviewer ?? new KubeTokenReviewer(p.kc.makeApiClient(AuthenticationV1Api));
   const server = new ChannelServer({ node: p.node, identity, auth: new ChannelAuth(reviewer, { allowedUser: c.allowedUser }), log: p.log });
-  server.host(loadCsi().csi.v1.SnapshotMetadata.service, snapshotMetadataHandlers(rpcs, p.log));
+  const def = loadCsi().csi.v1.SnapshotMetadata.service;
+  server.host(def, implementStreams(def, rpcs, { log: p.log, metrics }));
   const port = await server.listen(c.bindHost, c.port);
   const host = c.publishHost.includes(':') ? `[${c.publishHost}]` : c.publishHost;
   await store.updatePoolStatus((s) => ({ ...s, channel: { address: `${host}:${port}`, fingerprint: identity.fingerprint, certificate: identity.certPem } }));

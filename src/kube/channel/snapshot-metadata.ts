@@ -8,14 +8,13 @@ import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type * as grpc from '@grpc/grpc-js';
 import type { SnapshotMetadataRpcs } from '../../csi/stream-rpcs.ts';
 import { invalidArgument, notFound } from '../../errors.ts';
-import type { Logger } from '../../observability/log.ts';
 import { apiStatus } from '../../status.ts';
 import type { OpContext } from '../../system/context.ts';
 import { parseId } from '../../volume/ids.ts';
 import { isNotFound } from '../api.ts';
 import { GROUP, PLURAL, VERSION, type ThinPoolCr, type ThinSnapshot } from '../types.ts';
 import type { ChannelDialer, ChannelEndpoint } from './client.ts';
-import { callStream, serveStream } from './stream.ts';
+import { callStream } from './stream.ts';
 
 /** The node whose pool holds a snapshot; undefined when no such snapshot exists. */
 export type SnapshotLocator = (snapshotId: string) => Promise<string | undefined>;
@@ -72,13 +71,5 @@ export function snapshotMetadataForwarder(o: ForwarderOptions): SnapshotMetadata
       if (base !== target) throw invalidArgument(`base snapshot ${req.base_snapshot_id} (node ${base}) and target snapshot ${req.target_snapshot_id} (node ${target}) are not snapshots of the same volume`);
       await forward('GetMetadataDelta', base, ctx, req, send);
     },
-  };
-}
-
-/** The grpc-js implementation of csi.v1.SnapshotMetadata from its StreamRpcs. */
-export function snapshotMetadataHandlers(rpcs: SnapshotMetadataRpcs, log: Logger): grpc.UntypedServiceImplementation {
-  return {
-    GetMetadataAllocated: serveStream('GetMetadataAllocated', rpcs.GetMetadataAllocated.bind(rpcs), log),
-    GetMetadataDelta: serveStream('GetMetadataDelta', rpcs.GetMetadataDelta.bind(rpcs), log),
   };
 }

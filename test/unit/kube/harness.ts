@@ -70,7 +70,7 @@ export async function world(): Promise<World> {
         mounters.set(name, new FakeMounter({ devices: dm }));
       }
       const kn = await startKubeNode(ctx, {
-        kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(),
+        kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(), metadataReader: dm.metadataReader(),
         pool: { kind: 'existing', name: POOL }, overprovisionRatio: 1, defaultFs: 'ext4',
         stateDir: join(stateDir, name), nodePathRoots: [],
         agent: { resyncMs: 300, retryBaseMs: 10, retryMaxMs: 200, watchRestartBaseMs: 10, ...agentOpts }, ...extra,

@@ -13,8 +13,9 @@ import { ChannelAuth, CHANNEL_AUDIENCE, KubeTokenReviewer } from '../../../../sr
 import { loadOrCreateIdentity } from '../../../../src/kube/channel/cert.ts';
 import { ChannelDialer } from '../../../../src/kube/channel/client.ts';
 import { ChannelServer } from '../../../../src/kube/channel/server.ts';
-import { snapshotMetadataHandlers } from '../../../../src/kube/channel/snapshot-metadata.ts';
+import { implementStreams } from '../../../../src/csi/server.ts';
 import { silentLogger } from '../../../../src/observability/log.ts';
+import { Metrics } from '../../../../src/observability/metrics.ts';
 import { NS } from '../../../realkernel/realkube/chart.ts';
 import { ControlPlane } from '../../../realkernel/realkube/cluster.ts';
 import { pathOf } from '../../../realkernel/realkube/http.ts';
@@ -63,7 +64,7 @@ describe('channel admission on a real kube-apiserver', { concurrency: false, tim
     identity = await loadOrCreateIdentity(join(dir, 'channel'), 'dmthin-csi node n1');
     const auth = new ChannelAuth(await reviewerAs('dmthin-csi-node'), { allowedUser: `system:serviceaccount:${NS}:dmthin-csi-controller` });
     server = new ChannelServer({ node: 'n1', identity, auth, log: silentLogger() });
-    server.host(service(), snapshotMetadataHandlers(fake, silentLogger()));
+    server.host(service(), implementStreams(service(), fake, { log: silentLogger(), metrics: new Metrics() }));
     address = `127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
   });
   after(async () => {

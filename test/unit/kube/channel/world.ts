@@ -11,8 +11,10 @@ import { CustomObjectsApi } from '@kubernetes/client-node';
 import { loadCsi } from '../../../../src/csi/proto.ts';
 import { CHANNEL_AUDIENCE } from '../../../../src/kube/channel/auth.ts';
 import { ChannelDialer } from '../../../../src/kube/channel/client.ts';
-import { publishedEndpoint, snapshotLocator, snapshotMetadataForwarder, snapshotMetadataHandlers } from '../../../../src/kube/channel/snapshot-metadata.ts';
+import { publishedEndpoint, snapshotLocator, snapshotMetadataForwarder } from '../../../../src/kube/channel/snapshot-metadata.ts';
+import { implementStreams } from '../../../../src/csi/server.ts';
 import { silentLogger } from '../../../../src/observability/log.ts';
+import { Metrics } from '../../../../src/observability/metrics.ts';
 import { snapshotReq } from '../../../support/requests.ts';
 import { createReq, deadline, world, type World } from '../harness.ts';
 import { FakeSnapshotMetadata } from './fake-metadata.ts';
@@ -32,14 +34,15 @@ export interface ChannelWorld {
   close(): Promise<void>;
 }
 
-export async function channelWorld(nodes = ['n1', 'n2']): Promise<ChannelWorld> {
+/** `poolService`: the agents serve their pool's own SnapshotMetadata (the production default), not the fakes. */
+export async function channelWorld(nodes = ['n1', 'n2'], o: { poolService?: boolean } = {}): Promise<ChannelWorld> {
   const w = await world();
   const fakes = new Map<string, FakeSnapshotMetadata>();
   for (const n of nodes) {
     fakes.set(n, new FakeSnapshotMetadata());
     await w.startNode(n, {}, {
       channel: { bindHost: '127.0.0.1', port: 0, publishHost: '127.0.0.1', allowedUser: CONTROLLER_USER },
-      snapshotMetadata: () => fakes.get(n)!,
+      ...(o.poolService ? {} : { snapshotMetadata: () => fakes.get(n)! }),
     });
   }
   const token = w.d.tokens.serviceAccount('kube-system', 'dmthin-csi-controller', [CHANNEL_AUDIENCE]);
@@ -52,7 +55,7 @@ export async function channelWorld(nodes = ['n1', 'n2']): Promise<ChannelWorld> 
   };
   const dir = mkdtempSync(join(tmpdir(), 'dmthin-channel-'));
   const server = new grpc.Server();
-  server.addService(service(), snapshotMetadataHandlers(snapshotMetadataForwarder({ locate: snapshotLocator(api), dialer: dialer(), service: service() }), silentLogger()));
+  server.addService(service(), implementStreams(service(), snapshotMetadataForwarder({ locate: snapshotLocator(api), dialer: dialer(), service: service() }), { log: silentLogger(), metrics: new Metrics() }));
   await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${dir}/controller.sock`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
   const controller = new grpc.Client(`unix://${dir}/controller.sock`, grpc.credentials.createInsecure());
   return {
