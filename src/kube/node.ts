@@ -7,7 +7,7 @@ import type { SnapshotMetadataRpcs } from '../csi/stream-rpcs.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { OpContext } from '../system/context.ts';
 import { NodeAgent, type AgentOptions } from './agent.ts';
-import { ChannelAuth, KubeTokenReviewer, type TokenReviewer } from './channel/auth.ts';
+import { ChannelAuth, KubeTokenReviewer } from './channel/auth.ts';
 import { loadOrCreateIdentity } from './channel/cert.ts';
 import { ChannelServer } from './channel/server.ts';
 import { CrdStore } from './crd-store.ts';
@@ -22,8 +22,6 @@ export interface NodeChannelParts {
   publishHost: string;
   /** The controller's ServiceAccount user, the only caller admitted. */
   allowedUser: string;
-  /** Tests give a double; production reviews with the apiserver. */
-  reviewer?: TokenReviewer;
 }
 
 export interface KubeNodeParts extends Omit<NodeSystem, 'clock'>, Omit<NodeSettings, 'nodeId'> {
@@ -69,7 +67,7 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
 /** Serves the channel, then publishes where it listens and which certificate it shows. */
 async function startChannel(p: KubeNodeParts, c: NodeChannelParts, store: CrdStore, metrics: Metrics, rpcs: SnapshotMetadataRpcs) {
   const identity = await loadOrCreateIdentity(join(p.stateDir, 'channel'), `dmthin-csi node ${p.node}`);
-  const reviewer = c.reviewer ?? new KubeTokenReviewer(p.kc.makeApiClient(AuthenticationV1Api));
+  const reviewer = new KubeTokenReviewer(p.kc.makeApiClient(AuthenticationV1Api));
   const server = new ChannelServer({ node: p.node, identity, auth: new ChannelAuth(reviewer, { allowedUser: c.allowedUser }), log: p.log });
   const def = loadCsi().csi.v1.SnapshotMetadata.service;
   server.host(def, implementStreams(def, rpcs, { log: p.log, metrics }));
