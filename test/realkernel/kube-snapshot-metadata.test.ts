@@ -20,7 +20,7 @@ import { callStream } from '../../src/kube/channel/stream.ts';
 import type { ThinPoolCr } from '../../src/kube/types.ts';
 import { blockCap, GiB, MiB } from '../support/csi-client.ts';
 import { MetadataClient, rangesOf, readResumed, type MetadataResponse } from '../support/metadata-client.ts';
-import { KUBELET, sh, STATE } from './harness.ts';
+import { KUBELET, POOL, sh, STATE } from './harness.ts';
 import { KubeWorld, staging, until, type Proc } from './kube-world.ts';
 import { reconstructAllocated, reconstructDelta, type Window } from './reconstruct.ts';
 
@@ -134,25 +134,18 @@ describe('SnapshotMetadata forwarded from the controller to the node agent, on a
   });
 
   it('a resumed read through the forwarder (max_results 2, cancelled every 3 responses) continues exactly, and leaves no hold', async () => {
-    const whole = rangesOf(await md.delta({ base_snapshot_id: ids.s1!, target_snapshot_id: ids.s2! }));
-    const { ranges, calls } = await readResumed((from) => md.delta({ base_snapshot_id: ids.s1!, target_snapshot_id: ids.s2!, starting_offset: from, max_results: 2 }, { cancelAfter: 3 }));
+    const whole = rangesOf(await md.allocated({ snapshot_id: ids.s2! }));
+    const { ranges, calls } = await readResumed((from) => md.allocated({ snapshot_id: ids.s2!, starting_offset: from, max_results: 2 }, { cancelAfter: 3 }));
     assert.deepEqual(ranges, whole);
-    assert.ok(calls > 1, `it took ${calls} calls`);
-    report.resumedCalls = calls;
+    assert.ok(whole.length > 6 && calls > 1, `${whole.length} ranges took ${calls} calls`);
+    report.resumed = { ranges: whole.length, calls };
     await until('the node released its metadata snapshot', async () => ((w.api.object('thinpools.dmthin.csi.io', w.node) as unknown as ThinPoolCr).status?.metadataSnapshotHeld ? undefined : true), 30_000);
-    assert.equal(sh('dmsetup', ['status', (w.api.object('thinpools.dmthin.csi.io', w.node) as unknown as ThinPoolCr).status!.poolName!]).trim().split(/\s+/)[6], '-', 'no metadata snapshot held in the kernel');
+    assert.equal(sh('dmsetup', ['status', POOL]).trim().split(/\s+/)[6], '-', 'no metadata snapshot held in the kernel');
   });
 
   it('codes through the forwarder: unknown snapshot, missing id, the node\'s OUT_OF_RANGE', async () => {
     assert.equal((await md.allocated({ snapshot_id: 'snap-00000000000000000000000000000000' })).code, 'NOT_FOUND');
     assert.equal((await md.delta({ base_snapshot_id: ids.s1!, target_snapshot_id: '' })).code, 'INVALID_ARGUMENT');
     assert.equal((await md.allocated({ snapshot_id: ids.s1!, starting_offset: 2 * GiB })).code, 'OUT_OF_RANGE');
-  });
-
-  it('cleans up', async () => {
-    for (const id of [ids.r1!, ids.r2!]) await unpublish(id);
-    for (const s of [ids.s1!, ids.s2!]) await w.csi.ctrl.controller.call('DeleteSnapshot', { snapshot_id: s }, 180_000);
-    for (const v of [ids.v!, ids.r1!, ids.r2!]) await w.csi.ctrl.controller.call('DeleteVolume', { volume_id: v }, 180_000);
-    w.assertConverged('after the deletes');
   });
 });
