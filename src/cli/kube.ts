@@ -25,6 +25,10 @@ import { TOPOLOGY_KEY } from '../version.ts';
 import { buildConfig, controllerConfig, parseFlags } from './config.ts';
 import { warnDeprecated } from './options.ts';
 import { checkKernel, FatalError } from './standalone.ts';
+import { controllerChannelSettings, nodeChannelSettings } from './channel-config.ts';
+import { ChannelDialer, tokenFile } from '../kube/channel/client.ts';
+import { publishedEndpoint, snapshotLocator, snapshotMetadataForwarder } from '../kube/channel/snapshot-metadata.ts';
+import type { SnapshotMetadataRpcs } from '../csi/stream-rpcs.ts';
 
 /** Kubernetes access as kubectl finds it: in-cluster service account or KUBECONFIG / ~/.kube/config. */
 function kubeConfig(): KubeConfig {
@@ -94,11 +98,14 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
   const backend = new KubeBackend(objects, { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name) });
   const controller = leaderOnly(new ControllerService(backend, { fsType: cfg.defaultFs }), leader);
   const groupController = leaderOnly(new GroupControllerService(backend, new KubeGroupBackend(objects, backend)), leader);
-  const identity = new IdentityService({ ready: async () => leader.readiness() }, true, true);
-  const server = await serve(cfg.endpoint, { identity, controller, groupController }, { log, metrics });
+  const forwarding = snapshotMetadataForwarding(objects, env);
+  const identity = new IdentityService({ ready: async () => leader.readiness() }, true, true, forwarding !== undefined);
+  const snapshotMetadata = forwarding ? { snapshotMetadata: forwarding.rpcs } : {};
+  const server = await serve(cfg.endpoint, { identity, controller, groupController, ...snapshotMetadata }, { log, metrics });
   return async () => {
     // Stop answering first, so no request runs on a replica that has handed the lease on.
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    forwarding?.dialer.close();
     await leader.stop();
     http.stop();
   };
@@ -113,7 +120,9 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
   const metrics = new Metrics({ processMetrics: true });
   const dm = realDeviceMapper(cfg.dmInterface);
   await checkKernel(dm);
+  const channel = nodeChannelSettings(env);
   const starting = startKubeNode(background, {
+    ...(channel ? { channel } : {}),
     kc: kubeConfig(), node: cfg.nodeId, dm, mounter: realMounter(cfg.mountInterface), loops: new LosetupLoopDevices(), log, metrics,
     pool: cfg.pool, overprovisionRatio: cfg.overprovisionRatio, defaultFs: cfg.defaultFs,
     stateDir: cfg.stateDir, nodePathRoots: cfg.nodePathRoots, ...(cfg.growth ? { growth: cfg.growth } : {}),
@@ -127,6 +136,18 @@ export async function runNode(argv: string[], env: NodeJS.ProcessEnv = process.e
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     http.stop();
   };
+}
+
+/**
+ * SnapshotMetadata on the controller's socket, forwarded to the snapshot's node over the channel.
+ * Not leader-only: it only reads, and each replica's sidecar calls its own replica.
+ */
+function snapshotMetadataForwarding(objects: CustomObjectsApi, env: NodeJS.ProcessEnv): { rpcs: SnapshotMetadataRpcs; dialer: ChannelDialer } | undefined {
+  const settings = controllerChannelSettings(env);
+  if (!settings) return undefined;
+  const dialer = new ChannelDialer({ lookup: publishedEndpoint(objects), token: tokenFile(settings.tokenFile) });
+  const rpcs = snapshotMetadataForwarder({ locate: snapshotLocator(objects), dialer, service: loadCsi().csi.v1.SnapshotMetadata.service });
+  return { rpcs, dialer };
 }
 
 /** Only a definite 404 means the node is gone; any other failure assumes it is still there. */

@@ -45,8 +45,8 @@ function implement(def: grpc.ServiceDefinition, impl: object | undefined, deps: 
   return out;
 }
 
-/** The SnapshotMetadata service's streaming methods, each through wrapStream. */
-function implementStreams(def: grpc.ServiceDefinition, impl: SnapshotMetadataRpcs, deps: { log: Logger; metrics: Metrics }): grpc.UntypedServiceImplementation {
+/** The SnapshotMetadata service's streaming methods, each through wrapStream (also what a node agent's channel hosts). */
+export function implementStreams(def: grpc.ServiceDefinition, impl: SnapshotMetadataRpcs, deps: { log: Logger; metrics: Metrics }): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   for (const method of Object.keys(def)) {
     const fn = (impl as unknown as Record<string, StreamRpc<never, never>>)[method]!;

@@ -63,6 +63,12 @@ export const thinPoolStatus = s.object({
   capacity: quantityText('capacityBytes'),
   lastReconcileTime: s.string({ format: 'date-time' }),
   conditions,
+  /** Where the controller reaches this node's agent (src/kube/channel/): absent while the agent serves no channel. */
+  channel: s.object({
+    address: s.string({ minLength: 1, description: 'host:port of the agent\'s channel (the pod\'s IP).' }),
+    fingerprint: s.string({ minLength: 1, description: 'SHA-256 of the agent\'s certificate (AB:CD:...): the controller accepts no other.' }),
+    certificate: s.string({ minLength: 1, description: 'The agent\'s self-signed certificate (PEM), pinned by the fingerprint.' }),
+  }, { required: ['address', 'fingerprint', 'certificate'], description: 'The agent\'s end of the controller-node channel.' }),
 });
 
 /** The device states (DEVICE_STATES, src/state/types.ts) plus Pending: the CR exists, no agent has claimed it yet. */

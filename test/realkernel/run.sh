@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 # Two lanes in one guest (lanes.sh): the long Kubernetes crash sweep beside everything else.
 # REALKERNEL_SUITES (one lane, in order) runs only the suites named.
-lane_a=(test/realkernel/kube-crash.test.ts test/realkernel/snapshot-metadata.test.ts)
+lane_a=(test/realkernel/kube-crash.test.ts test/realkernel/snapshot-metadata.test.ts test/realkernel/kube-snapshot-metadata.test.ts)
 lane_b=(test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/dm-deadline.test.ts test/realkernel/mount-syscall.test.ts test/realkernel/hostile.test.ts test/realkernel/group.test.ts test/realkernel/image.test.ts test/realkernel/realkube.test.ts test/realkernel/capacity.test.ts test/realkernel/grow.test.ts)
 if [[ -n "${REALKERNEL_SUITES:-}" ]]; then lane_a=(); lane_b=($REALKERNEL_SUITES); fi
 suites=("${lane_a[@]}" "${lane_b[@]}")

@@ -17,7 +17,7 @@ describe('a node whose filesystem cannot hold its file pool', () => {
     fs.addFile('/var/lib/dmthin-csi/pool/data.img', 1024 * MiB, '/dev/loop0');
     fs.addFile('/var/lib/dmthin-csi/pool/metadata.img', 64 * MiB, '/dev/loop1');
     await fs.allocate(deadline(), '/var/lib/dmthin-csi/pool/metadata.img');
-    await w.startNode('n1', { resyncMs: 100 }, fs);
+    await w.startNode('n1', { resyncMs: 100 }, { backing: fs });
   });
   after(() => w.close());
   const pool = () => (w.d.object('thinpools.dmthin.csi.io', 'n1') as unknown as ThinPoolCr | undefined)?.status;
