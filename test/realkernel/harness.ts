@@ -25,8 +25,9 @@ export async function startDriver(extra: string[] = [], env: Record<string, stri
   mkdirSync(LOGS, { recursive: true });
   const log = join(LOGS, `${SUITE}-driver-${++runs}.log`);
   const fd = openSync(log, 'w');
+  // The metadata file is allocated in full (guest RAM under the VM's tmpfs): 64 MiB maps far more than a suite writes.
   const child = spawn(process.execPath, [join(ROOT, 'dist/dmthin-csi.mjs'), 'standalone', '--state-dir', STATE, '--endpoint', ENDPOINT,
-    '--pool-name', POOL, '--loop-data-size', '64Gi', '--loop-metadata-size', '256Mi', '--node-id', 'rk-node', '--log-level', 'info', ...extra],
+    '--pool-name', POOL, '--loop-data-size', '64Gi', '--loop-metadata-size', '64Mi', '--node-id', 'rk-node', '--log-level', 'info', ...extra],
   { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
   closeSync(fd);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -95,7 +95,7 @@ export class KubeWorld {
     }
     this.csi.node.close();
     this.nodeProc = this.launch(['node', '--node-id', this.node, '--endpoint', this.nodeEp, '--state-dir', STATE, '--pool-name', POOL,
-      '--loop-data-size', '32Gi', '--loop-metadata-size', '256Mi', '--log-level', 'debug'], env);
+      '--loop-data-size', '32Gi', '--loop-metadata-size', '64Mi', '--log-level', 'debug'], env);
     await until('node ready', () => this.probeFresh(this.nodeEp));
     this.csi.node = connectCsi(this.nodeEp);
   }

@@ -18,5 +18,6 @@ case " ${suites[*]} " in *realkube*) for d in .. ../..; do [ -x "$d/shared/bin/u
 mjs() { for s in "$@"; do printf '%s\n' "dist/$(basename "${s%.ts}").mjs"; done; }
 mapfile -t files_a < <(mjs "${lane_a[@]}")
 mapfile -t files_b < <(mjs "${lane_b[@]}")
-exec test/vm/run-in-vm.sh --timeout "${REALKERNEL_TIMEOUT:-4200}" --env KUBE_CRASH_OPS -- \
+# 6 GiB: two lanes at once, and every file pool's metadata file is allocated in full (guest RAM).
+exec test/vm/run-in-vm.sh --mem "${VM_MEM:-6144}" --timeout "${REALKERNEL_TIMEOUT:-4200}" --env KUBE_CRASH_OPS -- \
   bash test/realkernel/lanes.sh "${files_a[@]}" -- "${files_b[@]}"
