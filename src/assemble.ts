@@ -83,7 +83,7 @@ export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSys
   const metrics = sys.metrics ?? new Metrics();
   const backing = sys.backing ?? (s.pool.kind === 'loop' ? realBackingFs : undefined);
   const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, ...(backing ? { backing } : {}) }, s.pool);
-  const grower = await poolGrower(ctx, s, sys, metrics);
+  const grower = await poolGrower(ctx, s, sys, metrics, backing);
   // A growth a crash cut short (file grown, table not) is finished before the pool is read, and
   // a file pool takes a larger --loop-data-size (an adopted pool's file is not touched before).
   if (s.pool.kind === 'loop') grower?.request(s.pool.dataBytes);
@@ -108,10 +108,10 @@ export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSys
   };
 }
 
-async function poolGrower(ctx: OpContext, s: NodeSettings, sys: NodeSystem, metrics: Metrics): Promise<PoolGrower | undefined> {
+async function poolGrower(ctx: OpContext, s: NodeSettings, sys: NodeSystem, metrics: Metrics, fs: BackingFs | undefined): Promise<PoolGrower | undefined> {
   const backing = await backingOf(ctx, sys.loops, s.pool);
   if (!backing) return undefined;
-  return new PoolGrower({ dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, metrics }, s.pool.name, backing, s.growth ?? {});
+  return new PoolGrower({ dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, metrics, ...(fs ? { fs } : {}) }, s.pool.name, backing, s.growth ?? {});
 }
 
 /** /healthz's answer where the Identity's Probe says whether the node can serve. */

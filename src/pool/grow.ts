@@ -1,4 +1,4 @@
-import { stat, statfs, truncate } from 'node:fs/promises';
+import { truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { DeviceMapper, ThinPoolTable } from '../devmapper/types.ts';
 import { SECTOR, isDmError } from '../devmapper/types.ts';
@@ -8,6 +8,8 @@ import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { type OpContext, withTimeout } from '../system/context.ts';
 import { sleep } from '../system/delay.ts';
+import { type BackingFs, realBackingFs } from './backing.ts';
+import { loopFiles } from './provision.ts';
 import { METADATA_BLOCK_BYTES } from './health.ts';
 
 /** dm-thin uses at most this many metadata blocks (DM_SM_METADATA_MAX_BLOCKS): a larger device's excess is ignored. */
@@ -46,14 +48,9 @@ export interface GrowDeps {
   mounter: Pick<Mounter, 'blockSize'>;
   log: Logger;
   metrics: Metrics;
-  /** Bytes the filesystem holding `dir` can still give; default statfs(2). */
-  available?: (dir: string) => Promise<number>;
+  /** The filesystem under the pool's files, as capacity reads it; default the real one. */
+  fs?: Pick<BackingFs, 'availableBytes' | 'usage'>;
 }
-
-const statfsAvailable = async (dir: string): Promise<number> => {
-  const s = await statfs(dir);
-  return s.bavail * s.bsize;
-};
 
 /**
  * Grows the node's pool online: the file behind a file pool's data device (on request, or on
@@ -67,6 +64,7 @@ export class PoolGrower {
   private readonly deps: GrowDeps;
   private readonly backing: Backing;
   private readonly settings: GrowthSettings;
+  private get fs(): Pick<BackingFs, 'availableBytes' | 'usage'> { return this.deps.fs ?? realBackingFs; }
   private requested: number | undefined;
   /** The last refusal said, so a pool at its ceiling does not say so at every event. */
   private lastRefusal: string | undefined;
@@ -173,8 +171,8 @@ export class PoolGrower {
   }
 
   private async refreshLoop(ctx: OpContext, file: string, device: string): Promise<void> {
-    const fileBytes = (await stat(file)).size;
-    if ((await this.deps.mounter.blockSize(ctx, device)) < fileBytes) await this.deps.loops.refresh(ctx, device);
+    const { lengthBytes } = await this.fs.usage(file);
+    if ((await this.deps.mounter.blockSize(ctx, device)) < lengthBytes) await this.deps.loops.refresh(ctx, device);
   }
 
   /** The data file grows (as far as its filesystem can hold it), then the table takes it. */
@@ -185,13 +183,13 @@ export class PoolGrower {
       return { kind: 'refused', reason: 'not_file', wantedBytes: wanted, message: `pool ${this.pool} is on block devices: grow ${this.backing.dataDevice} (lvextend, a larger disk), and the pool takes the new size at its next check` };
     }
     const blockBytes = table.dataBlockSectors * SECTOR;
-    const file = await stat(files.data, { bigint: false });
-    const room = file.blocks * 512 + await (this.deps.available ?? statfsAvailable)(dirname(files.data));
+    const file = await this.fs.usage(files.data);
+    const room = file.allocatedBytes + await this.fs.availableBytes(dirname(files.data));
     const target = Math.floor(Math.min(wanted, room) / blockBytes) * blockBytes;
     if (target <= current) {
       return { kind: 'refused', reason: 'no_room', wantedBytes: wanted, message: `the filesystem under ${files.data} can hold ${room} bytes of pool data, not the ${wanted} wanted: free space there, or move the pool` };
     }
-    if (file.size < target) await truncate(files.data, target);
+    if (file.lengthBytes < target) await truncate(files.data, target);
     const done = await this.takeDevices(ctx, reason);
     if (!done || done.kind !== 'grown') return { kind: 'failed', reason, message: `grew ${files.data} to ${target} bytes, but pool ${this.pool} did not take it` };
     return done;
@@ -292,7 +290,7 @@ export class PoolGrower {
 export async function backingOf(ctx: OpContext, loops: LoopDevices, src: { kind: string; dir?: string; dataDevice?: string; metadataDevice?: string }): Promise<Backing | undefined> {
   if (src.kind === 'devices' && src.dataDevice && src.metadataDevice) return { dataDevice: src.dataDevice, metadataDevice: src.metadataDevice };
   if (src.kind !== 'loop' || !src.dir) return undefined;
-  const files = { data: join(src.dir, 'data.img'), metadata: join(src.dir, 'metadata.img') }; // as provision.ts names them
+  const files = loopFiles(src.dir);
   const [data, metadata] = [await loops.find(ctx, files.data), await loops.find(ctx, files.metadata)];
   return data && metadata ? { dataDevice: data, metadataDevice: metadata, files } : undefined;
 }

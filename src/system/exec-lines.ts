@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { type OpContext, timeLeft } from './context.ts';
-import { CommandError, errnoFromText, reportCall, type RunOptions } from './exec.ts';
+import { commandFailure, reportCall, type RunOptions } from './exec.ts';
 
 /**
  * Runs a read-only command and yields its stdout line by line as it comes, for output too large
@@ -24,14 +24,8 @@ export async function* runLines(ctx: OpContext, command: string, args: readonly 
     finished = true;
     reportCall({ command, args, durationMs: Math.round(performance.now() - started), exitCode: result.exitCode, failed: result.failed });
     if (!result.failed) return;
-    const stderr = String(result.stderr ?? '');
-    const spawnErrno = (result.cause as NodeJS.ErrnoException | undefined)?.code;
-    const why = result.timedOut ? `timed out after ${timeout} ms` : result.exitCode !== undefined ? `exit code ${result.exitCode}` : (result.shortMessage ?? 'failed');
-    throw new CommandError({
-      command, args, exitCode: result.exitCode, stderr, stdout: '',
-      errno: typeof spawnErrno === 'string' && spawnErrno.startsWith('E') ? spawnErrno : errnoFromText(stderr),
-      timedOut: Boolean(result.timedOut), message: `${command} ${args.join(' ')}: ${why}${stderr ? `: ${stderr.trim()}` : ''}`,
-    });
+    // The lines went to the consumer: the error carries stderr only.
+    throw commandFailure(command, args, timeout, result, '');
   } finally {
     if (!finished) {
       child.kill();

@@ -10,6 +10,7 @@ import { assembleNode, type NodeSettings } from '../../../src/assemble.ts';
 import { EventRecorder } from '../../../src/kube/events.ts';
 import { quantityBytes, wireGrowth } from '../../../src/kube/pool-growth.ts';
 import { GROW_TO_ANNOTATION, type ThinPoolCr } from '../../../src/kube/types.ts';
+import { realBackingFs } from '../../../src/pool/backing.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { Metrics } from '../../../src/observability/metrics.ts';
 import { type GrowDeps, type GrowthSettings, PoolGrower } from '../../../src/pool/grow.ts';
@@ -60,7 +61,7 @@ async function fileWorld(dataBytes: number): Promise<World> {
   };
   const w: World = {
     dir, dm, loops, blocks, files, room: 1024 * MiB,
-    deps: { dm, loops, mounter: new FakeMounter({ devices: model }), log: silentLogger(), metrics: new Metrics(), available: async () => w.room },
+    deps: { dm, loops, mounter: new FakeMounter({ devices: model }), log: silentLogger(), metrics: new Metrics(), fs: { ...realBackingFs, availableBytes: async () => w.room } },
     grower: (settings = {}) => new PoolGrower(w.deps, POOL, { dataDevice: data, metadataDevice: metadata, files }, settings),
     totalBytes: async () => (await dm.poolStatus(ctx, POOL)).totalDataBlocks * BS * 512,
   };
@@ -162,7 +163,7 @@ describe('PoolGrower', () => {
     let release!: () => void;
     let asked = false;
     const held = new Promise<void>((r) => { release = r; });
-    w.deps.available = async () => { asked = true; await held; return 0; }; // refused: no reload, so no event either
+    w.deps.fs = { ...realBackingFs, availableBytes: async () => { asked = true; await held; return 0; } }; // refused: no reload, so no event either
     const g = w.grower(); // no automatic growth: its low-water mark would reload the table, an event
     g.request(80 * MiB);
     g.start(3_600_000);
