@@ -38,10 +38,10 @@ function tree(dir: string, depth = 8): string[] {
 }
 
 /**
- * The devices and mounts of the other suites running in the guest at the same time (lanes.sh):
- * their pools (dmthin-rk-*), the thin devices on those pools, the dm-N and loop nodes they bring,
- * and whatever is mounted under their own kubelet and state directories. They come and go while
- * this suite runs and are not this suite's to judge.
+ * The devices and mounts the suites before this one left in the guest (each leaves its pool
+ * behind): their pools (dmthin-rk-*), the thin devices on those pools, the dm-N and loop nodes
+ * they bring, and whatever is mounted under their own kubelet and state directories. They are
+ * not this suite's to judge.
  */
 function othersDevices(): Set<string> {
   const mine = sh('dmsetup', ['info', '-c', '--noheadings', '-o', 'major,minor', POOL]).trim();

@@ -139,11 +139,15 @@ async function cycle(tag: string, size: number): Promise<{ s1: string; s2: strin
   return { s1, s2, ranges };
 }
 
+// The 16 GiB volume is written in a few MiB: an overprovisioned pool, as thin pools are used. At
+// ratio 1 it is refused whenever the guest's filesystem has less than 16 GiB free under the pool.
+const OVERPROVISION = ['--overprovision-ratio', '8'];
+
 describe('SnapshotMetadata on a real dm-thin pool', { timeout: 900_000 }, () => {
   before(async () => {
     rmSync(STATE, { recursive: true, force: true });
     mkdirSync(KUBELET, { recursive: true });
-    d = await startDriver();
+    d = await startDriver(OVERPROVISION);
     md = new MetadataClient(ENDPOINT);
   });
   after(async () => {
@@ -220,7 +224,7 @@ describe('SnapshotMetadata on a real dm-thin pool', { timeout: 900_000 }, () => 
     const poolFile = join(STATE, 'store', 'pool.json');
     writeFileSync(poolFile, JSON.stringify({ ...JSON.parse(readFileSync(poolFile, 'utf8')), metadataSnapHeld: true }));
     assert.notEqual(sh('dmsetup', ['status', POOL]).trim().split(/\s+/)[6], '-', 'held before the restart');
-    d = await startDriver();
+    d = await startDriver(OVERPROVISION);
     md.close();
     md = new MetadataClient(ENDPOINT);
     assert.match(readFileSync(d.log, 'utf8'), /released a metadata snapshot left held by a crash/);
