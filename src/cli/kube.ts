@@ -6,12 +6,13 @@ import { loadCsi } from '../csi/proto.ts';
 import { serve } from '../csi/server.ts';
 import { realDeviceMapper } from '../devmapper/choose.ts';
 import { KubeBackend } from '../kube/backend.ts';
+import { ObjectChanges } from '../kube/changes.ts';
 import { KubeGroupBackend } from '../kube/group-backend.ts';
 import { GroupControllerService } from '../controller/groups.ts';
 import { leaderOnly } from '../csi/leader-only.ts';
 import { LeaderElector } from '../kube/lease.ts';
 import { startKubeNode } from '../kube/node.ts';
-import { LEASE_NAME } from '../kube/types.ts';
+import { LEASE_NAME, PLURAL } from '../kube/types.ts';
 import { LosetupLoopDevices } from '../mount/loop.ts';
 import { realMounter } from '../mount/choose.ts';
 import { serveMetrics } from '../observability/http.ts';
@@ -45,7 +46,9 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
   await leader.start();
   const core = kc.makeApiClient(CoreV1Api);
   const objects = kc.makeApiClient(CustomObjectsApi);
-  const backend = new KubeBackend(objects, { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name) });
+  const changes = new ObjectChanges(kc, objects, [PLURAL.volume, PLURAL.snapshot], log);
+  await changes.start();
+  const backend = new KubeBackend(objects, { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name), changes });
   const controller = leaderOnly(new ControllerService(backend, { fsType: cfg.defaultFs }), leader);
   const groupController = leaderOnly(new GroupControllerService(backend, new KubeGroupBackend(objects, backend)), leader);
   const identity = new IdentityService({ ready: async () => leader.readiness() }, true, true);
@@ -55,6 +58,7 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
     // Stop answering first, so no request runs on a replica that has handed the lease on.
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     await leader.stop();
+    changes.stop();
     http.stop();
   };
 }
