@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { probeHealthy } from '../../src/assemble.ts';
+import { sharedConnections } from '../../src/kube/connections.ts';
 import { startKubeNode, type KubeNode } from '../../src/kube/node.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { background } from '../../src/system/context.ts';
@@ -30,6 +31,7 @@ interface Sim { dm: FakeDeviceMapper; mounter: FakeMounter; kn?: KubeNode }
 
 const kc = new KubeConfig();
 kc.loadFromFile(process.env.KUBECONFIG!);
+sharedConnections(kc); // as src/cli/kube.ts's kubeConfig() does for `dmthin-csi node`
 const nodes = (process.env.BENCH_NODES ?? '').split(',').filter(Boolean);
 const stateDir = mkdtempSync(join(tmpdir(), 'dmthin-cbench-'));
 const log = createLogger({ level: process.env.LOG_LEVEL ?? 'error' });

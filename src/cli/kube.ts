@@ -7,6 +7,7 @@ import { serve } from '../csi/server.ts';
 import { realDeviceMapper } from '../devmapper/choose.ts';
 import { KubeBackend } from '../kube/backend.ts';
 import { ObjectChanges } from '../kube/changes.ts';
+import { sharedConnections } from '../kube/connections.ts';
 import { KubeGroupBackend } from '../kube/group-backend.ts';
 import { GroupControllerService } from '../controller/groups.ts';
 import { leaderOnly } from '../csi/leader-only.ts';
@@ -32,7 +33,7 @@ ${USAGE}`;
 function kubeConfig(): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromDefault();
-  return kc;
+  return sharedConnections(kc);
 }
 
 export async function runController(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<() => Promise<void>> {
