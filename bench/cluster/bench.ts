@@ -46,6 +46,7 @@ export async function runClusterBench(o: BenchOptions): Promise<Result> {
     log(`control plane up (${plane.apiUrl})`);
     await ctl.start();
     const nodes = Array.from({ length: o.nodes }, (_, i) => `node-${String(i).padStart(3, '0')}`);
+    await plane.registerNodes(nodes);
     hosts = startHosts(o.root, plane.kubeconfig, nodes, o.perHost, join(o.dir, 'logs'));
     const startMs = Math.max(...await Promise.all(hosts.map((h) => h.ready)));
     log(`${nodes.length} simulated nodes in ${hosts.length} processes, up in ${(startMs / 1000).toFixed(1)} s`);

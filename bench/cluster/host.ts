@@ -24,7 +24,8 @@ export type HostRequest =
   | { op: 'restart'; node: string }
   | { op: 'stop' };
 
-export interface AgentStats { node: string; own: number; foreign: number }
+/** `thinDevices`: thin devices in the node's (fake) pool metadata, to check every delete reached the kernel. */
+export interface AgentStats { node: string; own: number; foreign: number; thinDevices: number }
 export interface HostStats { pid: number; agents: AgentStats[] }
 
 interface Sim { dm: FakeDeviceMapper; mounter: FakeMounter; kn?: KubeNode }
@@ -58,7 +59,7 @@ async function start(node: string): Promise<number> {
 }
 
 function stats(): HostStats {
-  const agents = [...sims.entries()].map(([node, s]) => ({ node, ...s.kn!.agent.watchEvents }));
+  const agents = [...sims.entries()].map(([node, s]) => ({ node, ...s.kn!.agent.watchEvents, thinDevices: s.dm.metadataThinIds(POOL).length }));
   return { pid: process.pid, agents };
 }
 

@@ -29,6 +29,16 @@ export class BenchPlane extends ControlPlane {
     this.kubeconfig = writeKubeconfig(join(dir, 'admin.kubeconfig'), this.apiUrl, this.admin.token, 'admin');
   }
 
+  /**
+   * Node objects, as each kubelet registers its own: without them the controller takes every
+   * node for deleted and drops the finalizers of deleted volumes itself (KubeBackend.releaseIfUnowned).
+   */
+  async registerNodes(names: readonly string[]): Promise<void> {
+    for (let i = 0; i < names.length; i += 20) {
+      await Promise.all(names.slice(i, i + 20).map((name) => this.admin.create('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { 'kubernetes.io/hostname': name } } })));
+    }
+  }
+
   private async established(name: string): Promise<void> {
     for (let i = 0; i < 600; i++) {
       const crd = await this.admin.get(`${CRDS}/${name}`);

@@ -142,6 +142,6 @@ export function render(r: Result): string {
     `- controller restart to Probe-ready with ${r.restarts.controllerObjects} ThinVolumes: ${r.restarts.controllerMs.toFixed(0)} ms`,
     `- agent restart to Probe-ready with ${r.restarts.agentVolumes} volumes on its node: ${r.restarts.agentMs.toFixed(0)} ms`,
     `- etcd: ${r.etcd.volumes} ThinVolumes stored at ${r.etcd.storedBytesPerVolume.toFixed(0)} B each (key + value); database in use after compaction and defragmentation / volumes: ${r.etcd.dbInUseBytesPerVolume.toFixed(0)} B`,
-    `- left behind after the run: ${r.leftover.volumes} ThinVolumes, ${r.leftover.snapshots} ThinSnapshots`, '',
+    `- left behind after the run: ${r.leftover.volumes} ThinVolumes, ${r.leftover.snapshots} ThinSnapshots, ${r.watch.atEnd.reduce((a, s) => a + (s.thinDevices ?? 0), 0)} thin devices in the nodes' pools`, '',
   ].join('\n');
 }

@@ -85,7 +85,11 @@ export class NodeAgent {
     this.watches = [PLURAL.volume, PLURAL.snapshot, PLURAL.group].map((plural) => new CrWatch({
       kc: opts.kc, api: opts.api, plural, labelSelector: `${NODE_LABEL}=${opts.node}`, log: opts.log,
       restartBaseMs: opts.watchRestartBaseMs,
-      onChange: (obj) => (plural === PLURAL.group ? this.queueIfGroupWork(obj as ThinGroupSnapshot) : this.queueIfWork(obj as DeviceCr)),
+      onChange: (obj) => {
+        this.watchEvents[(obj as DeviceCr).spec?.nodeName === this.o.node ? 'own' : 'foreign']++;
+        if (plural === PLURAL.group) this.queueIfGroupWork(obj as ThinGroupSnapshot);
+        else this.queueIfWork(obj as DeviceCr);
+      },
     }));
   }
 
@@ -119,13 +123,11 @@ export class NodeAgent {
    * Any later change arrives as another event; devices themselves are checked by reconcile.
    */
   private queueIfWork(cr: DeviceCr): void {
-    this.watchEvents[cr.spec?.nodeName === this.o.node ? 'own' : 'foreign']++;
     if (actionFor(cr, this.o.node)) this.queue.add(`${pluralOf(cr.metadata.name)}/${cr.metadata.name}`);
     else if (cr.kind === KIND.snapshot && cr.spec.group && isUnclaimed(cr) && !cr.metadata.deletionTimestamp) this.queue.add(`${PLURAL.group}/${cr.spec.group}`);
   }
 
   private queueIfGroupWork(cr: ThinGroupSnapshot): void {
-    this.watchEvents[cr.spec?.nodeName === this.o.node ? 'own' : 'foreign']++;
     if (groupActionFor(cr, this.o.node)) this.queue.add(`${PLURAL.group}/${cr.metadata.name}`);
   }
 

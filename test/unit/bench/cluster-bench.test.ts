@@ -32,6 +32,8 @@ describe('the cluster bench, small', () => {
       ]);
       assert.deepEqual(r.snapshots.map((p) => p.name), ['snapshot', 'restore', 'delete restore', 'delete snapshot']);
       assert.deepEqual(r.leftover, { volumes: 0, snapshots: 0 }, 'every object removed');
+      assert.deepEqual(r.watch.atEnd.map((a) => a.thinDevices), [0, 0, 0], 'every device deleted by its agent, in its pool');
+      assert.equal(perOp(r, phase(r, 'driver', 'delete', 64)!)['PATCH thinvolumes'], undefined, 'no finalizer dropped by the controller: the nodes exist');
       assert.equal(foreignEvents(r), 0, "no agent heard of another node's object");
       assert.equal(r.watch.atEnd.length, 3);
       for (const a of r.watch.beforeRestart) assert.ok(a.own > 0, `${a.node} saw its own objects`);
