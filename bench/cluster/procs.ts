@@ -53,11 +53,17 @@ export class Controller {
       env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=2', NODE_ENV: 'production', KUBECONFIG: this.o.kubeconfig, POD_NAME: 'cbench-controller', POD_NAMESPACE: 'kube-system', LOG_LEVEL: 'warn' },
     });
     closeSync(fd);
-    this.csi = connectCsi(this.endpoint);
     for (;;) {
       if (this.child.exitCode !== null) throw new Error(`controller exited with ${this.child.exitCode}; see ${this.o.dir}/controller-${this.starts}.log`);
-      const ready = await this.csi.identity.call<{ ready?: { value: boolean } }>('Probe', {}, 2000).then((r) => r.ready?.value === true, () => false);
-      if (ready) return performance.now() - t0;
+      // A fresh channel per attempt: one that found no socket backs off (up to 2 minutes in
+      // grpc-js) and would time the client's backoff, not the controller's start.
+      const probe = connectCsi(this.endpoint);
+      const ready = await probe.identity.call<{ ready?: { value: boolean } }>('Probe', {}, 2000).then((r) => r.ready?.value === true, () => false);
+      probe.close();
+      if (ready) {
+        this.csi = connectCsi(this.endpoint);
+        return performance.now() - t0;
+      }
       if (performance.now() - t0 > 120_000) throw new Error('controller not Probe-ready after 120 s');
       await sleep(20);
     }
