@@ -8,12 +8,14 @@ import { loadCsi } from '../csi/proto.ts';
 import { serve, socketPath } from '../csi/server.ts';
 import { realDeviceMapper } from '../devmapper/choose.ts';
 import { KubeBackend } from '../kube/backend.ts';
+import { ObjectChanges } from '../kube/changes.ts';
+import { sharedConnections } from '../kube/connections.ts';
 import { KubeGroupBackend } from '../kube/group-backend.ts';
 import { GroupControllerService } from '../controller/groups.ts';
 import { leaderOnly } from '../csi/leader-only.ts';
 import { LeaderElector } from '../kube/lease.ts';
 import { startKubeNode } from '../kube/node.ts';
-import { LEASE_NAME } from '../kube/types.ts';
+import { LEASE_NAME, PLURAL } from '../kube/types.ts';
 import { apiMessage } from '../kube/api.ts';
 import { LosetupLoopDevices } from '../mount/loop.ts';
 import { realMounter } from '../mount/choose.ts';
@@ -34,7 +36,7 @@ import type { SnapshotMetadataRpcs } from '../csi/stream-rpcs.ts';
 function kubeConfig(): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromDefault();
-  return kc;
+  return sharedConnections(kc);
 }
 
 /**
@@ -95,7 +97,9 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
   await leader.start();
   const core = kc.makeApiClient(CoreV1Api);
   const objects = kc.makeApiClient(CustomObjectsApi);
-  const backend = new KubeBackend(objects, { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name) });
+  const changes = new ObjectChanges(kc, objects, [PLURAL.volume, PLURAL.snapshot], log);
+  await changes.start();
+  const backend = new KubeBackend(objects, { topologyKey: TOPOLOGY_KEY, nodeExists: (name) => nodeExists(core, name), changes });
   const controller = leaderOnly(new ControllerService(backend, { fsType: cfg.defaultFs }), leader);
   const groupController = leaderOnly(new GroupControllerService(backend, new KubeGroupBackend(objects, backend)), leader);
   const forwarding = snapshotMetadataForwarding(objects, env);
@@ -107,6 +111,7 @@ export async function runController(argv: string[], env: NodeJS.ProcessEnv = pro
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     forwarding?.dialer.close();
     await leader.stop();
+    changes.stop();
     http.stop();
   };
 }

@@ -75,6 +75,8 @@ export class NodeAgent {
   private metadataCheckedAt = 0;
   private readonly groups: GroupSnapshots;
   private readonly groupWork: GroupWork;
+  /** Watch events received, for this node's objects and for others' (the label selector keeps the latter at 0). */
+  readonly watchEvents = { own: 0, foreign: 0 };
 
   constructor(opts: AgentOptions) {
     this.o = { resyncMs: 60_000, opTimeoutMs: 120_000, ...opts, metadataCheckMs: opts.metadataCheckMs ?? opts.resyncMs ?? 60_000 };
@@ -89,7 +91,11 @@ export class NodeAgent {
     this.watches = [PLURAL.volume, PLURAL.snapshot, PLURAL.group].map((plural) => new CrWatch({
       kc: opts.kc, api: opts.api, plural, labelSelector: `${NODE_LABEL}=${opts.node}`, log: opts.log,
       restartBaseMs: opts.watchRestartBaseMs,
-      onChange: (obj) => (plural === PLURAL.group ? this.queueIfGroupWork(obj as ThinGroupSnapshot) : this.queueIfWork(obj as DeviceCr)),
+      onChange: (obj) => {
+        this.watchEvents[(obj as DeviceCr).spec?.nodeName === this.o.node ? 'own' : 'foreign']++;
+        if (plural === PLURAL.group) this.queueIfGroupWork(obj as ThinGroupSnapshot);
+        else this.queueIfWork(obj as DeviceCr);
+      },
     }));
   }
 
@@ -179,8 +185,9 @@ export class NodeAgent {
         if (cr.kind === KIND.snapshot) sizeBytes = origin.sizeBytes;
       }
       const roomBytes = rec.origin ? undefined : sizeBytes;
+      // No Event for a routine success: one per device was one more API write per volume (issue 25),
+      // and the CO already records its own (ProvisioningSucceeded on the claim). Failures still get one.
       await this.devices.create(ctx, { id, dmName: dmNameOf(cr.metadata.uid ?? id), kind: rec.kind, sizeBytes, meta: rec.meta, origin: rec.origin, roomBytes });
-      this.o.events.normal(involved(cr), 'DeviceCreated', `thin device created in pool ${this.devices.pool.name}`);
     } catch (err) {
       await this.reportFailure(cr, 'CreateFailed', err);
       throw err;
@@ -195,8 +202,7 @@ export class NodeAgent {
         if (cr.metadata.finalizers?.includes(FINALIZER)) await this.store.setFinalizer(cr, false);
         return;
       }
-      await this.devices.remove(this.ctx(), id);
-      this.o.events.normal(involved(cr), 'DeviceDeleted', `thin device ${cr.status?.deviceId ?? ''} deleted from pool ${this.devices.pool.name}`);
+      await this.devices.remove(this.ctx(), id); // no Event: the object goes with its finalizer, and its Events with it
     } catch (err) {
       if (isNotFound(err)) return;
       if (cr.metadata.annotations?.[FORCE_CLEANUP_ANNOTATION] !== undefined) {

@@ -121,13 +121,22 @@ export class CrdStore implements StateStore, GroupStore {
   async deleteDevice(id: string): Promise<void> {
     const plural = pluralOf(id);
     try {
+      let ended = false;
       await this.retryWrite(`releasing ${id}`, async () => {
         const cr = await this.readDevice(id);
         if (!cr || isUnclaimed(cr)) return undefined;
+        // Ours the last finalizer of a deleting CR: its removal ends the object, so a Pending
+        // status first would be a write for nothing (issue 25). With another finalizer left the
+        // object outlives ours, and must not claim the thin id any more.
+        if (cr.metadata.deletionTimestamp && sameList(cr.metadata.finalizers, [FINALIZER])) {
+          ended = true;
+          return this.setFinalizer(cr, false);
+        }
         // Back to unclaimed: no device, so no device size either (a CO retry compares the spec's).
         const { deviceId: _d, faultyFrom: _f, readyToUse: _r, sizeBytes: _s, ...rest } = (cr.status ?? {}) as Record<string, unknown>;
         return this.putStatus(plural, cr, { ...rest, state: 'Pending', updatedAt: new Date().toISOString() });
       });
+      if (ended) return;
       await this.retryWrite(`removing the finalizer of ${id}`, async () => {
         const cr = await this.readDevice(id);
         if (!cr || !cr.metadata.deletionTimestamp || !cr.metadata.finalizers?.includes(FINALIZER)) return undefined;
@@ -247,6 +256,10 @@ export class CrdStore implements StateStore, GroupStore {
   }
 
   async close(): Promise<void> { /* nothing held: every call is a fresh request */ }
+}
+
+function sameList(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  return (a ?? []).length === b.length && b.every((x, i) => a![i] === x);
 }
 
 /** Every write that reaches the API server is one step of the operation it belongs to. */
