@@ -113,7 +113,13 @@ export class NodeAgent {
     this.serving = true;
     this.queue.resume();
     this.queue.add(RECONCILE); // the metadata check the start's pass left out, now beside the RPCs
-    this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
+    // The first periodic pass at a random point of the period: agents started together (a
+    // rollout, a cluster's restart) would otherwise list and reconcile in the same seconds.
+    this.timer = setTimeout(() => {
+      this.queue.add(RECONCILE);
+      this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
+      this.timer.unref();
+    }, Math.floor(Math.random() * this.o.resyncMs));
     this.timer.unref();
   }
 
@@ -121,7 +127,7 @@ export class NodeAgent {
   poolChanged(): void { this.queue.add(RECONCILE); }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer); // a timeout's or an interval's: Node clears either
     for (const w of this.watches) await w.stop();
     await this.queue.stop(); // a SIGTERM lets the object in hand finish, as far as its own deadline
   }

@@ -27,8 +27,11 @@ export class CrdStore implements StateStore, GroupStore {
   /** How the pool is made, written into a new ThinPool's spec for operators. */
   readonly poolSpec: Partial<ThinPoolCr['spec']>;
 
+  /** The newest resourceVersion of this store's own writes and lists: what its lists may not be older than. */
+  private readonly seen = new NewestVersion();
+
   constructor(api: CustomObjectsApi, node: string, poolName: string, poolSpec: Partial<ThinPoolCr['spec']> = {}) {
-    this.api = countingWrites(api);
+    this.api = countingWrites(api, (out) => this.seen.note(out));
     this.node = node;
     this.poolName = poolName;
     this.poolSpec = poolSpec;
@@ -75,10 +78,28 @@ export class CrdStore implements StateStore, GroupStore {
     return cr && !isUnclaimed(cr) ? toRecord(cr) : undefined;
   }
 
+  /**
+   * This node's objects of `plural`. After the first list, from the apiserver's watch cache but
+   * never older than the newest version this store wrote or saw (NotOlderThan): a quorum list
+   * reads and decodes every object of the cluster from etcd to keep one node's, which each
+   * agent's periodic reconcile did several times a minute (issue 25). Its own writes are what
+   * the reconcile must see; others' changes reach the agent through its watches anyway. A cache
+   * that cannot answer (too far behind: 504; disabled) gets the quorum list.
+   */
+  private async listOwn<T extends { spec?: { nodeName?: string } }>(plural: Plural): Promise<T[]> {
+    const base = { group: GROUP, version: VERSION, plural, labelSelector: `${NODE_LABEL}=${this.node}` };
+    type List = { items: T[]; metadata?: { resourceVersion?: string } };
+    const since = this.seen.value;
+    const cached = since === undefined ? undefined
+      : await (this.api.listClusterCustomObject({ ...base, resourceVersion: since, resourceVersionMatch: 'NotOlderThan' }) as Promise<List>).catch(() => undefined);
+    const list = cached ?? await this.api.listClusterCustomObject(base) as List;
+    this.seen.note(list);
+    return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+  }
+
   async listCrs(plural: typeof PLURAL.volume | typeof PLURAL.snapshot): Promise<DeviceCr[]> {
     try {
-      const list = await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector: `${NODE_LABEL}=${this.node}` }) as { items: DeviceCr[] };
-      return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+      return await this.listOwn<DeviceCr>(plural);
     } catch (err) {
       throw new StoreError('io', `listing ${plural}: ${apiMessage(err)}`, { cause: err });
     }
@@ -170,8 +191,7 @@ export class CrdStore implements StateStore, GroupStore {
 
   async listGroupCrs(): Promise<ThinGroupSnapshot[]> {
     try {
-      const list = await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.group, labelSelector: `${NODE_LABEL}=${this.node}` }) as { items: ThinGroupSnapshot[] };
-      return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+      return await this.listOwn<ThinGroupSnapshot>(PLURAL.group);
     } catch (err) {
       // No ThinGroupSnapshot CRD (an upgrade where `helm upgrade` left crds/ as they were): no group
       // can exist, and the node must still serve its volumes.
@@ -262,14 +282,32 @@ function sameList(a: readonly string[] | undefined, b: readonly string[]): boole
   return (a ?? []).length === b.length && b.every((x, i) => a![i] === x);
 }
 
+/**
+ * The highest resourceVersion noted. The apiserver's are etcd revisions, decimal and growing;
+ * they are compared only when they read as such, and anything else is not noted (the lists
+ * then stay quorum reads).
+ */
+class NewestVersion {
+  private max: bigint | undefined;
+
+  note(obj: unknown): void {
+    const rv = (obj as { metadata?: { resourceVersion?: unknown } } | undefined)?.metadata?.resourceVersion;
+    if (typeof rv !== 'string' || !/^[1-9][0-9]{0,30}$/.test(rv)) return;
+    if (this.max === undefined || BigInt(rv) > this.max) this.max = BigInt(rv);
+  }
+
+  get value(): string | undefined { return this.max?.toString(); }
+}
+
 /** Every write that reaches the API server is one step of the operation it belongs to. */
-function countingWrites(api: CustomObjectsApi): CustomObjectsApi {
+function countingWrites(api: CustomObjectsApi, written: (out: unknown) => void): CustomObjectsApi {
   return new Proxy(api, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (typeof v !== 'function' || typeof prop !== 'string' || !/^(create|replace|patch|delete)/.test(prop)) return v;
       return async (...args: unknown[]) => {
         const out = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        written(out);
         step(prop);
         return out;
       };

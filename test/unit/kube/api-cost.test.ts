@@ -6,7 +6,7 @@ import { CustomObjectsApi } from '@kubernetes/client-node';
 import { ControllerService } from '../../../src/controller/service.ts';
 import { KubeBackend } from '../../../src/kube/backend.ts';
 import { ObjectChanges } from '../../../src/kube/changes.ts';
-import { FINALIZER, PLURAL, type ThinVolume } from '../../../src/kube/types.ts';
+import { FINALIZER, NODE_LABEL, PLURAL, type ThinVolume } from '../../../src/kube/types.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { TOPOLOGY_KEY } from '../../../src/version.ts';
 import { deleteVolumeReq } from '../../support/requests.ts';
@@ -65,6 +65,24 @@ describe('kube mode: the API cost of a volume', () => {
     await w.controller.DeleteVolume(deadline(2000), deleteVolumeReq(id));
     assert.equal(w.d.object(VOLS, id), undefined);
     await w.startNode('n2');
+  });
+
+  it('an agent\'s reconcile lists from the watch cache, never older than its own last write; a cache that cannot answer gets a quorum list', async () => {
+    const id = (await w.controller.CreateVolume(deadline(), createReq('cost-6', { node: 'n1' }))).volume!.volume_id!;
+    const written = Number((w.d.object(VOLS, id) as unknown as ThinVolume).metadata.resourceVersion);
+    const from = w.d.requests.length;
+    // The informer's own (re)lists ask for resourceVersion 0; the reconcile's are the others.
+    const reconcileLists = (since: number) => w.d.requests.slice(since).filter((r) => r.verb === 'list' && r.query.labelSelector?.startsWith(`${NODE_LABEL}=`) && r.query.resourceVersion !== '0');
+    await until(() => reconcileLists(from).some((r) => r.query.labelSelector === `${NODE_LABEL}=n1`), 'a periodic reconcile of n1', 5000);
+    const n1 = reconcileLists(from).filter((r) => r.query.labelSelector === `${NODE_LABEL}=n1`);
+    for (const r of n1) {
+      assert.equal(r.query.resourceVersionMatch, 'NotOlderThan', `${r.path}?${new URLSearchParams(r.query)}`);
+      assert.ok(Number(r.query.resourceVersion) >= written, `listed not older than ${r.query.resourceVersion}, written at ${written}`);
+    }
+    const from2 = w.d.requests.length;
+    w.d.failNext({ verb: 'list', path: /\/thinvolumes$/, status: 504, reason: 'Timeout', message: 'Too large resource version' });
+    await until(() => reconcileLists(from2).some((r) => r.status === 504), 'a cached list refused', 5000);
+    await until(() => reconcileLists(from2).some((r) => r.query.resourceVersion === undefined && r.status === 200), 'the quorum list after it', 5000);
   });
 
   it('counts watch events per agent: its own objects only, none of another node\'s', () => {
