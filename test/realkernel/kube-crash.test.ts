@@ -18,7 +18,7 @@ import { groupIdFor, idFor } from '../../src/volume/ids.ts';
 import { MiB } from '../support/csi-client.ts';
 import { KubeWorld, target, until } from './kube-world.ts';
 
-const w = new KubeWorld();
+const w = new KubeWorld({ warmRestarts: true });
 const MAX_STEPS = 60;
 const BASE_SIZE = 256 * MiB;
 let base = '';
