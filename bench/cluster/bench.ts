@@ -226,6 +226,7 @@ class Run {
       watch: { beforeRestart: this.watchBeforeRestart, atEnd: await this.watchStats() },
       restarts: this.restarts, etcd: this.etcd,
       leftover: { volumes: left.items.length, snapshots: leftSnaps.items.length },
+      lists: await this.plane.lists(),
     };
   }
 }

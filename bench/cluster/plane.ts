@@ -61,6 +61,24 @@ export class BenchPlane extends ControlPlane {
     return out;
   }
 
+  /**
+   * How the apiserver answered the lists of the project's resources: by HTTP code, and how many
+   * it served from its watch cache (apiserver_cache_list_total) instead of reading etcd.
+   */
+  async lists(): Promise<{ byCode: Counts; fromCache: number }> {
+    const text = String((await this.admin.request('GET', '/metrics')).body);
+    const byCode: Counts = {};
+    let fromCache = 0;
+    for (const line of text.split('\n')) {
+      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (line.startsWith('apiserver_cache_list_total{') && line.includes('resource_prefix="/dmthin.csi.io/')) fromCache += value;
+      if (!line.startsWith('apiserver_request_total{') || !line.includes('group="dmthin.csi.io"') || !line.includes('verb="LIST"')) continue;
+      const code = /code="(\d+)"/.exec(line)?.[1] ?? '?';
+      byCode[code] = (byCode[code] ?? 0) + value;
+    }
+    return { byCode, fromCache };
+  }
+
   private async etcdPost(path: string, body: object): Promise<any> {
     const r = await fetch(`${this.etcdUrl}${path}`, { method: 'POST', body: JSON.stringify(body) });
     if (!r.ok) throw new Error(`etcd ${path}: ${r.status} ${await r.text()}`);

@@ -21,6 +21,8 @@ export interface Result {
   restarts: { controllerMs: number; controllerObjects: number; agentMs: number; agentVolumes: number };
   etcd: { volumes: number; storedBytesPerVolume: number; dbInUseBytesPerVolume: number };
   leftover: { volumes: number; snapshots: number };
+  /** The lists of dmthin.csi.io resources over the whole run: answers by HTTP code, and how many came from the watch cache. */
+  lists?: { byCode: Counts; fromCache: number };
 }
 
 export function percentile(xs: number[], q: number): number {
@@ -142,6 +144,7 @@ export function render(r: Result): string {
     `- controller restart to Probe-ready with ${r.restarts.controllerObjects} ThinVolumes: ${r.restarts.controllerMs.toFixed(0)} ms`,
     `- agent restart to Probe-ready with ${r.restarts.agentVolumes} volumes on its node: ${r.restarts.agentMs.toFixed(0)} ms`,
     `- etcd: ${r.etcd.volumes} ThinVolumes stored at ${r.etcd.storedBytesPerVolume.toFixed(0)} B each (key + value); database in use after compaction and defragmentation / volumes: ${r.etcd.dbInUseBytesPerVolume.toFixed(0)} B`,
-    `- left behind after the run: ${r.leftover.volumes} ThinVolumes, ${r.leftover.snapshots} ThinSnapshots, ${r.watch.atEnd.reduce((a, s) => a + (s.thinDevices ?? 0), 0)} thin devices in the nodes' pools`, '',
+    `- left behind after the run: ${r.leftover.volumes} ThinVolumes, ${r.leftover.snapshots} ThinSnapshots, ${r.watch.atEnd.reduce((a, s) => a + (s.thinDevices ?? 0), 0)} thin devices in the nodes' pools`,
+    ...(r.lists ? [`- lists of dmthin.csi.io resources, whole run: ${Object.entries(r.lists.byCode).map(([c, n]) => `${n} answered ${c}`).join(', ')}; ${r.lists.fromCache} served from the apiserver's watch cache`] : []), '',
   ].join('\n');
 }

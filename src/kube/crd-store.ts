@@ -27,11 +27,17 @@ export class CrdStore implements StateStore, GroupStore {
   /** How the pool is made, written into a new ThinPool's spec for operators. */
   readonly poolSpec: Partial<ThinPoolCr['spec']>;
 
-  /** The newest resourceVersion of this store's own writes and lists: what its lists may not be older than. */
-  private readonly seen = new NewestVersion();
+  /**
+   * Per resource, the newest resourceVersion of this store's own writes: what its lists
+   * of that resource may not be older than. Per resource, because each resource has its own watch
+   * cache, which learns of a version only from that resource's events (or etcd's progress
+   * notifications, seconds apart): a list of ThinVolumes not older than a ThinPool write would
+   * wait for one, up to the apiserver's 3 s, and then be refused.
+   */
+  private readonly seen = new Map<string, NewestVersion>();
 
   constructor(api: CustomObjectsApi, node: string, poolName: string, poolSpec: Partial<ThinPoolCr['spec']> = {}) {
-    this.api = countingWrites(api, (out) => this.seen.note(out));
+    this.api = countingWrites(api, (plural, out) => this.seenOf(plural).note(out));
     this.node = node;
     this.poolName = poolName;
     this.poolSpec = poolSpec;
@@ -89,12 +95,19 @@ export class CrdStore implements StateStore, GroupStore {
   private async listOwn<T extends { spec?: { nodeName?: string } }>(plural: Plural): Promise<T[]> {
     const base = { group: GROUP, version: VERSION, plural, labelSelector: `${NODE_LABEL}=${this.node}` };
     type List = { items: T[]; metadata?: { resourceVersion?: string } };
-    const since = this.seen.value;
+    const since = this.seenOf(plural).value;
     const cached = since === undefined ? undefined
       : await (this.api.listClusterCustomObject({ ...base, resourceVersion: since, resourceVersionMatch: 'NotOlderThan' }) as Promise<List>).catch(() => undefined);
+    // Not the list's version: a quorum list answers with etcd's current revision, which other
+    // resources' writes move on, and which this resource's cache would only reach at its next event.
     const list = cached ?? await this.api.listClusterCustomObject(base) as List;
-    this.seen.note(list);
     return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+  }
+
+  private seenOf(plural: string): NewestVersion {
+    let v = this.seen.get(plural);
+    if (!v) this.seen.set(plural, v = new NewestVersion());
+    return v;
   }
 
   async listCrs(plural: typeof PLURAL.volume | typeof PLURAL.snapshot): Promise<DeviceCr[]> {
@@ -300,14 +313,14 @@ class NewestVersion {
 }
 
 /** Every write that reaches the API server is one step of the operation it belongs to. */
-function countingWrites(api: CustomObjectsApi, written: (out: unknown) => void): CustomObjectsApi {
+function countingWrites(api: CustomObjectsApi, written: (plural: string, out: unknown) => void): CustomObjectsApi {
   return new Proxy(api, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (typeof v !== 'function' || typeof prop !== 'string' || !/^(create|replace|patch|delete)/.test(prop)) return v;
       return async (...args: unknown[]) => {
         const out = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-        written(out);
+        written(String((args[0] as { plural?: unknown } | undefined)?.plural), out);
         step(prop);
         return out;
       };

@@ -42,7 +42,13 @@ describe('the cluster bench, small', () => {
       assert.equal(created['POST thinvolumes'], 1);
       assert.equal(created['PUT thinvolumes/status'], 2);
       assert.ok(writes(created) >= 3);
-      assert.equal(writes(perOp(r, phase(r, 'floor', 'create', 64)!)), 3, 'the floor: POST and two status PUTs');
+      // The floor's own resource only: the agents' periodic ThinPool writes may fall in its phase.
+      const floor = Object.fromEntries(Object.entries(perOp(r, phase(r, 'floor', 'create', 64)!)).filter(([k]) => / thinvolumes/.test(k)));
+      assert.equal(writes(floor), 3, 'the floor: POST and two status PUTs');
+      // The agents' reconcile lists come from the watch cache and never wait on it: a list not older
+      // than a version that cache has no event for is held up to 3 s and refused with a 504.
+      assert.deepEqual(Object.keys(r.lists!.byCode), ['200'], `list answers: ${JSON.stringify(r.lists)}`);
+      assert.ok(r.lists!.fromCache > 0, 'lists served from the watch cache');
       assert.equal(r.restarts.agentVolumes, 15);
       assert.ok(r.restarts.controllerMs > 0 && r.restarts.agentMs > 0);
       assert.equal(r.etcd.volumes, 45);
