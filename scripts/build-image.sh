@@ -3,6 +3,9 @@
 #
 #   scripts/build-image.sh [--tag NAME] [--export DIR]
 #
+# The default tag is the chart's default image (charts/dmthin-csi: image.repository, and the
+# appVersion, which is package.json's version), so a pushed build is what the chart pulls.
+#
 # Where a container registry is reachable, the build is the plain one, pulling the real base
 # node:24-bookworm-slim. Where none is (CI here), it first makes a labelled TEST STAND-IN for that
 # base (scripts/image-standin-base.sh) and builds with --pull=never. DMTHIN_IMAGE_BASE=registry
@@ -18,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tag=localhost/dmthin-csi:dev
+tag="ghcr.io/dmthin-csi/dmthin-csi:$(sed -n 's/^  "version": "\(.*\)",$/\1/p' package.json)"
 export_dir=
 while [[ $# -gt 0 ]]; do
   case "$1" in

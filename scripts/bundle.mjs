@@ -3,6 +3,8 @@
 import { cpSync, existsSync, readdirSync } from 'node:fs';
 import { build } from 'esbuild';
 
+// BUNDLE_OUTDIR: somewhere else than dist/ (a test builds its own copy, leaving dist/ alone).
+const outdir = process.env.BUNDLE_OUTDIR ?? 'dist';
 const entries = {
   'dmthin-csi': 'src/cli/main.ts',
   ...Object.fromEntries(process.argv.slice(2).map((p) => [p.replace(/^.*\//, '').replace(/\.ts$/, ''), p])),
@@ -10,7 +12,7 @@ const entries = {
 
 await build({
   entryPoints: entries,
-  outdir: 'dist',
+  outdir,
   outExtension: { '.js': '.mjs' },
   bundle: true,
   platform: 'node',
@@ -34,6 +36,6 @@ await build({
 const native = 'node_modules/@koromix';
 if (existsSync(native)) {
   for (const pkg of readdirSync(native).filter((d) => d.startsWith('koffi-'))) {
-    cpSync(`${native}/${pkg}`, `dist/node_modules/@koromix/${pkg}`, { recursive: true });
+    cpSync(`${native}/${pkg}`, `${outdir}/node_modules/@koromix/${pkg}`, { recursive: true });
   }
 }

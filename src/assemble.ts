@@ -1,12 +1,18 @@
 import { IdentityService } from './csi/identity.ts';
+import type { SnapshotMetadataRpcs } from './csi/stream-rpcs.ts';
+import type { ThinMetadataReader } from './devmapper/thin-tools.ts';
 import type { DeviceMapper } from './devmapper/types.ts';
 import type { FsType, LoopDevices, Mounter } from './mount/types.ts';
 import { NodeService } from './node/service.ts';
+import { createSnapshotMetadata } from './node/snapshot-metadata.ts';
 import { nodeTargets } from './node/targets.ts';
 import type { Logger } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Devices } from './pool/devices.ts';
-import { ensurePool, type PoolSource } from './pool/provision.ts';
+import { backingShortfall, realBackingFs, type BackingFs } from './pool/backing.ts';
+import { backingOf, type GrowthSettings, PoolGrower } from './pool/grow.ts';
+import { PoolMetadata } from './pool/metadata-snap.ts';
+import { ensurePool, loopFiles, type PoolSource } from './pool/provision.ts';
 import { poolReadiness, ThinPool } from './pool/thinpool.ts';
 import type { OpContext } from './system/context.ts';
 import type { StateStore } from './state/types.ts';
@@ -21,6 +27,13 @@ export interface NodeSystem {
   metrics?: Metrics;
   /** Milliseconds, for the pool's reading ages; default performance.now (tests turn it by hand). */
   clock?: () => number;
+  /**
+   * The filesystem under a file pool (capacity is bounded by it); default the real one for a
+   * pool of loop files (--loop-*), none for a pool on devices.
+   */
+  backing?: BackingFs;
+  /** Reads block maps from the pool's metadata; default thin-provisioning-tools (ThinTools). */
+  metadataReader?: ThinMetadataReader;
 }
 
 /** What both modes configure alike for the node's pool and its CSI Node service. */
@@ -34,12 +47,16 @@ export interface NodeSettings {
   stateDir: string;
   /** `--node-path-root`: where staging and target paths may lie (empty: anywhere). */
   nodePathRoots: readonly string[];
+  /** `--pool-grow-max`: automatic growth of a file pool, up to this size. */
+  growth?: GrowthSettings;
 }
 
 /** The Identity capabilities beside the Node service: a mode that serves a Controller says so. */
 export interface Offers {
   controller: boolean;
   groupController?: boolean;
+  /** This socket serves the SnapshotMetadata service (standalone; in Kubernetes the controller forwards it). */
+  snapshotMetadata?: boolean;
 }
 
 export interface NodeParts {
@@ -50,6 +67,12 @@ export interface NodeParts {
   metrics: Metrics;
   identity: IdentityService;
   node: NodeService;
+  /** Grows the pool online; absent for an adopted pool (the driver knows none of its devices). */
+  grower?: PoolGrower;
+  /** The pool's block maps, read from its metadata snapshot. */
+  metadata: PoolMetadata;
+  /** Changed-block tracking over this node's pool: whoever serves it (CSI socket, node agent) serves this. */
+  snapshotMetadata: SnapshotMetadataRpcs;
 }
 
 /**
@@ -58,18 +81,37 @@ export interface NodeParts {
  */
 export async function assembleNode(ctx: OpContext, s: NodeSettings, sys: NodeSystem, store: StateStore, offers: Offers): Promise<NodeParts> {
   const metrics = sys.metrics ?? new Metrics();
-  const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log }, s.pool);
-  const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}) };
+  const backing = sys.backing ?? (s.pool.kind === 'loop' ? realBackingFs : undefined);
+  const adopted = await ensurePool(ctx, { dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, ...(backing ? { backing } : {}) }, s.pool);
+  const grower = await poolGrower(ctx, s, sys, metrics, backing);
+  // A growth a crash cut short (file grown, table not) is finished before the pool is read, and
+  // a file pool takes a larger --loop-data-size (an adopted pool's file is not touched before).
+  if (s.pool.kind === 'loop') grower?.request(s.pool.dataBytes);
+  await grower?.converge(ctx);
+  const files = s.pool.kind === 'loop' ? loopFiles(s.pool.dir) : undefined;
+  const deps = { dm: sys.dm, store, log: sys.log, metrics, ...(sys.clock ? { clock: sys.clock } : {}), ...(backing ? { backing } : {}), ...(files ? { backingFiles: files } : {}) };
   const pool = await ThinPool.attach(ctx, deps, { name: s.pool.name, overprovisionRatio: s.overprovisionRatio }, adopted);
+  grower?.attached((fn) => pool.serialised(fn), (c) => pool.health(c));
+  const short = backingShortfall(pool.backing);
+  if (short) sys.log.warn('the node\'s filesystem cannot hold the configured file pool', { pool: pool.name, detail: short });
   const devices = new Devices(pool);
+  const metadata = new PoolMetadata(pool, sys.metadataReader);
+  await metadata.releaseStale(ctx);
   return {
-    store, pool, devices, metrics,
-    identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false),
+    store, pool, devices, metrics, metadata, ...(grower ? { grower } : {}),
+    snapshotMetadata: createSnapshotMetadata({ store, metadata }),
+    identity: new IdentityService(poolReadiness(pool), offers.controller, offers.groupController ?? false, offers.snapshotMetadata ?? false),
     node: new NodeService(
       { devices, mounter: sys.mounter, defaultFs: s.defaultFs, targets: nodeTargets(s.stateDir), pathRoots: s.nodePathRoots },
       { nodeId: s.nodeId, topologyKey: TOPOLOGY_KEY },
     ),
   };
+}
+
+async function poolGrower(ctx: OpContext, s: NodeSettings, sys: NodeSystem, metrics: Metrics, fs: BackingFs | undefined): Promise<PoolGrower | undefined> {
+  const backing = await backingOf(ctx, sys.loops, s.pool);
+  if (!backing) return undefined;
+  return new PoolGrower({ dm: sys.dm, loops: sys.loops, mounter: sys.mounter, log: sys.log, metrics, ...(fs ? { fs } : {}) }, s.pool.name, backing, s.growth ?? {});
 }
 
 /** /healthz's answer where the Identity's Probe says whether the node can serve. */

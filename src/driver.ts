@@ -37,7 +37,7 @@ export interface Driver extends NodeParts {
 
 /** Builds (or adopts) the pool, reconciles every record against it, and wires the CSI services. */
 export async function createDriver(ctx: OpContext, cfg: DriverConfig, parts: DriverParts): Promise<Driver> {
-  const node = await assembleNode(ctx, cfg, parts, parts.store, { controller: true, groupController: parts.groups !== undefined });
+  const node = await assembleNode(ctx, cfg, parts, parts.store, { controller: true, groupController: parts.groups !== undefined, snapshotMetadata: true });
   const { pool, devices } = node;
   const groups = parts.groups ? new GroupSnapshots(devices, parts.groups) : undefined;
   const startup = await reconcile(ctx, devices, { metadata: false, groups });
@@ -65,7 +65,7 @@ export interface Running {
   /** /metrics (when configured) and the devices gauge; its stop ends both. */
   http: MetricsEndpoint;
   driver: Driver;
-  /** Stops the periodic pool checks and waits for one in progress; never rejects. */
+  /** Stops the periodic pool checks and the pool's growth loop, and waits for a check in progress; never rejects. */
   stopChecks(): Promise<void>;
 }
 
@@ -95,13 +95,14 @@ export function periodically(check: () => Promise<void>, everyMs: number): () =>
 
 export async function serveDriver(cfg: DriverConfig, driver: Driver, log: Logger, opts: { poolCheckMs?: number } = {}): Promise<Running> {
   const locks = new KeyedMutex();
-  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node, groupController: driver.groupController }, { log, metrics: driver.metrics, locks });
+  const server = await serve(cfg.endpoint, { identity: driver.identity, controller: driver.controller, node: driver.node, groupController: driver.groupController, snapshotMetadata: driver.snapshotMetadata }, { log, metrics: driver.metrics, locks });
   // The first right away (the start left the metadata out), all off the RPCs' path: a device an
   // RPC holds meanwhile is skipped, as in the agent's passes.
   const stopChecks = periodically(() => driver.checkPool(background, (id, fn) => locks.tryRun(id, fn))
     .then(() => undefined, (err: unknown) => { log.error('pool check failed', { pool: driver.pool.name, error: errorMessage(err) }); }), opts.poolCheckMs ?? POOL_CHECK_MS);
+  driver.grower?.start();
   const http = await serveMetrics({
     address: cfg.metricsAddress, metrics: driver.metrics, log, healthy: probeHealthy(driver.identity), devices: driver.store,
   });
-  return { grpc: server, http, driver, stopChecks };
+  return { grpc: server, http, driver, stopChecks: async () => { await Promise.all([stopChecks(), driver.grower?.stop()]); } };
 }

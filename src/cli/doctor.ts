@@ -1,14 +1,23 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parseTargets, parseThinPoolStatus } from '../devmapper/parse.ts';
 import { CommandError } from '../system/exec.ts';
 import { versionBelow } from '../system/version.ts';
 import { E2FSPROGS_PREZEROED } from '../mount/system.ts';
-import { type Runner, systemRunner } from './status.ts';
-import { parseCommandLine } from './flags.ts';
+import { dmMiscMinor, type Runner, systemRunner } from './status.ts';
+import { realBackingFs, type BackingFs } from '../pool/backing.ts';
+import { checkBacking } from './doctor-backing.ts';
 
-export const DOCTOR_USAGE = `Usage: dmthin-csi doctor [--pool-name NAME]
-  Checks this node: device-mapper in the kernel, the tools the driver runs and their versions,
-  and with --pool-name the pool's health. Says what to fix; exits 1 when a check fails.`;
+export { dmMiscMinor };
+import { type FlagDef, flagLines, Options } from './options.ts';
+
+const DOCTOR_FLAGS: readonly FlagDef[] = [
+  { name: 'pool-name', arg: 'NAME', help: ['also check this pool\'s health'], defaultText: 'no pool check' },
+];
+
+export const DOCTOR_USAGE = `Usage: dmthin-csi doctor [flags]
+  Checks this node, read-only: device-mapper in the kernel, the tools the driver runs and their
+  versions, and with --pool-name the pool's health. Says what to fix; exits 1 when a check fails.
+${flagLines(DOCTOR_FLAGS)}`;
 
 export type CheckLevel = 'ok' | 'warn' | 'fail';
 
@@ -23,7 +32,41 @@ export interface CheckResult {
 export interface DoctorDeps {
   runner: Runner;
   exists: (path: string) => boolean;
+  /** A file's text; undefined when it cannot be read. */
+  readText: (path: string) => string | undefined;
+  /** A device node's major and minor; undefined when it is not there or not a device. */
+  deviceNumber: (path: string) => { major: number; minor: number } | undefined;
+  /** Where tools are looked for when they must not be run ($PATH). */
+  path?: string;
+  /** The filesystem under a file pool; without it no backing check runs. */
+  backing?: BackingFs;
 }
+
+/** The real host's files, read only. */
+export const systemDoctorDeps: DoctorDeps = {
+  runner: systemRunner,
+  exists: existsSync,
+  readText: (p) => {
+    try {
+      return readFileSync(p, 'utf8');
+    } catch {
+      return undefined;
+    }
+  },
+  deviceNumber: (p) => {
+    try {
+      const st = statSync(p);
+      if (!st.isCharacterDevice() && !st.isBlockDevice()) return undefined;
+      // glibc's encoding of dev_t: major in bits 8-19 and 32+, minor in bits 0-7 and 20+.
+      const rdev = BigInt(st.rdev);
+      return { major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)), minor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)) };
+    } catch {
+      return undefined;
+    }
+  },
+  path: process.env.PATH,
+  backing: realBackingFs,
+};
 
 interface Tool {
   command: string; args: string[]; pkg: string; usedFor: string;
@@ -86,15 +129,42 @@ export async function checkTool(runner: Runner, tool: Tool): Promise<CheckResult
   return { level: 'ok', name: tool.command, detail };
 }
 
+const MISC_MAJOR = 10;
+const DM_MISSING_FIX = 'load it on the host (modprobe dm-mod); in a container, mount the host /dev and run privileged';
+
+/**
+ * Whether dmsetup may run at all: libdevmapper makes /dev/mapper/control itself when it is
+ * missing (with or without --noudevsync), so a doctor that ran it on a kernel without
+ * device-mapper would leave a node behind and report it present the next time. It runs only
+ * when the node is there with the number /proc/misc gives.
+ */
+export function checkControl(deps: DoctorDeps): { result: CheckResult; usable: boolean } {
+  const name = '/dev/mapper/control';
+  const misc = deps.readText('/proc/misc');
+  const minor = misc === undefined ? undefined : dmMiscMinor(misc);
+  if (misc !== undefined && minor === undefined) {
+    return { usable: false, result: { level: 'fail', name, detail: 'device-mapper is not in this kernel (/proc/misc has no device-mapper)', fix: DM_MISSING_FIX } };
+  }
+  const dev = deps.deviceNumber(name);
+  if (!dev) {
+    const known = minor === undefined ? '' : ` although the kernel has device-mapper (misc ${MISC_MAJOR}:${minor})`;
+    return { usable: false, result: { level: 'fail', name, detail: `missing${known}: device-mapper is not usable here`, fix: DM_MISSING_FIX } };
+  }
+  if (minor !== undefined && (dev.major !== MISC_MAJOR || dev.minor !== minor)) {
+    return {
+      usable: false,
+      result: { level: 'fail', name, detail: `is ${dev.major}:${dev.minor}, the kernel's device-mapper is ${MISC_MAJOR}:${minor}`, fix: 'remove it and run `dmsetup mknodes` on the host' },
+    };
+  }
+  return { usable: true, result: { level: 'ok', name, detail: `present (${dev.major}:${dev.minor})` } };
+}
+
 export async function checkKernel(deps: DoctorDeps): Promise<CheckResult[]> {
-  const out: CheckResult[] = [];
-  if (deps.exists('/dev/mapper/control')) {
-    out.push({ level: 'ok', name: '/dev/mapper/control', detail: 'present' });
-  } else {
-    out.push({
-      level: 'fail', name: '/dev/mapper/control', detail: 'missing: device-mapper is not usable here',
-      fix: 'load it on the host (modprobe dm-mod); in a container, mount the host /dev and run privileged',
-    });
+  const control = checkControl(deps);
+  const out: CheckResult[] = [control.result];
+  if (!control.usable) {
+    out.push({ level: 'fail', name: 'dm-thin targets', detail: 'not checked: device-mapper is not usable (see above)' });
+    return out;
   }
   try {
     const targets = parseTargets((await deps.runner('dmsetup', ['targets'])).stdout);
@@ -112,6 +182,11 @@ export async function checkKernel(deps: DoctorDeps): Promise<CheckResult[]> {
     });
   }
   return out;
+}
+
+/** A tool found on PATH without running it. */
+function onPath(deps: DoctorDeps, command: string): boolean {
+  return (deps.path ?? '').split(':').some((dir) => dir !== '' && deps.exists(`${dir}/${command}`));
 }
 
 const HIGH_USE = 0.9;
@@ -159,8 +234,22 @@ export async function checkPool(runner: Runner, name: string): Promise<CheckResu
 
 export async function runChecks(deps: DoctorDeps, poolName?: string): Promise<CheckResult[]> {
   const results = await checkKernel(deps);
-  for (const tool of TOOLS) results.push(await checkTool(deps.runner, tool));
-  if (poolName) results.push(...await checkPool(deps.runner, poolName));
+  const dmUsable = results[0]?.level === 'ok';
+  for (const tool of TOOLS) {
+    if (tool.command === 'dmsetup' && !dmUsable) {
+      results.push(onPath(deps, tool.command)
+        ? { level: 'ok', name: tool.command, detail: 'present (not run: without device-mapper it would create /dev/mapper/control)' }
+        : { level: 'fail', name: tool.command, detail: `not found (needed for ${tool.usedFor})`, fix: `install the ${tool.pkg} package (apt-get install ${tool.pkg})` });
+      continue;
+    }
+    results.push(await checkTool(deps.runner, tool));
+  }
+  if (poolName && !dmUsable) {
+    results.push({ level: 'fail', name: `pool ${poolName}`, detail: 'not checked: device-mapper is not usable (see above)' });
+  } else if (poolName) {
+    results.push(...await checkPool(deps.runner, poolName));
+    if (deps.backing) results.push(...await checkBacking(deps.runner, deps.backing, poolName));
+  }
   return results;
 }
 
@@ -178,13 +267,13 @@ export function formatChecks(results: readonly CheckResult[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function runDoctor(argv: string[], deps: DoctorDeps = { runner: systemRunner, exists: existsSync }): Promise<number> {
-  const values = parseCommandLine(argv, { 'pool-name': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, DOCTOR_USAGE);
-  if (values.help) {
+export async function runDoctor(argv: string[], deps: DoctorDeps = systemDoctorDeps): Promise<number> {
+  const o = Options.parse(argv, DOCTOR_FLAGS, DOCTOR_USAGE, {});
+  if (o.help) {
     process.stdout.write(`${DOCTOR_USAGE}\n`);
     return 0;
   }
-  const results = await runChecks(deps, values['pool-name']);
+  const results = await runChecks(deps, o.string('pool-name'));
   process.stdout.write(formatChecks(results));
   return results.some((r) => r.level === 'fail') ? 1 : 0;
 }

@@ -10,6 +10,7 @@ import { Metrics } from '../observability/metrics.ts';
 import { FileStore } from '../state/file.ts';
 import { background } from '../system/context.ts';
 import type { DriverConfig } from './config.ts';
+import { warnDeprecated } from './options.ts';
 
 export class FatalError extends Error {}
 
@@ -35,6 +36,7 @@ export async function checkKernel(dm: DeviceMapper): Promise<void> {
 /** Controller and node in one process, records in an embedded store, a loop-file pool by default. */
 export async function runStandalone(cfg: DriverConfig): Promise<() => Promise<void>> {
   const log = createLogger({ level: cfg.logLevel });
+  warnDeprecated(log, cfg.deprecations ?? []);
   logCommands(log);
   const metrics = new Metrics({ processMetrics: true });
   const dm = realDeviceMapper(cfg.dmInterface);

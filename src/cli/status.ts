@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseMultiDevice, parseThinPoolStatus, parseThinPoolTable, parseThinStatus } from '../devmapper/parse.ts';
 import type { ThinPoolStatus } from '../devmapper/types.ts';
@@ -7,24 +7,52 @@ import { byId, type DeviceRecord, type PoolRecord } from '../state/types.ts';
 import { withTimeout, background } from '../system/context.ts';
 import { run } from '../system/exec.ts';
 import type { RunResult } from '../system/exec.ts';
-import { parseCommandLine, UsageError } from './flags.ts';
+import { formatBytes } from '../kube/quantity.ts';
+import { UsageError } from './flags.ts';
+import { type FlagDef, flagLines, Options } from './options.ts';
+import { backingShortfall, readBacking, realBackingFs, type BackingFs, type BackingReading } from '../pool/backing.ts';
+import { assessPool } from '../pool/health.ts';
 
 /** Runs one system command; injected so tests need no dmsetup. */
 export type Runner = (command: string, args: readonly string[]) => Promise<RunResult>;
 
+/** The misc minor of device-mapper in /proc/misc ("236 device-mapper"); undefined: not in this kernel. */
+export function dmMiscMinor(procMisc: string): number | undefined {
+  const m = /^\s*(\d+)\s+device-mapper\s*$/m.exec(procMisc);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * A runner that runs no dmsetup on a kernel without device-mapper: libdevmapper would make
+ * /dev/mapper/control on its first call, and a read-only command must leave the host as it was.
+ */
+export function withoutDmsetupUnlessDm(runner: Runner, procMisc: string | undefined): Runner {
+  if (procMisc === undefined || dmMiscMinor(procMisc) !== undefined) return runner;
+  return async (command, args) => {
+    if (command === 'dmsetup') throw new Error('device-mapper is not in this kernel (/proc/misc has no device-mapper)');
+    return runner(command, args);
+  };
+}
+
 export const systemRunner: Runner = (command, args) => run(withTimeout(background, 15_000), command, args, { maxMs: 15_000 });
 
-export const STATUS_USAGE = `Usage: dmthin-csi status [--state-dir DIR] [--pool-name NAME] [--source file|kube] [--node NAME]
-  Prints the thin pool (dmsetup status) and this node's volumes and snapshots, read-only, from
-  --source file: the standalone store under DIR/store (default /var/lib/dmthin-csi, or
-                 DMTHIN_STATE_DIR), read directly, so it works while the driver holds its lock;
-  --source kube: the ThinVolume/ThinSnapshot resources of node --node (default NODE_NAME).
-  The default is kube inside a Kubernetes pod with NODE_NAME set (the node plugin), else file.`;
+const STATUS_FLAGS: readonly FlagDef[] = [
+  { name: 'state-dir', arg: 'DIR', help: ['the standalone store is DIR/store'], env: 'DMTHIN_STATE_DIR', default: '/var/lib/dmthin-csi' },
+  { name: 'pool-name', arg: 'NAME', help: ['dm name of the thin pool'], defaultText: 'the name in the records, else dmthin-pool' },
+  { name: 'source', arg: 'file|kube', help: ['file: the store, read directly (works while the driver holds its lock);', 'kube: the ThinVolume/ThinSnapshot resources of node --node'], defaultText: 'kube in a pod with NODE_NAME set, else file' },
+  { name: 'node', arg: 'NAME', help: ['the node whose resources --source kube reads'], env: 'NODE_NAME' },
+];
+
+export const STATUS_USAGE = `Usage: dmthin-csi status [flags]
+  Prints the thin pool (dmsetup status) and this node's volumes and snapshots, read-only.
+${flagLines(STATUS_FLAGS)}`;
 
 export interface PoolView {
   name: string;
   status?: ThinPoolStatus;
   blockBytes?: number;
+  /** A file pool's data file and its filesystem. */
+  backing?: BackingReading;
   /** Why the pool could not be read. */
   error?: string;
 }
@@ -39,6 +67,16 @@ export interface StatusReport {
   problems: string[];
   /** Where the records came from when not the file store. */
   source?: string;
+}
+
+export { formatBytes };
+
+function readProcMisc(): string | undefined {
+  try {
+    return readFileSync('/proc/misc', 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 export const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
@@ -74,16 +112,19 @@ export async function readStore(stateDir: string): Promise<StoreView> {
   return { ...(pool ? { pool } : {}), devices, problems };
 }
 
-export async function readPool(runner: Runner, name: string): Promise<PoolView> {
+export async function readPool(runner: Runner, name: string, fs?: BackingFs): Promise<PoolView> {
   try {
     const status = parseThinPoolStatus((await runner('dmsetup', ['status', name])).stdout);
     let blockBytes: number | undefined;
+    let backing: BackingReading | undefined;
     try {
-      blockBytes = parseThinPoolTable((await runner('dmsetup', ['table', name])).stdout).dataBlockSectors * 512;
+      const table = parseThinPoolTable((await runner('dmsetup', ['table', name])).stdout);
+      blockBytes = table.dataBlockSectors * 512;
+      if (fs) backing = await readBacking(fs, table.dataDev, table.metadataDev).catch(() => undefined);
     } catch {
       blockBytes = undefined;
     }
-    return { name, status, ...(blockBytes ? { blockBytes } : {}) };
+    return { name, status, ...(blockBytes ? { blockBytes } : {}), ...(backing ? { backing } : {}) };
   } catch (err) {
     return { name, error: errText(err) };
   }
@@ -108,23 +149,10 @@ async function readUsage(runner: Runner): Promise<Map<string, number>> {
 
 export interface StoreView { pool?: PoolRecord; devices: DeviceRecord[]; problems: string[] }
 
-export async function collectStatus(runner: Runner, stateDir: string, poolName?: string, source?: () => Promise<StoreView>): Promise<StatusReport> {
+export async function collectStatus(runner: Runner, stateDir: string, poolName?: string, source?: () => Promise<StoreView>, fs?: BackingFs): Promise<StatusReport> {
   const store = source ? await source() : await readStore(stateDir);
-  const pool = await readPool(runner, poolName ?? store.pool?.name ?? 'dmthin-pool');
+  const pool = await readPool(runner, poolName ?? store.pool?.name ?? 'dmthin-pool', fs);
   return { stateDir, pool, devices: store.devices, usedBytes: await readUsage(runner), problems: store.problems };
-}
-
-/** 1536 → "1.5Ki"; binary units as the driver's flags use them. */
-export function formatBytes(n: number): string {
-  const units = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  const text = i === 0 || Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1).replace(/\.?0+$/, '');
-  return `${text}${units[i]}`;
 }
 
 const pct = (used: number, total: number): string => (total > 0 ? `${((100 * used) / total).toFixed(1)}%` : '-');
@@ -139,6 +167,13 @@ export function formatPool(p: PoolView): string[] {
     lines.push(`  data      ${formatBytes(s.usedDataBlocks * b)} / ${formatBytes(s.totalDataBlocks * b)} (${pct(s.usedDataBlocks, s.totalDataBlocks)}), block ${formatBytes(b)}`);
   } else {
     lines.push(`  data      ${s.usedDataBlocks} / ${s.totalDataBlocks} blocks (${pct(s.usedDataBlocks, s.totalDataBlocks)})`);
+  }
+  if (p.backing && p.blockBytes) {
+    const b = p.backing;
+    const free = assessPool(s, p.blockBytes / 512, undefined, b).dataFreeBytes; // the figure capacity uses
+    lines.push(`  room      ${formatBytes(free)} more data; file ${b.dataFile}: ${formatBytes(b.fileAllocatedBytes)} of ${formatBytes(b.fileBytes)} allocated, filesystem ${formatBytes(b.fsAvailableBytes)} available`);
+    const short = backingShortfall(b);
+    if (short) lines.push(`  WARNING: ${short}`);
   }
   lines.push(`  metadata  ${formatBytes(s.usedMetadataBlocks * 4096)} / ${formatBytes(s.totalMetadataBlocks * 4096)} (${pct(s.usedMetadataBlocks, s.totalMetadataBlocks)})`);
   if (s.mode === 'out_of_data_space') lines.push('  WARNING: out of data space: writes are queued or failing; grow the pool or delete volumes');
@@ -173,24 +208,23 @@ export function formatStatus(r: StatusReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function runStatus(argv: string[], runner: Runner = systemRunner, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const values = parseCommandLine(argv, {
-    'state-dir': { type: 'string' }, 'pool-name': { type: 'string' }, source: { type: 'string' }, node: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, STATUS_USAGE);
-  if (values.help) {
+export async function runStatus(argv: string[], runner: Runner = systemRunner, env: NodeJS.ProcessEnv = process.env, procMisc = readProcMisc()): Promise<number> {
+  const o = Options.parse(argv, STATUS_FLAGS, STATUS_USAGE, env);
+  const run = withoutDmsetupUnlessDm(runner, procMisc);
+  if (o.help) {
     process.stdout.write(`${STATUS_USAGE}\n`);
     return 0;
   }
   const inPod = Boolean(env.KUBERNETES_SERVICE_HOST && env.NODE_NAME);
-  const source = values.source ?? (inPod ? 'kube' : 'file');
+  const source = o.string('source') ?? (inPod ? 'kube' : 'file');
   if (source !== 'file' && source !== 'kube') throw new UsageError(`--source must be file or kube\n${STATUS_USAGE}`);
-  const node = values.node ?? env.NODE_NAME;
+  const node = o.string('node');
   if (source === 'kube' && !node) throw new UsageError(`--source kube needs --node or NODE_NAME\n${STATUS_USAGE}`);
-  const stateDir = values['state-dir'] ?? env.DMTHIN_STATE_DIR ?? '/var/lib/dmthin-csi';
+  const stateDir = o.string('state-dir')!;
+  const poolName = o.string('pool-name');
   const report = source === 'kube'
-    ? { ...await collectStatus(runner, stateDir, values['pool-name'], async () => (await import('./status-kube.ts')).readKube(node!, values['pool-name'])), source: `the custom resources of node ${node}` }
-    : await collectStatus(runner, stateDir, values['pool-name']);
+    ? { ...await collectStatus(run, stateDir, poolName, async () => (await import('./status-kube.ts')).readKube(node!, poolName), realBackingFs), source: `the custom resources of node ${node}` }
+    : await collectStatus(run, stateDir, poolName, undefined, realBackingFs);
   process.stdout.write(formatStatus(report));
   return report.pool.status && report.pool.status.mode !== 'fail' ? 0 : 1;
 }

@@ -102,12 +102,16 @@ export class GroupControllerService implements GroupControllerRpcs {
     return {};
   }
 
-  /** The group, after checking the caller's list of its snapshots against it (INVALID_ARGUMENT on a mismatch). */
+  /**
+   * The group, after checking the caller's list of its snapshots against it (INVALID_ARGUMENT on
+   * a mismatch, an empty list included). A group that does not exist has no list to compare, so
+   * it is undefined whatever the list (the conformance suite sends none for an unknown id).
+   */
   private async checked(ctx: OpContext, id: string, snapshotIds: string[] | undefined): Promise<GroupSnapshotView | undefined> {
     if (!id) throw invalidArgument('group_snapshot_id is required');
-    if (!snapshotIds?.length) throw invalidArgument('snapshot_ids is required');
     const view = isGroupId(id) ? await this.groups.getGroup(ctx, id) : undefined;
     if (!view) return undefined;
+    if (!snapshotIds?.length) throw invalidArgument('snapshot_ids is required');
     const have = view.group.members.map((m) => m.snapshotId);
     if (!sameSet(have, snapshotIds)) {
       throw invalidArgument(`snapshot_ids do not match group snapshot ${id}: it has ${have.join(', ')}, the request lists ${snapshotIds.join(', ')}`);

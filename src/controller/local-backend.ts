@@ -5,6 +5,7 @@ import type { Devices } from '../pool/devices.ts';
 import type { GroupSnapshots } from '../pool/group.ts';
 import type { Condition, GroupBackend, GroupSnapshotView, NewGroupSnapshot, NewVolume, VolumeBackend } from './backend.ts';
 import { dmNameFor } from '../volume/ids.ts';
+import { writesFail } from '../pool/health.ts';
 
 /** The standalone backend: one node, one pool, in this process. */
 export class LocalBackend implements VolumeBackend {
@@ -46,7 +47,7 @@ export class LocalBackend implements VolumeBackend {
   async condition(ctx: OpContext, rec: DeviceRecord): Promise<Condition> {
     if (rec.state === 'Faulty') return { abnormal: true, message: `device is Faulty: ${rec.error ?? 'unknown error'}` };
     const h = await this.devices.pool.health(ctx);
-    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || h.condition === 'out_of_space') {
+    if (writesFail(h.condition, h.dataFreeBytes)) {
       return { abnormal: true, message: h.reasons.join('; ') };
     }
     return { abnormal: false, message: `device is ${rec.state}` };

@@ -6,6 +6,7 @@ import type { CreateVolumeRequest__Output } from '../csi/generated/csi/v1/Create
 import type { DeleteSnapshotRequest__Output } from '../csi/generated/csi/v1/DeleteSnapshotRequest.ts';
 import type { DeleteVolumeRequest__Output } from '../csi/generated/csi/v1/DeleteVolumeRequest.ts';
 import type { GetCapacityRequest__Output } from '../csi/generated/csi/v1/GetCapacityRequest.ts';
+import type { GetSnapshotRequest__Output } from '../csi/generated/csi/v1/GetSnapshotRequest.ts';
 import type { ListSnapshotsRequest__Output } from '../csi/generated/csi/v1/ListSnapshotsRequest.ts';
 import type { ListVolumesRequest__Output } from '../csi/generated/csi/v1/ListVolumesRequest.ts';
 import type { ValidateVolumeCapabilitiesRequest__Output } from '../csi/generated/csi/v1/ValidateVolumeCapabilitiesRequest.ts';
@@ -14,7 +15,7 @@ import { invalidArgument, notFound } from '../errors.ts';
 import type { OpContext } from '../system/context.ts';
 import type { VolumeBackend } from './backend.ts';
 import { paginate } from './paginate.ts';
-import { createSnapshot, listSnapshots } from './snapshots.ts';
+import { createSnapshot, getSnapshot, listSnapshots } from './snapshots.ts';
 import { capabilityProblem, viewCapability } from '../volume/capability.ts';
 import { parseId } from '../volume/ids.ts';
 import { accessOf, fsTypeOf, META } from '../volume/meta.ts';
@@ -22,7 +23,7 @@ import { createVolume, expandVolume, toVolume, type VolumeDefaults } from './vol
 
 const CAPABILITIES = [
   'CREATE_DELETE_VOLUME', 'CREATE_DELETE_SNAPSHOT', 'LIST_VOLUMES', 'LIST_SNAPSHOTS', 'GET_CAPACITY',
-  'CLONE_VOLUME', 'EXPAND_VOLUME', 'SINGLE_NODE_MULTI_WRITER', 'GET_VOLUME', 'VOLUME_CONDITION',
+  'CLONE_VOLUME', 'EXPAND_VOLUME', 'SINGLE_NODE_MULTI_WRITER', 'GET_VOLUME', 'VOLUME_CONDITION', 'GET_SNAPSHOT',
 ] as const;
 
 /** CSI Controller semantics: validation, idempotency and codes; the backend does the work. */
@@ -92,6 +93,8 @@ export class ControllerService implements ControllerRpcs {
   }
 
   ListSnapshots(ctx: OpContext, req: ListSnapshotsRequest__Output) { return listSnapshots(ctx, this.backend, req); }
+
+  GetSnapshot(ctx: OpContext, req: GetSnapshotRequest__Output) { return getSnapshot(ctx, this.backend, req); }
 
   ControllerExpandVolume(ctx: OpContext, req: ControllerExpandVolumeRequest__Output) {
     if (req.volume_capability) {

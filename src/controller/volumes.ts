@@ -12,6 +12,28 @@ import { accessOf, fsTypeOf, META, sourceOf } from '../volume/meta.ts';
 
 export interface VolumeDefaults { fsType: string }
 
+/**
+ * external-provisioner's --extra-create-metadata parameters: the PersistentVolume and the claim
+ * a volume is made for, kept beside it (kubectl shows them on the ThinVolume), with the
+ * lengths Kubernetes allows their names.
+ */
+const CLAIM_PARAMETERS = [
+  ['csi.storage.k8s.io/pv/name', META.pvName, 253],
+  ['csi.storage.k8s.io/pvc/name', META.pvcName, 253],
+  ['csi.storage.k8s.io/pvc/namespace', META.pvcNamespace, 63],
+] as const;
+
+export function claimMeta(params: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [param, key, max] of CLAIM_PARAMETERS) {
+    const v = params?.[param];
+    if (v === undefined || v === '') continue;
+    if (v.length > max) throw invalidArgument(`parameters.${param} is longer than ${max} characters`);
+    out[key] = v;
+  }
+  return out;
+}
+
 /** Resolves volume_content_source to the record it names, with the spec's codes. */
 async function resolveSource(ctx: OpContext, backend: VolumeBackend, src: CreateReq['volume_content_source']) {
   if (!src) return undefined;
@@ -73,6 +95,7 @@ export async function createVolume(ctx: OpContext, backend: VolumeBackend, defau
     meta: {
       [META.name]: req.name, [META.accessType]: accessType, [META.fsType]: fsType,
       ...(source ? { [META.sourceKind]: source.kind, [META.sourceId]: source.id } : {}),
+      ...claimMeta(req.parameters),
     },
     preferred: req.accessibility_requirements?.preferred.map((t) => t.segments),
     requisite: req.accessibility_requirements?.requisite.map((t) => t.segments),

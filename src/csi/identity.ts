@@ -10,10 +10,12 @@ export class IdentityService implements IdentityRpcs {
   private readonly readiness: Readiness;
   private readonly controller: boolean;
   private readonly groupController: boolean;
-  constructor(readiness: Readiness, controller: boolean, groupController = false) {
+  private readonly snapshotMetadata: boolean;
+  constructor(readiness: Readiness, controller: boolean, groupController = false, snapshotMetadata = false) {
     this.readiness = readiness;
     this.controller = controller;
     this.groupController = groupController;
+    this.snapshotMetadata = snapshotMetadata;
   }
 
   GetPluginInfo() { return { name: DRIVER_NAME, vendor_version: VERSION, manifest: {} }; }
@@ -25,6 +27,7 @@ export class IdentityService implements IdentityRpcs {
     ];
     if (this.controller) caps.unshift({ service: { type: 'CONTROLLER_SERVICE' } }, { service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
     if (this.groupController) caps.push({ service: { type: 'GROUP_CONTROLLER_SERVICE' } });
+    if (this.snapshotMetadata) caps.push({ service: { type: 'SNAPSHOT_METADATA_SERVICE' } });
     return { capabilities: caps };
   }
 

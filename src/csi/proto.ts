@@ -10,7 +10,7 @@ import descriptor from './generated/csi.json' with { type: 'json' };
 export const CONVERSION: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true, oneofs: true };
 
 /** The CSI services, as grpc-js serves and calls them. */
-export const SERVICES = ['csi.v1.Identity', 'csi.v1.Controller', 'csi.v1.Node', 'csi.v1.GroupController'] as const;
+export const SERVICES = ['csi.v1.Identity', 'csi.v1.Controller', 'csi.v1.Node', 'csi.v1.GroupController', 'csi.v1.SnapshotMetadata'] as const;
 
 const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
 

@@ -24,9 +24,9 @@ export type Service<H, Absent extends keyof Rpcs<H> = never> = Omit<Rpcs<H>, Abs
 
 /**
  * Controller RPCs this driver leaves UNIMPLEMENTED, as the spec asks of a plugin without the
- * matching capability (PUBLISH_UNPUBLISH_VOLUME, MODIFY_VOLUME, GET_SNAPSHOT).
+ * matching capability (PUBLISH_UNPUBLISH_VOLUME, MODIFY_VOLUME).
  */
-export const CONTROLLER_UNIMPLEMENTED = ['ControllerPublishVolume', 'ControllerUnpublishVolume', 'ControllerModifyVolume', 'GetSnapshot'] as const;
+export const CONTROLLER_UNIMPLEMENTED = ['ControllerPublishVolume', 'ControllerUnpublishVolume', 'ControllerModifyVolume'] as const;
 
 export type IdentityRpcs = Service<IdentityHandlers>;
 export type ControllerRpcs = Service<ControllerHandlers, (typeof CONTROLLER_UNIMPLEMENTED)[number]>;

@@ -7,6 +7,8 @@ import type { Metrics } from '../observability/metrics.ts';
 import { KeyedMutex } from '../system/lock.ts';
 import { loadCsi } from './proto.ts';
 import type { ControllerRpcs, GroupControllerRpcs, IdentityRpcs, NodeRpcs } from './rpcs.ts';
+import type { SnapshotMetadataRpcs, StreamRpc } from './stream-rpcs.ts';
+import { wrapStream } from './stream-wrap.ts';
 import { wrap, type Handler } from './wrap.ts';
 
 export interface Services {
@@ -15,6 +17,8 @@ export interface Services {
   /** The GroupController, when the backend offers group snapshots. */
   groupController?: GroupControllerRpcs;
   node?: NodeRpcs;
+  /** The SnapshotMetadata service (changed-block tracking), where this socket answers it. */
+  snapshotMetadata?: SnapshotMetadataRpcs;
 }
 
 /** unix:///path, unix:/path, or a bare absolute path; the sidecars' CSI_ENDPOINT convention. */
@@ -41,6 +45,16 @@ function implement(def: grpc.ServiceDefinition, impl: object | undefined, deps: 
   return out;
 }
 
+/** The SnapshotMetadata service's streaming methods, each through wrapStream (also what a node agent's channel hosts). */
+export function implementStreams(def: grpc.ServiceDefinition, impl: SnapshotMetadataRpcs, deps: { log: Logger; metrics: Metrics }): grpc.UntypedServiceImplementation {
+  const out: grpc.UntypedServiceImplementation = {};
+  for (const method of Object.keys(def)) {
+    const fn = (impl as unknown as Record<string, StreamRpc<never, never>>)[method]!;
+    out[method] = wrapStream(method, (ctx, req, send) => fn.call(impl, ctx, req, send), deps);
+  }
+  return out;
+}
+
 /**
  * Serves the CSI services on a unix socket that only root may open (mode 0600). `locks` are
  * the per-volume locks, given when something besides the RPCs (the node agent) acts on devices.
@@ -54,6 +68,7 @@ export async function serve(endpoint: string, services: Services, deps: { log: L
   server.addService(csi.Controller.service, implement(csi.Controller.service, services.controller, d));
   server.addService(csi.Node.service, implement(csi.Node.service, services.node, d));
   if (services.groupController) server.addService(csi.GroupController.service, implement(csi.GroupController.service, services.groupController, d));
+  if (services.snapshotMetadata) server.addService(csi.SnapshotMetadata.service, implementStreams(csi.SnapshotMetadata.service, services.snapshotMetadata, d));
   await mkdir(dirname(path), { recursive: true });
   await rm(path, { force: true }); // a socket left by a killed process would block the bind
   // The umask makes the socket 0600 from its first moment; chmod only confirms it.

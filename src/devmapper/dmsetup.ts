@@ -46,7 +46,7 @@ function infoArgs(): string[] {
 }
 
 /** dmsetup subcommands that only read. */
-const QUERIES = new Set(['version', 'targets', 'info', 'status', 'table', 'ls', 'deps']);
+const QUERIES = new Set(['version', 'targets', 'info', 'status', 'table', 'ls', 'deps', 'wait']);
 
 /** DeviceMapper over the dmsetup tool: one dmsetup run per call, no retries of its own. */
 export class DmsetupDeviceMapper implements DeviceMapper {
@@ -65,10 +65,10 @@ export class DmsetupDeviceMapper implements DeviceMapper {
   }
 
   /** Runs dmsetup; every failure becomes a DmError. `tolerateVanished` keeps listings usable under churn. */
-  async #dmsetup(ctx: OpContext, args: string[], tolerateVanished = false): Promise<string> {
+  async #dmsetup(ctx: OpContext, args: string[], tolerateVanished = false, maxMs = this.#maxMs): Promise<string> {
     const env: Record<string, string> = (await udevManagesNodes(this.#udev, this.#udevControl)) ? {} : { DM_DISABLE_UDEV: '1' };
     try {
-      return (await run(ctx, this.#binary, args, { maxMs: this.#maxMs, env, query: QUERIES.has(args[0]!) })).stdout;
+      return (await run(ctx, this.#binary, args, { maxMs, env, query: QUERIES.has(args[0]!) })).stdout;
     } catch (err) {
       if (tolerateVanished && onlyVanished(err)) return err.stdout;
       throw classifyDmsetupError(err, `dmsetup ${args.join(' ')}`, ctx.signal?.aborted ?? false);
@@ -215,6 +215,23 @@ export class DmsetupDeviceMapper implements DeviceMapper {
 
   devicePath(name: string): string {
     return `/dev/mapper/${name}`;
+  }
+
+  /**
+   * `dmsetup wait NAME N`, which sleeps in DM_DEV_WAIT; the deadline or the signal kills it (a
+   * killed process leaves nothing in the kernel), then `info` tells the new event number.
+   */
+  async waitEvent(ctx: OpContext, name: string, eventNr: number): Promise<number> {
+    checkName(name);
+    const now = (await this.info(ctx, name))?.events;
+    if (now === undefined) throw new DmError('not_found', `waiting for an event on ${name}: no such device`);
+    if (now !== eventNr) return now;
+    const left = ctx.deadline === undefined ? 24 * 3600_000 : ctx.deadline - Date.now();
+    if (ctx.signal?.aborted || left <= 0) throw new DmError('timeout', `waiting for an event on ${name}: ${ctx.signal?.aborted ? 'cancelled' : 'deadline passed'}`);
+    await this.#dmsetup(ctx, ['wait', name, String(eventNr)], false, left);
+    const after = (await this.info(ctx, name))?.events;
+    if (after === undefined) throw new DmError('not_found', `waiting for an event on ${name}: the device went away`);
+    return after;
   }
 
   thinIds(ctx: OpContext, pool: string, metadataDev?: string): Promise<ThinIds> {

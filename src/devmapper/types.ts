@@ -137,6 +137,13 @@ export interface DeviceMapper {
   thinTable(ctx: OpContext, name: string): Promise<ThinTable>;
   /** Path of the device node, /dev/mapper/NAME. */
   devicePath(name: string): string;
+  /**
+   * DM_DEV_WAIT's meaning: resolves with NAME's event number once it is no longer `eventNr` (a
+   * table swap or resume, a pool passing its low-water mark or changing mode), at once when it
+   * already differs. DmError 'timeout' when the context's deadline passes or its signal aborts
+   * first; nothing of the wait outlives that by more than a second, so a stop is never held.
+   */
+  waitEvent(ctx: OpContext, name: string, eventNr: number): Promise<number>;
   /** Every thin id in the pool's metadata, inactive devices included (metadataDev: the pool table's, when known). */
   thinIds(ctx: OpContext, pool: string, metadataDev?: string): Promise<ThinIds>;
 }

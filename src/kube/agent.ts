@@ -1,7 +1,9 @@
 import type { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { failedPrecondition } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
+import { formatBytes } from './quantity.ts';
 import type { Devices } from '../pool/devices.ts';
+import { backingShortfall } from '../pool/backing.ts';
 import { GroupSnapshots } from '../pool/group.ts';
 import { reconcile, type ReconcileReport } from '../pool/reconcile.ts';
 import type { OpContext } from '../system/context.ts';
@@ -14,7 +16,7 @@ import type { EventRecorder } from './events.ts';
 import { toRecord } from './map.ts';
 import { WorkQueue } from './queue.ts';
 import { GroupWork, groupActionFor } from './group-agent.ts';
-import type { DeviceCr, ThinGroupSnapshot } from './types.ts';
+import type { DeviceCr, ThinGroupSnapshot, ThinPoolCr } from './types.ts';
 import { dmNameOf, FINALIZER, FORCE_CLEANUP_ANNOTATION, GROUP, isUnclaimed, KIND, NODE_LABEL, PLURAL, pluralOf, REMOVE_ORPHANS_ANNOTATION, RETRY_ANNOTATION, VERSION } from './types.ts';
 import { apiMessage, isNotFound, MERGE_PATCH } from './api.ts';
 import { CrWatch } from './watch.ts';
@@ -46,6 +48,8 @@ export interface AgentOptions {
    * id keeps them from interleaving on it.
    */
   locks?: KeyedMutex;
+  /** Sees the ThinPool at each reconcile (its annotations ask for a growth). */
+  onPool?: (cr: ThinPoolCr) => void;
 }
 
 const RECONCILE = 'reconcile';
@@ -57,6 +61,8 @@ const RECONCILE = 'reconcile';
  */
 export class NodeAgent {
   readonly queue: WorkQueue;
+  /** The backing shortfall last reported by an Event, so each change is reported once. */
+  private shortfallReported: string | undefined;
   private readonly o: AgentOptions & Required<Pick<AgentOptions, 'resyncMs' | 'opTimeoutMs' | 'metadataCheckMs'>>;
   private readonly watches: CrWatch[];
   private timer: NodeJS.Timeout | undefined;
@@ -69,6 +75,8 @@ export class NodeAgent {
   private metadataCheckedAt = 0;
   private readonly groups: GroupSnapshots;
   private readonly groupWork: GroupWork;
+  /** Watch events received, for this node's objects and for others' (the label selector keeps the latter at 0). */
+  readonly watchEvents = { own: 0, foreign: 0 };
 
   constructor(opts: AgentOptions) {
     this.o = { resyncMs: 60_000, opTimeoutMs: 120_000, ...opts, metadataCheckMs: opts.metadataCheckMs ?? opts.resyncMs ?? 60_000 };
@@ -83,7 +91,11 @@ export class NodeAgent {
     this.watches = [PLURAL.volume, PLURAL.snapshot, PLURAL.group].map((plural) => new CrWatch({
       kc: opts.kc, api: opts.api, plural, labelSelector: `${NODE_LABEL}=${opts.node}`, log: opts.log,
       restartBaseMs: opts.watchRestartBaseMs,
-      onChange: (obj) => (plural === PLURAL.group ? this.queueIfGroupWork(obj as ThinGroupSnapshot) : this.queueIfWork(obj as DeviceCr)),
+      onChange: (obj) => {
+        this.watchEvents[(obj as DeviceCr).spec?.nodeName === this.o.node ? 'own' : 'foreign']++;
+        if (plural === PLURAL.group) this.queueIfGroupWork(obj as ThinGroupSnapshot);
+        else this.queueIfWork(obj as DeviceCr);
+      },
     }));
   }
 
@@ -101,12 +113,21 @@ export class NodeAgent {
     this.serving = true;
     this.queue.resume();
     this.queue.add(RECONCILE); // the metadata check the start's pass left out, now beside the RPCs
-    this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
+    // The first periodic pass at a random point of the period: agents started together (a
+    // rollout, a cluster's restart) would otherwise list and reconcile in the same seconds.
+    this.timer = setTimeout(() => {
+      this.queue.add(RECONCILE);
+      this.timer = setInterval(() => this.queue.add(RECONCILE), this.o.resyncMs);
+      this.timer.unref();
+    }, Math.floor(Math.random() * this.o.resyncMs));
     this.timer.unref();
   }
 
+  /** The pool changed under the agent (it grew): its ThinPool status is written again soon. */
+  poolChanged(): void { this.queue.add(RECONCILE); }
+
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer); // a timeout's or an interval's: Node clears either
     for (const w of this.watches) await w.stop();
     await this.queue.stop(); // a SIGTERM lets the object in hand finish, as far as its own deadline
   }
@@ -170,8 +191,9 @@ export class NodeAgent {
         if (cr.kind === KIND.snapshot) sizeBytes = origin.sizeBytes;
       }
       const roomBytes = rec.origin ? undefined : sizeBytes;
+      // No Event for a routine success: one per device was one more API write per volume (issue 25),
+      // and the CO already records its own (ProvisioningSucceeded on the claim). Failures still get one.
       await this.devices.create(ctx, { id, dmName: dmNameOf(cr.metadata.uid ?? id), kind: rec.kind, sizeBytes, meta: rec.meta, origin: rec.origin, roomBytes });
-      this.o.events.normal(involved(cr), 'DeviceCreated', `thin device created in pool ${this.devices.pool.name}`);
     } catch (err) {
       await this.reportFailure(cr, 'CreateFailed', err);
       throw err;
@@ -186,8 +208,7 @@ export class NodeAgent {
         if (cr.metadata.finalizers?.includes(FINALIZER)) await this.store.setFinalizer(cr, false);
         return;
       }
-      await this.devices.remove(this.ctx(), id);
-      this.o.events.normal(involved(cr), 'DeviceDeleted', `thin device ${cr.status?.deviceId ?? ''} deleted from pool ${this.devices.pool.name}`);
+      await this.devices.remove(this.ctx(), id); // no Event: the object goes with its finalizer, and its Events with it
     } catch (err) {
       if (isNotFound(err)) return;
       if (cr.metadata.annotations?.[FORCE_CLEANUP_ANNOTATION] !== undefined) {
@@ -260,6 +281,7 @@ export class NodeAgent {
       this.o.events.warning(cr ? involved(cr) : { kind: KIND.volume, name: f.id }, 'DeviceFaulty', `${f.error}; set annotation ${RETRY_ANNOTATION} to retry after fixing the cause`);
     }
     await this.handleOrphans(ctx, report);
+    if (this.o.onPool) this.o.onPool(await this.store.readPool());
     await this.writePoolStatus(ctx, report, crs.length);
     for (const c of crs) this.queueIfWork(c);
     for (const g of await this.store.listGroupCrs()) this.queueIfGroupWork(g);
@@ -295,18 +317,31 @@ export class NodeAgent {
     const h = await pool.health(ctx);
     const capacityBytes = await pool.capacity(ctx, h);
     const now = new Date().toISOString();
+    const short = backingShortfall(h.backing);
+    this.reportShortfall(short);
     await this.store.updatePoolStatus((s) => ({
       ...s,
       poolName: pool.name, health: h.condition, reasons: h.reasons,
-      dataTotalBytes: h.dataTotalBytes, dataUsedBytes: h.dataUsedBytes,
+      dataTotalBytes: h.dataTotalBytes, dataUsedBytes: h.dataUsedBytes, dataAvailableBytes: h.dataFreeBytes,
       metadataTotalBytes: h.metadataTotalBytes, metadataUsedBytes: h.metadataUsedBytes,
+      dataSize: formatBytes(h.dataTotalBytes), dataUsed: formatBytes(h.dataUsedBytes), capacity: formatBytes(capacityBytes),
       // Inactive orphans are only seen in passes that read the metadata: others keep that count.
       capacityBytes, devices, orphans: report.metadata === 'checked' ? report.orphans.length : Math.max(s.orphans ?? 0, report.orphans.length), lastReconcileTime: now,
       conditions: [{
         type: 'Ready', status: h.writable ? 'True' : 'False', reason: h.condition === 'ok' ? 'PoolHealthy' : camel(h.condition),
         message: h.reasons.join('; ') || 'pool accepts new volumes', lastTransitionTime: now,
-      }],
+      }, ...(h.backing ? [{
+        type: 'BackingFits', status: short ? 'False' as const : 'True' as const, reason: short ? 'FilesystemTooSmall' : 'FilesystemHoldsPool',
+        message: short ?? `the filesystem under ${h.backing.dataFile} can hold the whole data file`, lastTransitionTime: now,
+      }] : [])],
     }));
+  }
+
+  /** A Warning Event when the node's filesystem stops holding the file pool (once per change, not every pass). */
+  private reportShortfall(short: string | undefined): void {
+    if (short !== undefined && this.shortfallReported === undefined) this.o.events.warning({ kind: KIND.pool, name: this.o.node }, 'BackingTooSmall', short);
+    if (short === undefined && this.shortfallReported !== undefined) this.o.events.normal({ kind: KIND.pool, name: this.o.node }, 'BackingFits', 'the filesystem under the pool can hold its whole data file again');
+    this.shortfallReported = short;
   }
 }
 

@@ -5,11 +5,14 @@ import { CsiError, deadlineExceeded, failedPrecondition, notFound, resourceExhau
 import { apiStatus, codeFromName } from '../status.ts';
 import type { OpContext } from '../system/context.ts';
 import { byId, type DeviceRecord } from '../state/types.ts';
-import { NODE_META, toRecord } from './map.ts';
+import { writesFail } from '../pool/health.ts';
+import { claimOf, NODE_META, toRecord } from './map.ts';
+import { quantity } from './quantity.ts';
 import type { DeviceCr, ThinPoolCr, ThinSnapshot, ThinVolume } from './types.ts';
-import { API_VERSION, GROUP, isUnclaimed, KIND, NODE_LABEL, objectPluralOf, PLURAL, pluralOf, VERSION } from './types.ts';
+import { API_VERSION, FINALIZER, GROUP, isUnclaimed, KIND, NODE_LABEL, objectPluralOf, PLURAL, pluralOf, VERSION } from './types.ts';
 import { backoff, sleep } from '../system/delay.ts';
 import { isConflict, isNotFound, MERGE_PATCH } from './api.ts';
+import type { ObjectChanges } from './changes.ts';
 
 export interface KubeBackendOptions {
   topologyKey: string;
@@ -24,6 +27,8 @@ export interface KubeBackendOptions {
    * cluster no agent will ever release the finalizer, so a delete releases it itself.
    */
   nodeExists?: (name: string) => Promise<boolean>;
+  /** Watch events of the objects calls wait on; without it, calls poll. */
+  changes?: ObjectChanges;
 }
 
 /** Was the status (its failure code) written at or after `since`? Older codes answer an earlier call. */
@@ -40,12 +45,12 @@ function settled(cr: DeviceCr): boolean {
 /**
  * The controller's side of Kubernetes mode: volumes and snapshots are custom resources
  * that the node agents turn into devices. Every call creates or deletes a CR and then
- * waits (capped backoff, bounded by the RPC deadline) for the agent's verdict.
+ * waits (on watch events, or polls with capped backoff; bounded by the RPC deadline) for the agent's verdict.
  */
 export class KubeBackend implements VolumeBackend {
   readonly topologyKey: string;
   private readonly api: CustomObjectsApi;
-  private readonly opts: Required<KubeBackendOptions>;
+  private readonly opts: Required<Omit<KubeBackendOptions, 'changes'>> & Pick<KubeBackendOptions, 'changes'>;
 
   constructor(api: CustomObjectsApi, opts: KubeBackendOptions) {
     this.api = api;
@@ -132,13 +137,14 @@ export class KubeBackend implements VolumeBackend {
   }
 
   private body(spec: NewVolume, node: string, source: DeviceCr | undefined): DeviceCr {
-    const metadata = { name: spec.id, labels: { [NODE_LABEL]: node } };
+    // Born with the agent's finalizer: adding it later was one more write per volume (issue 25).
+    const metadata = { name: spec.id, labels: { [NODE_LABEL]: node }, finalizers: [FINALIZER] };
     if (spec.kind === 'snapshot') {
-      return { apiVersion: API_VERSION, kind: KIND.snapshot, metadata, spec: { nodeName: node, sourceVolume: spec.origin!, csiName: csiNameOf(spec) } } satisfies ThinSnapshot;
+      return { apiVersion: API_VERSION, kind: KIND.snapshot, metadata, spec: { nodeName: node, sourceVolume: spec.origin!, csiName: csiNameOf(spec), size: quantity(spec.sizeBytes) } } satisfies ThinSnapshot;
     }
     const s: ThinVolume['spec'] = {
-      nodeName: node, sizeBytes: spec.sizeBytes, csiName: csiNameOf(spec),
-      accessType: accessOf(spec),
+      nodeName: node, sizeBytes: spec.sizeBytes, size: quantity(spec.sizeBytes), csiName: csiNameOf(spec),
+      accessType: accessOf(spec), ...claimOf(spec),
     };
     if (fsTypeOf(spec)) s.fsType = fsTypeOf(spec);
     if (source) s.source = { kind: source.kind === KIND.snapshot ? 'snapshot' : 'volume', name: source.metadata.name };
@@ -182,10 +188,27 @@ export class KubeBackend implements VolumeBackend {
     return ctx.deadline ?? Date.now() + this.opts.defaultWaitMs;
   }
 
-  /** Polls until `done`, a failure the agent reported (its code), or the deadline. */
+  /**
+   * The object now, then each newer version: the watch's (ObjectChanges) as its events come, with
+   * a read after pollMaxMs of silence; without a watch, a read after each capped backoff.
+   */
+  private async *versions(ctx: OpContext, id: string, deadline: number): AsyncGenerator<DeviceCr | undefined> {
+    const sub = this.opts.changes?.subscribe<DeviceCr>(id);
+    try {
+      yield await this.read(id);
+      for (let attempt = 0; ; attempt++) {
+        const ms = Math.min(sub ? this.opts.pollMaxMs : backoff(attempt, this.opts.pollBaseMs, this.opts.pollMaxMs), Math.max(1, deadline - Date.now()));
+        const woke = sub ? await sub.next(ms, ctx.signal) : (await sleep(ms, ctx.signal), false);
+        yield woke ? sub!.latest : await this.read(id);
+      }
+    } finally {
+      sub?.close();
+    }
+  }
+
+  /** Waits until `done`, a failure the agent reported (its code), or the deadline. */
   private async waitReady(ctx: OpContext, id: string, deadline: number, since: number, done: (cr: DeviceCr) => boolean): Promise<DeviceRecord> {
-    for (let attempt = 0; ; attempt++) {
-      const cr = await this.read(id);
+    for await (const cr of this.versions(ctx, id, deadline)) {
       if (!cr) throw notFound(`${pluralOf(id)}/${id} was deleted while waiting for it`);
       if (cr.status?.state === 'Faulty' || (cr.status?.code && fresh(cr, since))) {
         throw new CsiError(codeFromName(cr.status?.code), cr.status?.message ?? 'the node agent reported a failure');
@@ -194,13 +217,12 @@ export class KubeBackend implements VolumeBackend {
       if (Date.now() >= deadline || ctx.signal?.aborted) {
         throw deadlineExceeded(`${KIND[cr.kind === KIND.snapshot ? 'snapshot' : 'volume']} ${id} on node ${cr.spec.nodeName} is not ready yet (state ${cr.status?.state ?? 'Pending'}); the node agent may be down`);
       }
-      await sleep(Math.min(backoff(attempt, this.opts.pollBaseMs, this.opts.pollMaxMs), Math.max(1, deadline - Date.now())), ctx.signal);
     }
+    throw new Error('unreachable: versions() never ends');
   }
 
   private async waitGone(ctx: OpContext, id: string, deadline: number, since: number): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const cr = await this.read(id);
+    for await (const cr of this.versions(ctx, id, deadline)) {
       if (!cr) return;
       // A code written after this call began is the agent's verdict on this delete.
       if (cr.metadata.deletionTimestamp && cr.status?.code && fresh(cr, since) && !isUnclaimed(cr)) {
@@ -209,7 +231,6 @@ export class KubeBackend implements VolumeBackend {
       if (Date.now() >= deadline || ctx.signal?.aborted) {
         throw deadlineExceeded(`${id} is still being deleted on node ${cr.spec.nodeName} (state ${cr.status?.state ?? 'Pending'}); the node agent may be down`);
       }
-      await sleep(Math.min(backoff(attempt, this.opts.pollBaseMs, this.opts.pollMaxMs), Math.max(1, deadline - Date.now())), ctx.signal);
     }
   }
 
@@ -222,18 +243,29 @@ export class KubeBackend implements VolumeBackend {
       if (isNotFound(err)) return;
       throw apiStatus(err, `deleting ${objectPluralOf(id)}/${id}`);
     }
-    await this.releaseIfNodeGone(id);
+    await this.releaseIfUnowned(id);
     await this.waitGone(ctx, id, this.deadline(ctx), since);
   }
 
-  /** The device went with its node: drop the finalizer, or the object would block forever. */
-  private async releaseIfNodeGone(id: string): Promise<void> {
+  /**
+   * Drops the finalizer when no agent will: the device went with its deleted node, or no agent
+   * ever claimed the CR (no device exists, as the claim comes before the kernel call). The claim
+   * and this release are both conditional writes, so an agent claiming meanwhile wins or loses
+   * cleanly; otherwise the CR waits for its agent.
+   */
+  private async releaseIfUnowned(id: string): Promise<void> {
     const cr = await this.read(id);
-    if (!cr?.metadata.finalizers?.length || (await this.opts.nodeExists(cr.spec.nodeName))) return;
+    if (!cr?.metadata.finalizers?.includes(FINALIZER)) return;
     try {
-      await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id, body: { metadata: { finalizers: [] } } }, MERGE_PATCH);
+      if (!(await this.opts.nodeExists(cr.spec.nodeName))) {
+        await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id, body: { metadata: { finalizers: [] } } }, MERGE_PATCH);
+      } else if (isUnclaimed(cr)) {
+        // A merge patch naming the resourceVersion is conditional, as an update would be.
+        const metadata = { resourceVersion: cr.metadata.resourceVersion, finalizers: cr.metadata.finalizers.filter((f) => f !== FINALIZER) };
+        await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: objectPluralOf(id), name: id, body: { metadata } }, MERGE_PATCH);
+      }
     } catch (err) {
-      if (!isNotFound(err)) throw apiStatus(err, `releasing ${objectPluralOf(id)}/${id} of deleted node ${cr.spec.nodeName}`);
+      if (!isNotFound(err) && !isConflict(err)) throw apiStatus(err, `releasing ${objectPluralOf(id)}/${id}`);
     }
   }
 
@@ -245,7 +277,7 @@ export class KubeBackend implements VolumeBackend {
     const since = Date.now();
     if (cr.spec.sizeBytes < sizeBytes) {
       try {
-        await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.volume, name: id, body: { spec: { sizeBytes } } }, MERGE_PATCH);
+        await this.api.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.volume, name: id, body: { spec: { sizeBytes, size: quantity(sizeBytes) } } }, MERGE_PATCH);
       } catch (err) {
         throw apiStatus(err, `patching thinvolumes/${id}`);
       }
@@ -267,7 +299,7 @@ export class KubeBackend implements VolumeBackend {
     const node = rec.meta[NODE_META] ?? '';
     const pool = node ? await this.readPool(node) : undefined;
     const h = pool?.status?.health;
-    if (h && h !== 'ok' && h !== 'low_space') return { abnormal: true, message: (pool?.status?.reasons ?? [h]).join('; ') };
+    if (h && writesFail(h, pool?.status?.dataAvailableBytes)) return { abnormal: true, message: (pool?.status?.reasons ?? [h]).join('; ') };
     return { abnormal: false, message: `device is ${rec.state} on node ${node}` };
   }
 

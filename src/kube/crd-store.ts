@@ -27,8 +27,17 @@ export class CrdStore implements StateStore, GroupStore {
   /** How the pool is made, written into a new ThinPool's spec for operators. */
   readonly poolSpec: Partial<ThinPoolCr['spec']>;
 
+  /**
+   * Per resource, the newest resourceVersion of this store's own writes: what its lists
+   * of that resource may not be older than. Per resource, because each resource has its own watch
+   * cache, which learns of a version only from that resource's events (or etcd's progress
+   * notifications, seconds apart): a list of ThinVolumes not older than a ThinPool write would
+   * wait for one, up to the apiserver's 3 s, and then be refused.
+   */
+  private readonly seen = new Map<string, NewestVersion>();
+
   constructor(api: CustomObjectsApi, node: string, poolName: string, poolSpec: Partial<ThinPoolCr['spec']> = {}) {
-    this.api = countingWrites(api);
+    this.api = countingWrites(api, (plural, out) => this.seenOf(plural).note(out));
     this.node = node;
     this.poolName = poolName;
     this.poolSpec = poolSpec;
@@ -75,10 +84,35 @@ export class CrdStore implements StateStore, GroupStore {
     return cr && !isUnclaimed(cr) ? toRecord(cr) : undefined;
   }
 
+  /**
+   * This node's objects of `plural`. After the first list, from the apiserver's watch cache but
+   * never older than the newest version this store wrote or saw (NotOlderThan): a quorum list
+   * reads and decodes every object of the cluster from etcd to keep one node's, which each
+   * agent's periodic reconcile did several times a minute (issue 25). Its own writes are what
+   * the reconcile must see; others' changes reach the agent through its watches anyway. A cache
+   * that cannot answer (too far behind: 504; disabled) gets the quorum list.
+   */
+  private async listOwn<T extends { spec?: { nodeName?: string } }>(plural: Plural): Promise<T[]> {
+    const base = { group: GROUP, version: VERSION, plural, labelSelector: `${NODE_LABEL}=${this.node}` };
+    type List = { items: T[]; metadata?: { resourceVersion?: string } };
+    const since = this.seenOf(plural).value;
+    const cached = since === undefined ? undefined
+      : await (this.api.listClusterCustomObject({ ...base, resourceVersion: since, resourceVersionMatch: 'NotOlderThan' }) as Promise<List>).catch(() => undefined);
+    // Not the list's version: a quorum list answers with etcd's current revision, which other
+    // resources' writes move on, and which this resource's cache would only reach at its next event.
+    const list = cached ?? await this.api.listClusterCustomObject(base) as List;
+    return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+  }
+
+  private seenOf(plural: string): NewestVersion {
+    let v = this.seen.get(plural);
+    if (!v) this.seen.set(plural, v = new NewestVersion());
+    return v;
+  }
+
   async listCrs(plural: typeof PLURAL.volume | typeof PLURAL.snapshot): Promise<DeviceCr[]> {
     try {
-      const list = await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector: `${NODE_LABEL}=${this.node}` }) as { items: DeviceCr[] };
-      return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+      return await this.listOwn<DeviceCr>(plural);
     } catch (err) {
       throw new StoreError('io', `listing ${plural}: ${apiMessage(err)}`, { cause: err });
     }
@@ -121,13 +155,22 @@ export class CrdStore implements StateStore, GroupStore {
   async deleteDevice(id: string): Promise<void> {
     const plural = pluralOf(id);
     try {
+      let ended = false;
       await this.retryWrite(`releasing ${id}`, async () => {
         const cr = await this.readDevice(id);
         if (!cr || isUnclaimed(cr)) return undefined;
+        // Ours the last finalizer of a deleting CR: its removal ends the object, so a Pending
+        // status first would be a write for nothing (issue 25). With another finalizer left the
+        // object outlives ours, and must not claim the thin id any more.
+        if (cr.metadata.deletionTimestamp && sameList(cr.metadata.finalizers, [FINALIZER])) {
+          ended = true;
+          return this.setFinalizer(cr, false);
+        }
         // Back to unclaimed: no device, so no device size either (a CO retry compares the spec's).
         const { deviceId: _d, faultyFrom: _f, readyToUse: _r, sizeBytes: _s, ...rest } = (cr.status ?? {}) as Record<string, unknown>;
         return this.putStatus(plural, cr, { ...rest, state: 'Pending', updatedAt: new Date().toISOString() });
       });
+      if (ended) return;
       await this.retryWrite(`removing the finalizer of ${id}`, async () => {
         const cr = await this.readDevice(id);
         if (!cr || !cr.metadata.deletionTimestamp || !cr.metadata.finalizers?.includes(FINALIZER)) return undefined;
@@ -161,8 +204,7 @@ export class CrdStore implements StateStore, GroupStore {
 
   async listGroupCrs(): Promise<ThinGroupSnapshot[]> {
     try {
-      const list = await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL.group, labelSelector: `${NODE_LABEL}=${this.node}` }) as { items: ThinGroupSnapshot[] };
-      return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+      return await this.listOwn<ThinGroupSnapshot>(PLURAL.group);
     } catch (err) {
       // No ThinGroupSnapshot CRD (an upgrade where `helm upgrade` left crds/ as they were): no group
       // can exist, and the node must still serve its volumes.
@@ -249,14 +291,36 @@ export class CrdStore implements StateStore, GroupStore {
   async close(): Promise<void> { /* nothing held: every call is a fresh request */ }
 }
 
+function sameList(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  return (a ?? []).length === b.length && b.every((x, i) => a![i] === x);
+}
+
+/**
+ * The highest resourceVersion noted. The apiserver's are etcd revisions, decimal and growing;
+ * they are compared only when they read as such, and anything else is not noted (the lists
+ * then stay quorum reads).
+ */
+class NewestVersion {
+  private max: bigint | undefined;
+
+  note(obj: unknown): void {
+    const rv = (obj as { metadata?: { resourceVersion?: unknown } } | undefined)?.metadata?.resourceVersion;
+    if (typeof rv !== 'string' || !/^[1-9][0-9]{0,30}$/.test(rv)) return;
+    if (this.max === undefined || BigInt(rv) > this.max) this.max = BigInt(rv);
+  }
+
+  get value(): string | undefined { return this.max?.toString(); }
+}
+
 /** Every write that reaches the API server is one step of the operation it belongs to. */
-function countingWrites(api: CustomObjectsApi): CustomObjectsApi {
+function countingWrites(api: CustomObjectsApi, written: (plural: string, out: unknown) => void): CustomObjectsApi {
   return new Proxy(api, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (typeof v !== 'function' || typeof prop !== 'string' || !/^(create|replace|patch|delete)/.test(prop)) return v;
       return async (...args: unknown[]) => {
         const out = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        written(String((args[0] as { plural?: unknown } | undefined)?.plural), out);
         step(prop);
         return out;
       };

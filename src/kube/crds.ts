@@ -17,6 +17,9 @@ const described = (description?: string) => (description === undefined ? {} : { 
 const objectName = (description?: string) => s.string({ minLength: 1, maxLength: 253, ...described(description) });
 const csiName = (description?: string) => s.string({ minLength: 1, maxLength: 128, ...described(description) });
 
+/** A byte count as a quantity (1Gi, 15.8Gi), written with the integer it shows, for reading only. */
+const quantityText = (of: string) => s.string({ maxLength: 32, description: `${of} as a quantity, for kubectl's columns; ${of} is the exact figure.` });
+
 /** Conditions as the code writes them: every field set (the schema requires only type and status). */
 const conditions = s.array(s.narrow<Condition>()(s.object({
   type: s.string(),
@@ -46,15 +49,26 @@ export const thinPoolStatus = s.object({
   reasons: s.array(s.string()),
   dataTotalBytes: s.int64({ minimum: 0 }),
   dataUsedBytes: s.int64({ minimum: 0 }),
+  dataAvailableBytes: s.int64({ minimum: 0, description: 'Data bytes the pool can still take: its free space, for a file pool no more than the filesystem under its data file can still give.' }),
   metadataTotalBytes: s.int64({ minimum: 0 }),
   metadataUsedBytes: s.int64({ minimum: 0 }),
   /** Free data space x the agent's overprovision ratio (0 when not writable). */
-  capacityBytes: s.int64({ minimum: 0, description: 'Bytes a new volume may claim: free data x overprovision ratio.' }),
+  capacityBytes: s.int64({ minimum: 0, description: 'Bytes a new volume may claim: dataAvailableBytes x overprovision ratio (0 when the pool takes no new volumes).' }),
   devices: s.integer({ minimum: 0 }),
   orphans: s.integer({ minimum: 0 }),
   metadataSnapshotHeld: s.boolean({ description: 'The agent holds (or, after a crash, held) a metadata snapshot of the pool.' }),
+  // The byte counts above as quantities, for kubectl's columns (which cannot format integers).
+  dataSize: quantityText('dataTotalBytes'),
+  dataUsed: quantityText('dataUsedBytes'),
+  capacity: quantityText('capacityBytes'),
   lastReconcileTime: s.string({ format: 'date-time' }),
   conditions,
+  /** Where the controller reaches this node's agent (src/kube/channel/): absent while the agent serves no channel. */
+  channel: s.object({
+    address: s.string({ minLength: 1, description: 'host:port of the agent\'s channel (the pod\'s IP).' }),
+    fingerprint: s.string({ minLength: 1, description: 'SHA-256 of the agent\'s certificate (AB:CD:...): the controller accepts no other.' }),
+    certificate: s.string({ minLength: 1, description: 'The agent\'s self-signed certificate (PEM), pinned by the fingerprint.' }),
+  }, { required: ['address', 'fingerprint', 'certificate'], description: 'The agent\'s end of the controller-node channel.' }),
 });
 
 /** The device states (DEVICE_STATES, src/state/types.ts) plus Pending: the CR exists, no agent has claimed it yet. */
@@ -83,6 +97,12 @@ export const thinVolumeSpec = s.object({
   fsType: s.enum(['', 'ext4', 'xfs']),
   csiName: csiName('CSI name the id was derived from.'),
   source: s.object({ kind: s.enum(['snapshot', 'volume']), name: s.string({ minLength: 1 }) }, { required: ['kind', 'name'] }),
+  size: quantityText('sizeBytes'),
+  claim: s.object({
+    pvName: s.string({ maxLength: 253 }),
+    pvcName: s.string({ maxLength: 253 }),
+    pvcNamespace: s.string({ maxLength: 63 }),
+  }, { description: 'The PersistentVolume and claim the volume was made for (external-provisioner --extra-create-metadata).' }),
 }, {
   required: ['nodeName', 'sizeBytes', 'accessType', 'csiName'],
   // The node agent of spec.nodeName owns the device: a spec edited under it would orphan the
@@ -93,6 +113,7 @@ export const thinVolumeSpec = s.object({
     { rule: 'self.accessType == oldSelf.accessType && self.csiName == oldSelf.csiName', message: 'spec.accessType and spec.csiName are immutable' },
     { rule: '(has(self.fsType) && has(oldSelf.fsType) && self.fsType == oldSelf.fsType) || (!has(self.fsType) && !has(oldSelf.fsType))', message: 'spec.fsType is immutable' },
     { rule: '(has(self.source) && has(oldSelf.source) && self.source == oldSelf.source) || (!has(self.source) && !has(oldSelf.source))', message: 'spec.source is immutable' },
+    { rule: '(has(self.claim) && has(oldSelf.claim) && self.claim == oldSelf.claim) || (!has(self.claim) && !has(oldSelf.claim))', message: 'spec.claim is immutable' },
   ],
 });
 
@@ -107,6 +128,7 @@ export const thinSnapshotSpec = s.object({
   csiName: csiName(),
   /** The ThinGroupSnapshot this snapshot is a member of; the group's agent work makes and deletes it. */
   group: s.string({ minLength: 1, description: 'Name of the ThinGroupSnapshot this snapshot is a member of: the group makes and deletes it.' }),
+  size: quantityText('the source\'s sizeBytes'),
 }, {
   required: ['nodeName', 'sourceVolume', 'csiName'],
   'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'spec is immutable: a snapshot is taken once, of one volume, on one node' }],
@@ -142,9 +164,14 @@ const NODE = col('Node', 'string', '.spec.nodeName');
 const AGE = col('Age', 'date', '.metadata.creationTimestamp');
 const STATE = col('State', 'string', '.status.state');
 const READY = col('Ready', 'boolean', '.status.readyToUse', 1);
-/** A device's: ThinVolume's and ThinSnapshot's first columns, and the id in the wide view. */
-const DEVICE = [NODE, col('Size', 'integer', '.status.sizeBytes'), STATE, AGE];
-const DEVICE_ID = col('DeviceID', 'integer', '.status.deviceId', 1);
+/** A Faulty device's reason (or why its creation was refused): empty while all is well. */
+const REASON = col('Reason', 'string', '.status.message');
+/**
+ * A device's first columns, then its id and exact size in the wide view. Size is the spec's
+ * quantity: an object made before it was written shows none, and its exact Bytes still.
+ */
+const DEVICE = [NODE, col('Size', 'string', '.spec.size'), STATE];
+const DEVICE_WIDE = [col('DeviceID', 'integer', '.status.deviceId', 1), col('Bytes', 'integer', '.status.sizeBytes', 1)];
 
 interface CrdDef {
   /** What the resource is, for the head of the generated file. */
@@ -195,14 +222,13 @@ export const CRDS: readonly Crd[] = [
   crd({
     doc: 'ThinPool: the thin pool of one node (name = node name), kept by that node\'s agent.',
     key: 'pool', shortName: 'tp', spec: thinPoolSpec, status: thinPoolStatus,
-    columns: [NODE, col('Size', 'integer', '.status.dataTotalBytes'), col('State', 'string', '.status.health'), AGE,
-      col('Used', 'integer', '.status.dataUsedBytes', 1), col('Capacity', 'integer', '.status.capacityBytes', 1),
-      col('TX', 'integer', '.status.transactionId', 1)],
+    columns: [NODE, col('Size', 'string', '.status.dataSize'), col('Used', 'string', '.status.dataUsed'), col('Capacity', 'string', '.status.capacity'),
+      col('Health', 'string', '.status.health'), AGE, col('Devices', 'integer', '.status.devices', 1), col('TX', 'integer', '.status.transactionId', 1)],
   }),
   crd({
     doc: 'ThinSnapshot: a thin snapshot of a ThinVolume, always in its source\'s pool (same node).',
     key: 'snapshot', shortName: 'ts', spec: thinSnapshotSpec, status: thinSnapshotStatus,
-    columns: [...DEVICE, READY, DEVICE_ID, col('Source', 'string', '.spec.sourceVolume', 1)],
+    columns: [...DEVICE, AGE, REASON, READY, col('Source', 'string', '.spec.sourceVolume', 1), ...DEVICE_WIDE],
   }),
   crd({
     doc: 'ThinVolume: one thin volume of a node\'s pool. Made by the controller (CreateVolume), turned\n'
@@ -210,6 +236,7 @@ export const CRDS: readonly Crd[] = [
       + 'CEL rules in forms every supported server accepts: kube-apiserver 1.24\'s cost estimator refuses\n'
       + '`has(self.x) == has(oldSelf.x)` as over budget, so presence is compared with && and || instead.',
     key: 'volume', shortName: 'tv', spec: thinVolumeSpec, status: thinVolumeStatus,
-    columns: [...DEVICE, DEVICE_ID, col('Source', 'string', '.spec.source.name', 1)],
+    columns: [...DEVICE, col('PVC', 'string', '.spec.claim.pvcName'), AGE, REASON, col('ClaimNamespace', 'string', '.spec.claim.pvcNamespace', 1),
+      col('PV', 'string', '.spec.claim.pvName', 1), col('Source', 'string', '.spec.source.name', 1), ...DEVICE_WIDE],
   }),
 ];

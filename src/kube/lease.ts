@@ -1,6 +1,6 @@
 import { type CoordinationV1Api, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import { unavailable } from '../errors.ts';
-import type { Logger } from '../observability/log.ts';
+import { FallingRate, type Logger } from '../observability/log.ts';
 import { apiMessage, isConflict, isNotFound } from './api.ts';
 
 export interface LeaderOptions {
@@ -29,6 +29,8 @@ export class LeaderElector {
   private lastContact = 0;
   private lastError = '';
   private inflight: Promise<void> | undefined;
+  /** An API server that stays away is logged at a falling rate, not at every renewal. */
+  private readonly failures = new FallingRate();
 
   constructor(coord: CoordinationV1Api, opts: LeaderOptions) {
     this.coord = coord;
@@ -121,11 +123,13 @@ export class LeaderElector {
       // A 409 means another replica wrote first: it is the leader for this round.
       if (isConflict(err)) return this.lost();
       this.lastError = apiMessage(err);
-      this.o.log.warn('lease renewal failed', { lease: `${namespace}/${name}`, error: apiMessage(err) });
+      const attempts = this.failures.failed();
+      if (attempts !== undefined) this.o.log.warn('lease renewal failed', { lease: `${namespace}/${name}`, error: apiMessage(err), attempts });
     }
   }
 
   private acquired(fresh: boolean): void {
+    this.failures.reset();
     this.lastRenew = Date.now();
     this.lastContact = this.lastRenew;
     if (fresh || !this.leading) this.o.log.info('became controller leader', { lease: `${this.o.namespace}/${this.o.name}`, identity: this.o.identity });
@@ -133,6 +137,7 @@ export class LeaderElector {
   }
 
   private lost(): void {
+    this.failures.reset();
     this.lastContact = Date.now();
     if (this.leading) this.o.log.warn('lost controller leadership', { lease: `${this.o.namespace}/${this.o.name}` });
     this.leading = false;

@@ -6,6 +6,14 @@ import { dmNameOf, isUnclaimed, NODE_LABEL } from './types.ts';
 /** meta key carrying the node a record lives on (controller side: topologyOf needs it). */
 export const NODE_META = 'kube.node';
 
+const CLAIM_KEYS = [['pvName', META.pvName], ['pvcName', META.pvcName], ['pvcNamespace', META.pvcNamespace]] as const;
+
+/** A ThinVolume's spec.claim from the record's PV and PVC meta; nothing when the CO passed none. */
+export function claimOf(rec: Pick<DeviceRecord, 'meta'>): Pick<ThinVolume['spec'], 'claim'> {
+  const claim = Object.fromEntries(CLAIM_KEYS.filter(([, k]) => rec.meta[k]).map(([f, k]) => [f, rec.meta[k]!]));
+  return Object.keys(claim).length > 0 ? { claim } : {};
+}
+
 /** CSI-layer meta derived from the spec: the CR spec is the one source of truth for it. */
 function metaOf(cr: DeviceCr): Record<string, string> {
   const node = cr.spec.nodeName ?? cr.metadata.labels?.[NODE_LABEL] ?? '';
@@ -17,6 +25,7 @@ function metaOf(cr: DeviceCr): Record<string, string> {
   return {
     [META.name]: s.csiName, [META.accessType]: s.accessType ?? 'mount', [META.fsType]: s.fsType ?? '',
     ...(s.source ? { [META.sourceKind]: s.source.kind, [META.sourceId]: s.source.name } : {}),
+    ...Object.fromEntries(CLAIM_KEYS.filter(([f]) => s.claim?.[f]).map(([f, k]) => [k, s.claim![f]!])),
     [NODE_META]: node,
   };
 }

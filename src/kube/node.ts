@@ -1,9 +1,29 @@
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { join } from 'node:path';
+import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { assembleNode, type NodeParts, type NodeSettings, type NodeSystem } from '../assemble.ts';
+import { loadCsi } from '../csi/proto.ts';
+import { implementStreams } from '../csi/server.ts';
+import type { SnapshotMetadataRpcs } from '../csi/stream-rpcs.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { OpContext } from '../system/context.ts';
 import { NodeAgent, type AgentOptions } from './agent.ts';
+import { ChannelAuth, KubeTokenReviewer } from './channel/auth.ts';
+import { loadOrCreateIdentity } from './channel/cert.ts';
+import { ChannelServer } from './channel/server.ts';
 import { CrdStore } from './crd-store.ts';
 import { EventRecorder } from './events.ts';
+import { wireGrowth } from './pool-growth.ts';
+
+/** The node agent's end of the controller–node channel (src/kube/channel/). */
+export interface NodeChannelParts {
+  bindHost: string;
+  /** 0: any free port (tests). */
+  port: number;
+  /** The host published with the bound port: the pod's IP. */
+  publishHost: string;
+  /** The controller's ServiceAccount user, the only caller admitted. */
+  allowedUser: string;
+}
 
 export interface KubeNodeParts extends Omit<NodeSystem, 'clock'>, Omit<NodeSettings, 'nodeId'> {
   kc: KubeConfig;
@@ -11,12 +31,17 @@ export interface KubeNodeParts extends Omit<NodeSystem, 'clock'>, Omit<NodeSetti
   node: string;
   /** Timings for tests; production uses the agent's defaults. */
   agent?: Partial<Pick<AgentOptions, 'resyncMs' | 'retryBaseMs' | 'retryMaxMs' | 'watchRestartBaseMs' | 'opTimeoutMs'>>;
+  channel?: NodeChannelParts;
+  /** The SnapshotMetadata service the channel serves; default the pool's own (assembleNode's). */
+  snapshotMetadata?: (store: CrdStore, parts: NodeParts) => SnapshotMetadataRpcs;
 }
 
 export interface KubeNode extends NodeParts {
   agent: NodeAgent;
   store: CrdStore;
   events: EventRecorder;
+  /** The bound channel port, when the channel is served. */
+  channelPort?: number;
   stop(): Promise<void>;
 }
 
@@ -30,10 +55,30 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
   await store.readPool(); // the ThinPool exists from the first moment, so kubectl shows the node
   const parts = await assembleNode(ctx, { ...p, nodeId: p.node }, p, store, { controller: false });
   const events = new EventRecorder(p.kc.makeApiClient(CoreV1Api), 'dmthin-csi-node', p.node, p.log);
-  const agent = new NodeAgent({ kc: p.kc, api, node: p.node, store, devices: parts.devices, events, log: p.log, ...p.agent });
+  const { grower } = parts;
+  const changed = { poolChanged: () => {} }; // the agent's, once it exists
+  const onPool = grower ? wireGrowth(grower, events, p.node, () => changed.poolChanged()) : undefined;
+  const agent = new NodeAgent({ kc: p.kc, api, node: p.node, store, devices: parts.devices, events, log: p.log, ...p.agent, ...(onPool ? { onPool } : {}) });
+  changed.poolChanged = () => agent.poolChanged();
   await agent.start();
+  grower?.start();
+  const snapshotMetadata = p.snapshotMetadata?.(store, parts) ?? parts.snapshotMetadata;
+  const channel = p.channel ? await startChannel(p, p.channel, store, parts.metrics, snapshotMetadata) : undefined;
   return {
-    ...parts, store, agent, events,
-    stop: async () => { await agent.stop(); await parts.pool.settled(); },
+    ...parts, store, agent, events, ...(channel ? { channelPort: channel.port } : {}),
+    stop: async () => { await channel?.server.stop(); await Promise.all([agent.stop(), grower?.stop()]); await parts.pool.settled(); },
   };
+}
+
+/** Serves the channel, then publishes where it listens and which certificate it shows. */
+async function startChannel(p: KubeNodeParts, c: NodeChannelParts, store: CrdStore, metrics: Metrics, rpcs: SnapshotMetadataRpcs) {
+  const identity = await loadOrCreateIdentity(join(p.stateDir, 'channel'), `dmthin-csi node ${p.node}`);
+  const reviewer = new KubeTokenReviewer(p.kc.makeApiClient(AuthenticationV1Api));
+  const server = new ChannelServer({ node: p.node, identity, auth: new ChannelAuth(reviewer, { allowedUser: c.allowedUser }), log: p.log });
+  const def = loadCsi().csi.v1.SnapshotMetadata.service;
+  server.host(def, implementStreams(def, rpcs, { log: p.log, metrics }));
+  const port = await server.listen(c.bindHost, c.port);
+  const host = c.publishHost.includes(':') ? `[${c.publishHost}]` : c.publishHost;
+  await store.updatePoolStatus((s) => ({ ...s, channel: { address: `${host}:${port}`, fingerprint: identity.fingerprint, certificate: identity.certPem } }));
+  return { server, port };
 }

@@ -22,6 +22,8 @@ export const RETRY_ANNOTATION = `${GROUP}/retry`;
 export const FORCE_CLEANUP_ANNOTATION = `${GROUP}/force-cleanup`;
 /** On the ThinPool, value "true": the agent deletes thin devices no CR owns (never without it). */
 export const REMOVE_ORPHANS_ANNOTATION = `${GROUP}/remove-orphans`;
+/** On the ThinPool, a size ("300Gi"): the node agent grows a file pool's data file to it, online. */
+export const GROW_TO_ANNOTATION = `${GROUP}/grow-to`;
 export const LEASE_NAME = 'dmthin-csi-controller';
 /** Namespace of the Events about our cluster-scoped objects (as kubectl describe looks for them). */
 export const EVENT_NAMESPACE = 'default';

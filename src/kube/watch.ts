@@ -32,7 +32,11 @@ export class CrWatch {
     // spread undefined replaced the default (NaN backoff: restarts 1 ms apart against a down API server).
     this.o = { ...opts, restartBaseMs: opts.restartBaseMs ?? 200, restartMaxMs: opts.restartMaxMs ?? 30_000 };
     const { api, plural, labelSelector } = this.o;
-    const list = async () => await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector }) as { items: KubernetesObject[] };
+    // resourceVersion 0: served from the apiserver's watch cache, as client-go's reflectors list.
+    // Without it every (re)list, which follows each 410 of a quiet watch, read every object of
+    // the cluster from etcd to keep one node's (issue 25). Events from the list's version on
+    // make up for a cache a little behind.
+    const list = async () => await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector, resourceVersion: '0' }) as { items: KubernetesObject[] };
     this.informer = makeInformer(this.o.kc, `/apis/${GROUP}/${VERSION}/${plural}`, list, labelSelector);
     const changed = (obj: KubernetesObject) => {
       this.failures = 0; // events flow again: the next failure starts from a short delay

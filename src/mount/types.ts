@@ -98,4 +98,6 @@ export interface LoopDevices {
   /** Attach `file` (reusing an existing attachment) and return /dev/loopN. */
   attach(ctx: OpContext, file: string): Promise<string>;
   detach(ctx: OpContext, device: string): Promise<void>;
+  /** Makes the loop device take its backing file's current size (LOOP_SET_CAPACITY, `losetup -c`). */
+  refresh(ctx: OpContext, device: string): Promise<void>;
 }

@@ -13,6 +13,7 @@ import type { DeviceRecord } from '../state/types.ts';
 import { checkPath } from './paths.ts';
 import { publishVolume, unpublishVolume } from './publish.ts';
 import { requireOwnMount } from './guard.ts';
+import { writesFail } from '../pool/health.ts';
 import { accessOf } from '../volume/meta.ts';
 import { knownVolume, stageVolume, unstageVolume, type StageDeps } from './stage.ts';
 
@@ -76,7 +77,7 @@ export class NodeService implements NodeRpcs {
     if (rec.state === 'Faulty') return { abnormal: true, message: `device is Faulty: ${rec.error ?? ''}` };
     const health = await this.d.devices.pool.health(ctx);
     const thin = mapped === undefined ? 'device is not active' : `thin device maps ${mapped} bytes of pool ${this.d.devices.pool.name}`;
-    if (!health.writable && health.condition !== 'low_space') return { abnormal: true, message: `${thin}; ${health.reasons.join('; ')}` };
+    if (writesFail(health.condition, health.dataFreeBytes)) return { abnormal: true, message: `${thin}; ${health.reasons.join('; ')}` };
     return { abnormal: mapped === undefined, message: thin };
   }
 
@@ -93,7 +94,11 @@ export class NodeService implements NodeRpcs {
     try {
       const mounts = await this.d.mounter.mountsOf(ctx, device);
       const fs = await this.d.mounter.probe(ctx, device);
-      if (fs && fs.sizeBytes < rec.sizeBytes) await this.d.mounter.growFs(ctx, device, mounts[0]?.target ?? req.volume_path, fs.fsType);
+      if (fs && fs.sizeBytes < rec.sizeBytes) {
+        // Growing writes new metadata blocks: on a full pool they would wait until no_space_timeout.
+        await this.d.devices.pool.ensureNoFreeze(ctx, `growing the filesystem of ${rec.id}`);
+        await this.d.mounter.growFs(ctx, device, mounts[0]?.target ?? req.volume_path, fs.fsType);
+      }
     } catch (err) {
       throw toStatus(err, `growing the filesystem of ${rec.id}`);
     }

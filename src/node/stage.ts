@@ -50,6 +50,8 @@ async function ensureFilesystem(ctx: OpContext, d: StageDeps, device: string, wa
     if (other) throw failedPrecondition(`volume ${rec.id} holds a ${other} filesystem, which this driver does not mount`);
   }
   const fsType = (wanted || fsTypeOf(rec) || d.defaultFs) as FsType;
+  // mkfs writes new blocks: on a full pool they would wait in the kernel until no_space_timeout.
+  await d.devices.pool.ensureNoFreeze(ctx, `formatting ${rec.id}`);
   // Only ext4 has tables to mark zeroed.
   await d.mounter.mkfs(ctx, device, fsType, { zeroed: zeroed && fsType === 'ext4' });
   return { fsType, sizeBytes: rec.sizeBytes };
@@ -103,10 +105,12 @@ export async function stageVolume(ctx: OpContext, d: StageDeps, req: StageReq): 
       return;
     }
     const fs = await ensureFilesystem(ctx, d, device, cap.fsType, rec);
+    const grow = fs.sizeBytes < rec.sizeBytes && !READ_ONLY_MODES.has(cap.mode);
+    if (grow) await d.devices.pool.ensureNoFreeze(ctx, `growing the filesystem of ${rec.id}`); // before the mount: a retry finds nothing half done
     await mkdir(staging, { recursive: true });
     await d.mounter.mount(ctx, device, staging, fs.fsType, stageOptions(fs.fsType, cap.mountFlags, READ_ONLY_MODES.has(cap.mode)));
     // A volume restored or cloned into a larger size carries its source's smaller filesystem.
-    if (fs.sizeBytes < rec.sizeBytes && !READ_ONLY_MODES.has(cap.mode)) await d.mounter.growFs(ctx, device, staging, fs.fsType);
+    if (grow) await d.mounter.growFs(ctx, device, staging, fs.fsType);
   } catch (err) {
     throw toStatus(err, `staging ${rec.id} at ${staging}`);
   }

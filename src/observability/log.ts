@@ -29,7 +29,7 @@ const redactFormat = winston.format((info) => {
 
 export function createLogger(opts: { level?: string; silent?: boolean } = {}): Logger {
   return winston.createLogger({
-    level: opts.level ?? process.env.LOG_LEVEL ?? 'info',
+    level: opts.level ?? 'info',
     silent: opts.silent ?? false,
     format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json()),
     transports: [new winston.transports.Stream({ stream: process.stderr })],
@@ -45,4 +45,40 @@ export function silentLogger(): Logger {
 export function logCommands(log: Logger): void {
   if (!log.isDebugEnabled()) return;
   observeCommands((e) => log.debug('command', { command: e.command, args: e.args.join(' '), duration_ms: e.durationMs, exit_code: e.exitCode, failed: e.failed }));
+}
+
+/**
+ * Which failures of a run of the same failure to log: the first, then one per interval, the
+ * interval doubling up to maxMs. An outage that lasts hours then logs a few lines an hour,
+ * each saying how many attempts failed since the last line, instead of one line per retry.
+ */
+export class FallingRate {
+  private readonly firstMs: number;
+  private readonly maxMs: number;
+  private intervalMs = 0;
+  private nextAt = 0;
+  private unlogged = 0;
+
+  constructor(firstMs = 5_000, maxMs = 300_000) {
+    this.firstMs = firstMs;
+    this.maxMs = maxMs;
+  }
+
+  /** A failure now: the number of failures this line stands for, or undefined to log nothing. */
+  failed(now = Date.now()): number | undefined {
+    this.unlogged++;
+    if (now < this.nextAt) return undefined;
+    this.intervalMs = this.intervalMs === 0 ? this.firstMs : Math.min(this.maxMs, this.intervalMs * 2);
+    this.nextAt = now + this.intervalMs;
+    const n = this.unlogged;
+    this.unlogged = 0;
+    return n;
+  }
+
+  /** The failure is over: the next one is logged at once. */
+  reset(): void {
+    this.intervalMs = 0;
+    this.nextAt = 0;
+    this.unlogged = 0;
+  }
 }

@@ -1,6 +1,20 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+import { DRIVER_NAME, VERSION } from '../version.ts';
+
 const P = 'dmthin_csi_';
+
+/** A pool reading's figures, in bytes (the pool layer's PoolHealth and its capacity). */
+export interface PoolFigures {
+  dataTotalBytes: number;
+  dataUsedBytes: number;
+  /** What the pool can still take; absent: its free space. */
+  dataFreeBytes?: number;
+  metadataTotalBytes: number;
+  metadataUsedBytes: number;
+  /** Bytes new volumes may claim: free data x the overprovision ratio, 0 when the pool takes none. */
+  capacityBytes: number;
+}
 const FAST = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /**
@@ -33,21 +47,49 @@ export class Metrics {
     name: `${P}reconcile_repairs_total`, help: 'Devices repaired or marked faulty by reconcile, by action',
     labelNames: ['action'] as const, registers: [this.registry],
   });
-  readonly poolBytes = new Gauge({
-    name: `${P}pool_bytes`, help: 'Thin pool space in bytes', labelNames: ['pool', 'kind', 'usage'] as const,
-    registers: [this.registry],
-  });
+  // One gauge per quantity (Prometheus' naming): a size and a use under one name would sum to nothing meaningful.
+  readonly poolDataSize = this.poolGauge('pool_data_size_bytes', 'Size of the thin pool\'s data device in bytes');
+  readonly poolDataUsed = this.poolGauge('pool_data_used_bytes', 'Data bytes the thin pool has mapped');
+  readonly poolDataAvailable = this.poolGauge('pool_data_available_bytes', 'Data bytes the thin pool can still take (for a file-backed pool, no more than its filesystem can give)');
+  readonly poolMetadataSize = this.poolGauge('pool_metadata_size_bytes', 'Size of the thin pool\'s metadata device in bytes');
+  readonly poolMetadataUsed = this.poolGauge('pool_metadata_used_bytes', 'Metadata bytes the thin pool uses');
+  readonly poolCapacity = this.poolGauge('pool_capacity_bytes', 'Bytes new volumes may still claim on this node: what GetCapacity and CSIStorageCapacity report');
   readonly poolCondition = new Gauge({
     name: `${P}pool_condition`, help: '1 when the pool is in the named condition',
     labelNames: ['pool', 'condition'] as const, registers: [this.registry],
+  });
+  readonly poolGrowths = new Counter({
+    name: `${P}pool_growths_total`, help: 'Pool growth attempts by outcome (grown, refused, failed) and reason (requested, low_water, device_grew; ceiling, no_room, not_file)',
+    labelNames: ['pool', 'outcome', 'reason'] as const, registers: [this.registry],
   });
   readonly devices = new Gauge({
     name: `${P}devices`, help: 'Thin devices by kind and state', labelNames: ['kind', 'state'] as const,
     registers: [this.registry],
   });
 
+  readonly buildInfo = new Gauge({
+    name: `${P}build_info`, help: 'Always 1; the labels say which driver build runs',
+    labelNames: ['version', 'driver', 'nodejs_version'] as const, registers: [this.registry],
+  });
+
   constructor(opts: { processMetrics?: boolean } = {}) {
-    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: P });
+    // Unprefixed, as prom-client names them (process_cpu_seconds_total...): the standard process dashboards find them.
+    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
+    this.buildInfo.set({ version: VERSION, driver: DRIVER_NAME, nodejs_version: process.version }, 1);
+  }
+
+  /** One reading of a pool; dataFreeBytes only where the reading has it. */
+  recordPool(pool: string, r: PoolFigures): void {
+    this.poolDataSize.set({ pool }, r.dataTotalBytes);
+    this.poolDataUsed.set({ pool }, r.dataUsedBytes);
+    this.poolDataAvailable.set({ pool }, r.dataFreeBytes ?? Math.max(0, r.dataTotalBytes - r.dataUsedBytes));
+    this.poolMetadataSize.set({ pool }, r.metadataTotalBytes);
+    this.poolMetadataUsed.set({ pool }, r.metadataUsedBytes);
+    this.poolCapacity.set({ pool }, r.capacityBytes);
+  }
+
+  private poolGauge(name: string, help: string): Gauge<'pool'> {
+    return new Gauge({ name: `${P}${name}`, help, labelNames: ['pool'] as const, registers: [this.registry] });
   }
 
   /** Times `fn` into a histogram labelled with its outcome. */

@@ -99,7 +99,8 @@ export class Devices {
     const [live] = await Promise.all([
       origin ? this.dm.isLive(ctx, origin.dmName) : false,
       spec.roomBytes === undefined ? undefined : this.pool.ensureRoom(ctx, spec.roomBytes),
-      origin ? this.pool.ensureMetadataWritable(ctx) : undefined,
+      // A snapshot is refused before any suspend when that suspend would freeze (ensureNoFreeze).
+      spec.kind === 'snapshot' ? this.pool.ensureSnapshotable(ctx) : origin ? this.pool.ensureMetadataWritable(ctx) : undefined,
     ]);
     const deviceId = this.pool.allocateId();
     const t = now();
@@ -340,6 +341,7 @@ export class Devices {
       const sectors = await this.dm.liveThinSectors(ctx, rec.dmName);
       // Not active: activation will use the recorded size.
       if (sectors === undefined || sectors * SECTOR >= rec.sizeBytes) return;
+      await this.pool.ensureNoFreeze(ctx, `growing ${rec.id}`); // the resume below suspends it with a flush
       await this.dm.reload(ctx, rec.dmName, this.table(rec));
       // With a table loaded, resume suspends the device first (flushing, freezing its
       // filesystem), swaps the table in and resumes: one command where suspend + resume took two.

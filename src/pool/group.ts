@@ -76,7 +76,7 @@ export class GroupSnapshots {
     }
     const [live] = await Promise.all([
       Promise.all(origins.map((o) => this.devices.isLive(ctx, o))),
-      this.pool.ensureMetadataWritable(ctx),
+      this.pool.ensureSnapshotable(ctx), // before any record and any suspend
     ]);
     const t = now();
     const group = await this.groups.putGroup({

@@ -6,6 +6,7 @@ import { failedPrecondition, invalidArgument } from '../errors.ts';
 import type { LoopDevices, Mounter } from '../mount/types.ts';
 import type { Logger } from '../observability/log.ts';
 import type { OpContext } from '../system/context.ts';
+import { allocateMetadataFile, realBackingFs, type BackingFiles, type BackingFs } from './backing.ts';
 
 /** How the node's pool comes to exist. */
 export type PoolSource =
@@ -13,10 +14,19 @@ export type PoolSource =
   | { kind: 'devices'; name: string; dataDevice: string; metadataDevice: string; blockSectors: number; features: string[] }
   | { kind: 'loop'; name: string; dir: string; dataBytes: number; metadataBytes: number; blockSectors: number; features: string[] };
 
-export interface ProvisionDeps { dm: DeviceMapper; loops: LoopDevices; mounter: Mounter; log: Logger }
+export interface ProvisionDeps {
+  dm: DeviceMapper; loops: LoopDevices; mounter: Mounter; log: Logger;
+  /** Allocates a file pool's metadata file; default the real filesystem. */
+  backing?: BackingFs;
+}
 
 /** What adopting a live pool already read, so attaching need not read it again. */
 export interface AdoptedPool { info: DmDeviceInfo; table: ThinPoolTable }
+
+/** The files of a pool made of files under `dir`. */
+export function loopFiles(dir: string): BackingFiles {
+  return { data: join(dir, 'data.img'), metadata: join(dir, 'metadata.img') };
+}
 
 /** dm-thin's metadata superblock magic (THIN_SUPERBLOCK_MAGIC), at byte 32 of the device. */
 const THIN_MAGIC = 27022010n;
@@ -34,6 +44,7 @@ export async function ensurePool(ctx: OpContext, deps: ProvisionDeps, src: PoolS
     const table = await deps.dm.poolTable(ctx, src.name).catch((e: unknown) => {
       throw failedPrecondition(`device ${src.name} exists but is not a thin pool: ${String(e)}`);
     });
+    if (src.kind === 'loop') await allocateMetadataFile(ctx, deps.backing ?? realBackingFs, loopFiles(src.dir).metadata, false, (m, f) => deps.log.warn(m, { pool: src.name, ...f }));
     deps.log.info('adopted existing thin pool', { pool: src.name });
     return { info, table };
   }
@@ -53,14 +64,16 @@ export async function ensurePool(ctx: OpContext, deps: ProvisionDeps, src: PoolS
 
 async function loopBacking(ctx: OpContext, deps: ProvisionDeps, src: Extract<PoolSource, { kind: 'loop' }>) {
   await mkdir(src.dir, { recursive: true, mode: 0o700 });
-  const dataFile = join(src.dir, 'data.img');
-  const metaFile = join(src.dir, 'metadata.img');
+  const { data: dataFile, metadata: metaFile } = loopFiles(src.dir);
+  let freshMetadata = false;
   for (const [file, size] of [[dataFile, src.dataBytes], [metaFile, src.metadataBytes]] as const) {
     const existing = await stat(file).catch(() => undefined);
+    if (file === metaFile) freshMetadata = !existing;
     // Sparse: the files take only what the pool writes. Growing is allowed, shrinking never.
     if (!existing) await (await open(file, 'wx', 0o600)).close();
     if (!existing || existing.size < size) await truncate(file, size);
   }
+  await allocateMetadataFile(ctx, deps.backing ?? realBackingFs, metaFile, freshMetadata, (m, f) => deps.log.warn(m, { pool: src.name, ...f }));
   return { data: await deps.loops.attach(ctx, dataFile), metadata: await deps.loops.attach(ctx, metaFile) };
 }
 

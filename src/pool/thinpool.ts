@@ -7,7 +7,9 @@ import { background, type OpContext } from '../system/context.ts';
 import { sleep } from '../system/delay.ts';
 import { Mutex } from '../system/lock.ts';
 import type { DeviceRecord, StateStore } from '../state/types.ts';
-import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
+import { metadataSnapExclusive } from './metadata-snap.ts';
+import { readBacking, type BackingFiles, type BackingFs, type BackingReading } from './backing.ts';
+import { allocatableBytes, assessPool, DEFAULT_THRESHOLDS, freezeRefusal, metadataLow, metadataRefusal, POOL_CONDITIONS, type PoolHealth, type PoolThresholds } from './health.ts';
 
 /** Thin device ids are 24-bit (kernel-thin-provisioning.rst). */
 export const MAX_DEVICE_ID = (1 << 24) - 1;
@@ -35,6 +37,10 @@ export interface PoolDeps {
   metrics: Metrics;
   /** Milliseconds, for the ages of status readings; default performance.now. */
   clock?: () => number;
+  /** The filesystem under a file-backed pool's data file; without it every pool counts as device-backed. */
+  backing?: BackingFs;
+  /** The pool's files when configured; else those behind its loop devices. */
+  backingFiles?: BackingFiles;
 }
 
 export interface PoolSettings {
@@ -55,6 +61,10 @@ export class ThinPool {
   readonly devNo: string;
   /** The pool table's metadata device ("major:minor" or a path), for reading the metadata itself. */
   private metadataDev: string | undefined;
+  /** The table's data device (its file, for a loop device, bounds what the pool can take) and the last reading of it. */
+  private dataDev: string | undefined;
+  private lastBacking: BackingReading | undefined;
+  private backingFailing = false;
   readonly deps: PoolDeps;
   private readonly thresholds: PoolThresholds;
   private readonly overprovision: number;
@@ -89,7 +99,8 @@ export class ThinPool {
     const table = known?.table ?? await deps.dm.poolTable(ctx, settings.name);
     const pool = new ThinPool(deps, settings, table.dataBlockSectors, `${info.major}:${info.minor}`);
     pool.metadataDev = table.metadataDev;
-    const status = await deps.dm.poolStatus(ctx, settings.name);
+    pool.dataDev = table.dataDev;
+    const [status] = await Promise.all([deps.dm.poolStatus(ctx, settings.name), pool.readBacking()]);
     pool.tx = status.transactionId;
     pool.lastStatus = { at: pool.now(), status };
     pool.attachReading = status;
@@ -121,8 +132,25 @@ export class ThinPool {
   }
 
   async health(ctx: OpContext): Promise<PoolHealth> {
-    return this.assess(await this.status(ctx));
+    const [status] = await Promise.all([this.status(ctx), this.readBacking()]);
+    return this.assess(status);
   }
+
+  /** Reads a file-backed pool's data file room; a failed reading keeps the last (the file went away: the pool's I/O shows it). */
+  private async readBacking(): Promise<void> {
+    if (!this.deps.backing || this.dataDev === undefined) return;
+    try {
+      this.lastBacking = await readBacking(this.deps.backing, this.dataDev, this.metadataDev, this.deps.backingFiles);
+      this.backingFailing = false;
+    } catch (err) {
+      if (this.backingFailing) return; // said once per streak, not on every reading
+      this.backingFailing = true;
+      this.deps.log.warn('could not read the filesystem under the pool\'s data file', { pool: this.name, error: errorMessage(err) });
+    }
+  }
+
+  /** The last reading of a file pool's backing files. */
+  get backing(): BackingReading | undefined { return this.lastBacking; }
 
   /**
    * Health for the checks before a create or snapshot, and for Probe: a healthy reading up to
@@ -140,7 +168,7 @@ export class ThinPool {
     const age = r ? this.now() - r.at : Infinity;
     if (r && age <= maxAgeMs) {
       const h = this.assess(r.status);
-      if (h.condition === 'ok' && !this.metadataLow(h)) { // anything less is read afresh
+      if (h.condition === 'ok' && !metadataLow(h, this.thresholds)) { // anything less is read afresh
         this.rereadAfterChange ||= age > RECENT_READING_MS;
         return h;
       }
@@ -149,7 +177,7 @@ export class ThinPool {
   }
 
   private assess(status: ThinPoolStatus): PoolHealth {
-    const h = assessPool(status, this.dataBlockSectors, this.thresholds);
+    const h = assessPool(status, this.dataBlockSectors, this.thresholds, this.lastBacking);
     this.recordHealth(h);
     return h;
   }
@@ -161,7 +189,7 @@ export class ThinPool {
   async refusal(ctx: OpContext, err: unknown): Promise<Error | undefined> {
     if (!isDmError(err, 'invalid') && !isDmError(err, 'no_space')) return undefined;
     const h = await this.health(ctx).catch(() => undefined);
-    if (!h || (h.writable && !this.metadataLow(h))) return undefined;
+    if (!h || (h.writable && !metadataLow(h, this.thresholds))) return undefined;
     return resourceExhausted(`thin pool ${this.name} refused the change: ${h.reasons.join('; ')}`);
   }
 
@@ -176,21 +204,31 @@ export class ThinPool {
     if (!h.writable) throw resourceExhausted(`thin pool ${this.name} refuses new volumes: ${h.reasons.join('; ')}`);
     const room = allocatableBytes(h, this.overprovision);
     if (sizeBytes > room) {
-      throw resourceExhausted(`thin pool ${this.name} can hold at most ${room} more bytes (free space x overprovision ratio ${this.overprovision}), ${sizeBytes} requested`);
+      throw resourceExhausted(`thin pool ${this.name} can hold at most ${room} more bytes (what it can still take x overprovision ratio ${this.overprovision}), ${sizeBytes} requested`);
     }
   }
 
-  /** Ensures snapshots and deletes are possible: they need metadata space, not data space. */
+  /**
+   * Refuses, before any record or suspend, what would freeze a live device on a full or broken
+   * pool (freezeRefusal), on a fresh reading: a healthy one of a moment ago let a snapshot freeze
+   * its origin for its whole deadline on a pool that had filled since (issue 24).
+   */
+  async ensureNoFreeze(ctx: OpContext, what: string): Promise<void> {
+    const refused = freezeRefusal(this.name, await this.health(ctx), what);
+    if (refused) throw refused;
+  }
+
+  /** A snapshot: nothing that would freeze its origin, and metadata room for it, on one fresh reading. */
+  async ensureSnapshotable(ctx: OpContext): Promise<void> {
+    const h = await this.health(ctx);
+    const refused = freezeRefusal(this.name, h, 'a snapshot') ?? metadataRefusal(this.name, h, this.thresholds);
+    if (refused) throw refused;
+  }
+
+  /** Ensures a change of metadata (a copy of a volume) is possible: it needs metadata space, not data space. */
   async ensureMetadataWritable(ctx: OpContext): Promise<void> {
-    const h = await this.recentHealth(ctx);
-    if (h.condition === 'failed' || h.condition === 'needs_check' || h.condition === 'read_only' || this.metadataLow(h)) {
-      throw resourceExhausted(`thin pool ${this.name} cannot change its metadata: ${h.reasons.join('; ')}`);
-    }
-  }
-
-  /** Running metadata out makes the pool read-only: at the threshold, snapshots stop (deletes do not come here). */
-  private metadataLow(h: PoolHealth): boolean {
-    return h.metadataTotalBytes === 0 || (h.metadataUsedBytes / h.metadataTotalBytes) * 100 >= this.thresholds.lowMetadataPercent;
+    const refused = metadataRefusal(this.name, await this.recentHealth(ctx), this.thresholds);
+    if (refused) throw refused;
   }
 
   allocateId(): number {
@@ -321,7 +359,9 @@ export class ThinPool {
    * record says while a metadata snapshot is ours, so one a crash left held is released here.
    */
   async metadataView(ctx: OpContext): Promise<{ ids: Set<number>; records: DeviceRecord[] } | { unavailable: string }> {
-    return this.messages.run(async () => {
+    // The metadata snapshot's turn first: waiting for a backup's stream while holding the
+    // messages would stall every create and delete behind that stream.
+    return metadataSnapExclusive(this.name, () => this.messages.run(async () => {
       const { store, dm } = this.deps;
       let leftByCrash = false;
       const held = (on: boolean) => store.updatePool((p) => {
@@ -341,7 +381,7 @@ export class ThinPool {
       }
       if ('unavailable' in got) return got;
       return { ids: new Set(got.ids), records: await store.listDevices() };
-    });
+    }));
   }
 
   send(ctx: OpContext, msg: string): Promise<void> {
@@ -351,11 +391,8 @@ export class ThinPool {
   }
 
   private recordHealth(h: PoolHealth): void {
-    const { poolBytes, poolCondition } = this.deps.metrics;
-    poolBytes.set({ pool: this.name, kind: 'data', usage: 'total' }, h.dataTotalBytes);
-    poolBytes.set({ pool: this.name, kind: 'data', usage: 'used' }, h.dataUsedBytes);
-    poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'total' }, h.metadataTotalBytes);
-    poolBytes.set({ pool: this.name, kind: 'metadata', usage: 'used' }, h.metadataUsedBytes);
+    const { poolCondition } = this.deps.metrics;
+    this.deps.metrics.recordPool(this.name, { ...h, capacityBytes: allocatableBytes(h, this.overprovision) });
     for (const c of POOL_CONDITIONS) {
       poolCondition.set({ pool: this.name, condition: c }, h.condition === c ? 1 : 0);
     }

@@ -9,21 +9,33 @@ import { AsyncLocalStorage } from 'node:async_hooks';
  * Unset, as in every deployment, a step is one comparison. Production code only names scopes
  * and steps; nothing else changes.
  */
-const scopeEnv = process.env.DMTHIN_CRASH_SCOPE;
-const afterSteps = Number(process.env.DMTHIN_CRASH_AFTER_STEPS ?? 0);
-const armed = Boolean(scopeEnv) && afterSteps > 0;
 const current = new AsyncLocalStorage<string>();
 let taken = 0;
+let arming: { scope: string; after: number } | null | undefined;
+
+/**
+ * Read at the first scope or step, not when the module loads: the crash suites load a spare
+ * driver's code ahead of its start and set its environment afterwards (test/realkernel/warm.ts).
+ */
+function armed(): { scope: string; after: number } | null {
+  if (arming === undefined) {
+    const scope = process.env.DMTHIN_CRASH_SCOPE;
+    const after = Number(process.env.DMTHIN_CRASH_AFTER_STEPS ?? 0);
+    arming = scope && after > 0 ? { scope, after } : null;
+  }
+  return arming;
+}
 
 /** Runs `fn` as the scope `name` (e.g. "make/vol-…"): steps inside it count toward a crash. */
 export function crashScope<T>(name: string, fn: () => Promise<T>): Promise<T> {
-  return armed ? current.run(name, fn) : fn();
+  return armed() ? current.run(name, fn) : fn();
 }
 
 /** Marks the end of one side effect; kills the process when it is the armed one. */
 export function step(what: string): void {
-  if (!armed || current.getStore() !== scopeEnv) return;
-  if (++taken < afterSteps) return;
-  process.stderr.write(`dmthin-csi: crash injected after step ${taken} (${what}) of ${scopeEnv}\n`);
+  const a = armed();
+  if (!a || current.getStore() !== a.scope) return;
+  if (++taken < a.after) return;
+  process.stderr.write(`dmthin-csi: crash injected after step ${taken} (${what}) of ${a.scope}\n`);
   process.kill(process.pid, 'SIGKILL');
 }

@@ -97,13 +97,20 @@ export async function run(ctx: OpContext, command: string, args: readonly string
   // A kill right after a query leaves the world as a kill before it does: no new boundary.
   if (!opts.query) step(`${command} ${args.join(' ')}`);
   if (!result.failed) return { stdout: String(result.stdout), stderr: String(result.stderr) };
+  throw commandFailure(command, args, timeout, result);
+}
+
+/** What execa answered for a failed command, as the typed error every caller maps (status.ts). */
+export function commandFailure(command: string, args: readonly string[], timeout: number, result: {
+  stderr?: unknown; stdout?: unknown; cause?: unknown; exitCode?: number; timedOut?: boolean; shortMessage?: string;
+}, stdout = String(result.stdout ?? '')): CommandError {
   const stderr = String(result.stderr ?? '');
   const spawnErrno = (result.cause as NodeJS.ErrnoException | undefined)?.code;
   const errno = typeof spawnErrno === 'string' && spawnErrno.startsWith('E') ? spawnErrno : errnoFromText(stderr);
   const why = result.timedOut ? `timed out after ${timeout} ms`
     : result.exitCode !== undefined ? `exit code ${result.exitCode}` : (result.shortMessage ?? 'failed');
-  throw new CommandError({
-    command, args, exitCode: result.exitCode, stderr, stdout: String(result.stdout ?? ''),
+  return new CommandError({
+    command, args, exitCode: result.exitCode, stderr, stdout,
     errno, timedOut: Boolean(result.timedOut),
     message: `${command} ${args.join(' ')}: ${why}${stderr ? `: ${stderr.trim()}` : ''}`,
   });

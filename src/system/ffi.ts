@@ -2,7 +2,7 @@ import { type OpContext, timeLeft } from './context.ts';
 
 /**
  * The one place koffi is loaded: the libc calls the driver makes in process (ioctl, mknod,
- * mount, umount2), each failure a SysError with the errno's name. Calls that can block (a dm
+ * mount, umount2, fallocate), each failure a SysError with the errno's name. Calls that can block (a dm
  * suspend that flushes, a remove, a pool message, a mount replaying a journal, an unmount
  * writing back) run as koffi asynchronous calls on libuv's worker threads,
  * bounded by the caller's deadline: past it the caller gets ETIMEDOUT while the call itself
@@ -37,6 +37,8 @@ interface Libc {
   mknod: KoffiFn;
   mount: KoffiFn;
   umount2: KoffiFn;
+  fallocate: KoffiFn;
+  poll: KoffiFn;
   errno: () => number;
   names: Map<number, string>;
 }
@@ -55,6 +57,9 @@ async function loadLibc(): Promise<Libc> {
     mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as unknown as KoffiFn,
     mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as unknown as KoffiFn,
     umount2: lib.func('int umount2(const char *target, int flags)') as unknown as KoffiFn,
+    // off_t is 64-bit on the 64-bit targets the driver runs on.
+    fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as unknown as KoffiFn,
+    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)') as unknown as KoffiFn,
     errno: () => koffi.errno() as number,
     names,
   };
@@ -134,6 +139,26 @@ export function mountAsync(ctx: OpContext, source: string | null, target: string
 /** umount2(2) on a worker thread, answered within the caller's deadline: the last unmount writes back. */
 export function umount2Async(ctx: OpContext, target: string, flags: number, what: string, maxMs: number): Promise<void> {
   return bounded(ctx, what, maxMs, [target], (c, done) => c.umount2.async(target, flags, done));
+}
+
+/**
+ * fallocate(2) mode 0 on a worker thread, answered within the caller's deadline: allocating a
+ * large file walks the filesystem's free-space maps. ENOSPC and EOPNOTSUPP come back as SysErrors.
+ */
+export function fallocateAsync(ctx: OpContext, fd: number, offset: number, length: number, what: string, maxMs: number): Promise<void> {
+  return bounded(ctx, what, maxMs, [], (c, done) => c.fallocate.async(fd, 0, offset, length, done));
+}
+
+/**
+ * poll(2) of one descriptor for `events` on a worker thread, for at most `timeoutMs` (the call
+ * returns by itself then, so no worker is held longer): true when the descriptor is ready.
+ */
+export async function pollAsync(ctx: OpContext, fd: number, events: number, timeoutMs: number, what: string): Promise<boolean> {
+  const fds = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
+  fds.writeInt32LE(fd, 0);
+  fds.writeInt16LE(events, 4);
+  await bounded(ctx, what, timeoutMs + 5_000, [fds], (c, done) => c.poll.async(fds, 1, timeoutMs, done));
+  return (fds.readInt16LE(6) & events) !== 0;
 }
 
 /** mknod(2) of a block device node. */

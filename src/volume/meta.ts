@@ -10,6 +10,10 @@ export const META = {
   sourceId: 'source.id',
   /** Set on a group snapshot's members: the group's id (CSI Snapshot.group_snapshot_id). */
   groupId: 'group.id',
+  /** The PersistentVolume and its claim, from external-provisioner's --extra-create-metadata parameters. */
+  pvName: 'co.pv.name',
+  pvcName: 'co.pvc.name',
+  pvcNamespace: 'co.pvc.namespace',
 } as const;
 
 type WithMeta = Pick<DeviceRecord, 'meta'>;

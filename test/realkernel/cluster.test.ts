@@ -35,6 +35,12 @@ const mark = (what: string) => console.log(`realcluster: ${what} at ${((Date.now
 const WRITER = 'echo "written before the snapshot" > /data/data.txt && sync /data/data.txt && i=0; '
   + 'while :; do i=$((i+1)); echo $i >> /data/log; sync /data/log; df -k /data | tail -n1; sleep 1; done';
 
+function parseQuantity(q: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi|Ti)?$/.exec(q);
+  assert.ok(m, `quantity ${q}`);
+  return Number(m[1]) * 1024 ** ['', 'Ki', 'Mi', 'Gi', 'Ti'].indexOf(m[2] ?? '');
+}
+
 async function crs(plural: string): Promise<any[]> { return (await c.api.get(`${CR}/${plural}`)).items; }
 
 /** Lines the writer pod has appended so far, read through the node's mount of its volume. */
@@ -92,6 +98,13 @@ describe('a real cluster: helm install onto a kubelet, pods using the volumes', 
     const cap = await until('CSIStorageCapacity for the node', async () => (await c.api.get(`/apis/storage.k8s.io/v1/namespaces/${NS}/csistoragecapacities`)).items
       .find((x: any) => x.storageClassName === 'dmthin' && x.nodeTopology?.matchLabels?.[TOPOLOGY_KEY] === NODE && x.capacity));
     assert.ok(cap.metadata.ownerReferences?.length, 'owned by the controller\'s Deployment (--capacity-ownerref-level=2)');
+    // A file pool's capacity is what the filesystem under its data file can still give (the guest's
+    // tmpfs, well under the 256Gi file): the sidecar publishes what the node's ThinPool reports.
+    const published = parseQuantity(cap.capacity);
+    const reported = Number((await c.api.get(`${CR}/thinpools/${NODE}`)).status?.capacityBytes);
+    assert.ok(published > 4 * GiB && published <= 256 * GiB, `capacity ${cap.capacity} published for the node's 256Gi pool`);
+    // Within what etcd, logs and images may write to the same tmpfs between the two reads.
+    assert.ok(Math.abs(published - reported) <= GiB, `published ${published}, the ThinPool reports ${reported}`);
     mark(`CSIStorageCapacity ${cap.capacity}`);
   });
 

@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
 import { groupIdFor, memberIdFor } from '../../src/volume/ids.ts';
-import { KUBELET, groupRecords, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, type DriverProcess } from './harness.ts';
+import { KUBELET, groupRecords, liveThins, assertTxSettled, poolThinIds, records, repairsAtStart, startDriver, STATE, stopDriver, warmRestarts, type DriverProcess } from './harness.ts';
 import { sleep } from '../../src/system/delay.ts';
 
 const TRANSITIONAL = new Set(['Unknown', 'Creating', 'Activating', 'Suspending', 'Suspended', 'Resuming', 'Deactivating', 'Removing', 'Removed']);
@@ -89,6 +89,10 @@ function assertConverged(context: string) {
   assert.deepEqual(poolThinIds().sort((a, b) => a - b), recs.map((r) => r.deviceId).sort((a, b) => a - b), `${context}: pool thin ids == recorded ids`);
   assertTxSettled(context);
 }
+
+// Every kill is followed by a start: the next driver's code loads while the last one runs.
+const warm = warmRestarts();
+after(() => warm.stop());
 
 describe('SIGKILL mid-operation, then restart', { timeout: 1_800_000 }, () => {
   let base = '';

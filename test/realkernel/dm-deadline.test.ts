@@ -13,8 +13,8 @@ import { IoctlDeviceMapper } from '../../src/devmapper/ioctl/device-mapper.ts';
 import { DmError } from '../../src/devmapper/types.ts';
 import { background as ctx } from '../../src/system/context.ts';
 import { sleep } from '../../src/system/delay.ts';
-import { blockCap, codeOf, MiB } from '../support/csi-client.ts';
-import { KUBELET, POOL, records, sh, startDriver, STATE, stopDriver, tail, type DriverProcess } from './harness.ts';
+import { MiB } from '../support/csi-client.ts';
+import { sh } from './harness.ts';
 
 const NO_SPACE_TIMEOUT = '/sys/module/dm_thin_pool/parameters/no_space_timeout';
 /** Seconds the kernel queues writes to a full pool before erroring them. */
@@ -136,56 +136,6 @@ describe('IoctlDeviceMapper with a flush suspend that blocks', { timeout: 300_00
   });
 });
 
-describe('CreateSnapshot of a volume whose writes are queued on a full pool', { timeout: 400_000 }, () => {
-  let d: DriverProcess;
-  before(async () => {
-    rmSync(STATE, { recursive: true, force: true });
-    mkdirSync(KUBELET, { recursive: true });
-    d = await startDriver(['--loop-data-size', '96Mi', '--overprovision-ratio', '20', '--log-level', 'debug']);
-  });
-  after(async () => {
-    if (d && (await stopDriver(d)) !== 0) console.log(tail(d.log));
-  });
-
-  it('answers DEADLINE_EXCEEDED, keeps the records the reconcile understands, resumes the origin and converges on retry', async () => {
-    const C = d.clients.controller;
-    const answer = () => readFileSync(d.log, 'utf8').split('\n').find((l) => l.includes('"rpc":"CreateSnapshot"') && l.includes('"code":'));
-    const vol = (await C.call('CreateVolume', { name: 'dl-vol', capacity_range: { required_bytes: 512 * MiB }, volume_capabilities: [blockCap()] })).volume;
-    await d.clients.node.call('NodeStageVolume', { volume_id: vol.volume_id, staging_target_path: `${KUBELET}/staging/${vol.volume_id}`, volume_capability: blockCap() });
-    const origin = () => records().find((r) => r.id === vol.volume_id)!;
-    const dev = origin().dmName;
-    const dd = fill(`/dev/mapper/${dev}`, 256);
-    await until('driver pool out of data space', 60_000, () => outOfSpace(POOL));
-    const t0 = Date.now();
-    const code = await codeOf(C.call('CreateSnapshot', { name: 'dl-snap', source_volume_id: vol.volume_id }, 2000));
-    const t1 = Date.now();
-    const seen = { origin: origin().state, snaps: records().filter((r) => r.kind === 'snapshot').map((r) => `${r.state}${r.faultyFrom ? `(${r.faultyFrom})` : ''}`) };
-    console.log(`CreateSnapshot answered ${code} after ${t1 - t0} ms; records then: ${JSON.stringify(seen)}`);
-    assert.equal(code, 'DEADLINE_EXCEEDED');
-    assert.ok(dd.child.exitCode === null, 'the client was answered while the kernel still held the writes');
-    // The trying state a restart or the periodic pass repairs: origin mid-suspend, no snapshot
-    // (rolled back) or one still marked as being created.
-    assert.ok(['Suspending', 'Activated'].includes(seen.origin), seen.origin);
-    assert.ok(seen.snaps.every((s) => s === 'Creating' || s === 'Faulty(Creating)'), seen.snaps.join());
-    const refused = await until('the server logs its answer', 30_000, () => answer() !== undefined);
-    const line = answer()!;
-    console.log(`server, ${refused - t0} ms: ${line}`);
-    assert.equal((JSON.parse(line) as { code: string }).code, 'DEADLINE_EXCEEDED');
-    assert.notEqual(await dd.exited, 0, 'the queued writes failed');
-    const t2 = Date.now();
-    // Well before the periodic pool check (60 s after the start's): the driver itself resumes it.
-    const t3 = await until('origin resumed and recorded Activated', 20_000, () => !suspended(dev) && origin().state === 'Activated');
-    console.log(`origin resumed and Activated ${t3 - t2} ms after the writes failed`);
-    sh('dd', ['if=/dev/zero', `of=/dev/mapper/${dev}`, 'bs=64k', 'count=1', 'oflag=direct', 'conv=notrunc', 'status=none']);
-    const snap = (await C.call('CreateSnapshot', { name: 'dl-snap', source_volume_id: vol.volume_id }, 60_000)).snapshot;
-    assert.equal(snap.ready_to_use, true);
-    assert.equal((await C.call('CreateSnapshot', { name: 'dl-snap', source_volume_id: vol.volume_id }, 60_000)).snapshot.snapshot_id, snap.snapshot_id);
-    const listed = (await C.call('ListSnapshots', { source_volume_id: vol.volume_id })).entries;
-    assert.deepEqual(listed.map((e: { snapshot: { snapshot_id: string } }) => e.snapshot.snapshot_id), [snap.snapshot_id]);
-    await until('every record settled', 70_000, () => records().every((r) => r.state === 'Activated' || r.state === 'Created'));
-    assert.equal(suspended(dev), false);
-    await C.call('DeleteSnapshot', { snapshot_id: snap.snapshot_id });
-    await d.clients.node.call('NodeUnstageVolume', { volume_id: vol.volume_id, staging_target_path: `${KUBELET}/staging/${vol.volume_id}` });
-    await C.call('DeleteVolume', { volume_id: vol.volume_id });
-  });
-});
+// The driver no longer suspends on a pool out of data space: CreateSnapshot there is refused at
+// once (capacity.test.ts, "a pool out of data space, writes queued in it"). A suspend that outlives
+// its deadline is resumed by resumeLateSuspend (test/unit/pool/late-suspend.test.ts).

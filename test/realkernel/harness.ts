@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, readdirSync, readFileSync, closeSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectCsi, type CsiClients } from '../support/csi-client.ts';
 import type { DeviceRecord, GroupRecord } from '../../src/state/types.ts';
 import { sleep } from '../../src/system/delay.ts';
+import { launchDriver, Spares } from './warm.ts';
 
 /** Everything the real-kernel suites share: where the driver lives and how to look under it. */
 export const ROOT = process.cwd();
@@ -21,15 +22,30 @@ let runs = 0;
 export interface DriverProcess { child: ChildProcess; clients: CsiClients; log: string; exited: Promise<number | null> }
 
 /** Starts the bundled driver in standalone mode and waits until Probe answers ready. */
-export async function startDriver(extra: string[] = [], env: Record<string, string> = {}): Promise<DriverProcess> {
+let spares: Spares | undefined;
+
+/** For a suite that restarts the driver after every kill: each next driver's code loads while the last one runs (warm.ts). */
+export function warmRestarts(): { stop: () => Promise<void> } {
+  spares ??= new Spares(ROOT, `/run/dmthin-rk-${SUITE}/gates`);
+  return { stop: async () => { await spares?.stop(); spares = undefined; } };
+}
+
+function logFile(): string {
   mkdirSync(LOGS, { recursive: true });
-  const log = join(LOGS, `${SUITE}-driver-${++runs}.log`);
-  const fd = openSync(log, 'w');
-  const child = spawn(process.execPath, [join(ROOT, 'dist/dmthin-csi.mjs'), 'standalone', '--state-dir', STATE, '--endpoint', ENDPOINT,
-    '--pool-name', POOL, '--loop-data-size', '64Gi', '--loop-metadata-size', '256Mi', '--node-id', 'rk-node', '--log-level', 'info', ...extra],
-  { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
-  closeSync(fd);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return join(LOGS, `${SUITE}-driver-${++runs}.log`);
+}
+
+export async function startDriver(extra: string[] = [], env: Record<string, string> = {}): Promise<DriverProcess> {
+  // The metadata file is allocated in full (guest RAM under the VM's tmpfs): 64 MiB maps far more than a suite writes.
+  const args = ['standalone', '--state-dir', STATE, '--endpoint', ENDPOINT,
+    '--pool-name', POOL, '--loop-data-size', '64Gi', '--loop-metadata-size', '64Mi', '--node-id', 'rk-node', '--log-level', 'info', ...extra];
+  const { child, log, exited } = spares ? spares.start(args, process.env, env, logFile()) : launchDriver(ROOT, args, { ...process.env, ...env }, logFile());
+  const d = await untilReady(child, log, exited);
+  spares?.prepare(args, process.env, logFile());
+  return d;
+}
+
+async function untilReady(child: ChildProcess, log: string, exited: Promise<number | null>): Promise<DriverProcess> {
   const until = Date.now() + 120_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`driver exited with ${child.exitCode} during start:\n${tail(log)}`);

@@ -14,7 +14,7 @@ import { META } from '../../src/volume/meta.ts';
 import { csiPackageDefinition } from '../../src/csi/proto.ts';
 import type { RpcName } from '../../src/csi/rpcs.ts';
 import { blockCap, codeOf, GiB, MiB, mountCap } from '../support/csi-client.ts';
-import { ENDPOINT, KUBELET, liveThins, records, ROOT, startDriver, STATE, stopDriver, tail, type DriverProcess } from './harness.ts';
+import { ENDPOINT, KUBELET, liveThins, POOL, records, ROOT, sh, startDriver, STATE, stopDriver, tail, type DriverProcess } from './harness.ts';
 
 let d: DriverProcess;
 const N = () => d.clients.node;
@@ -37,18 +37,39 @@ function tree(dir: string, depth = 8): string[] {
   return out;
 }
 
+/**
+ * The devices and mounts the suites before this one left in the guest (each leaves its pool
+ * behind): their pools (dmthin-rk-*), the thin devices on those pools, the dm-N and loop nodes
+ * they bring, and whatever is mounted under their own kubelet and state directories. They are
+ * not this suite's to judge.
+ */
+function othersDevices(): Set<string> {
+  const mine = sh('dmsetup', ['info', '-c', '--noheadings', '-o', 'major,minor', POOL]).trim();
+  const others = new Set<string>();
+  for (const l of sh('dmsetup', ['table']).split('\n')) {
+    const m = /^(\S+): \d+ \d+ (thin-pool|thin) (\S+)/.exec(l);
+    if (m && m[1]!.startsWith('dmthin-rk-') && m[1] !== POOL) others.add(m[1]!);
+    if (m && m[2] === 'thin' && m[3] !== mine) others.add(m[1]!);
+  }
+  return others;
+}
+const othersPath = /^\/var\/lib\/(kubelet-rk|dmthin-rk)-(?!hostile\b)/;
+const othersNode = /^(dm-\d+|loop\d+)$/;
+
 /** What the hostile calls must not change: the mount table and the files they aimed at. */
 function snapshot() {
-  const listing = (p: string) => `${p}: ${readdirSync(p).sort().join(' ')} ${lstatSync(p).mtimeMs}`;
+  const skip = othersDevices();
+  const entries = (p: string) => `${p}: ${readdirSync(p).filter((e) => !skip.has(e) && !othersNode.test(e)).sort().join(' ')}`;
   // The host's own files show through the guest's root (and the checkout is the host's): other
   // processes on the host may change them, so of those only the names the calls aimed at count.
   const names = (p: string) => `${p}: ${readdirSync(p).filter((e) => !['.cache', 'dist'].includes(e)).sort().join(' ')}`;
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => !othersPath.test(l.split(' ')[4] ?? ''));
   return {
-    mountinfo: readFileSync('/proc/self/mountinfo', 'utf8'),
+    mountinfo: mounts.join('\n'),
     user: tree(USER),
     kubelet: tree(KUBELET, 3),
     passwd: readFileSync('/etc/passwd', 'utf8'),
-    listings: [...['/tmp', '/dev', '/dev/mapper'].map(listing), ...['/etc', ROOT].map(names)],
+    listings: [...['/tmp', '/dev', '/dev/mapper'].map(entries), ...['/etc', ROOT].map(names)],
   };
 }
 

@@ -18,7 +18,7 @@ import { groupIdFor, idFor } from '../../src/volume/ids.ts';
 import { MiB } from '../support/csi-client.ts';
 import { KubeWorld, target, until } from './kube-world.ts';
 
-const w = new KubeWorld();
+const w = new KubeWorld({ warmRestarts: true });
 const MAX_STEPS = 60;
 const BASE_SIZE = 256 * MiB;
 let base = '';
@@ -60,6 +60,7 @@ async function everyBoundary(kind: string, op: CrashOp): Promise<number> {
     assert.ok(n <= MAX_STEPS, `${kind}: still crashing after ${MAX_STEPS} steps`);
     await op.prepare?.(n);
     appendDurable();
+    const t0 = Date.now();
     const outcome = op.run(n).then(() => 'done' as const, (err: unknown) => err);
     const first = await Promise.race([outcome, w.nodeProc!.exited.then(() => 'killed' as const)]);
     // A kill after the last step can lose the race to the answer, and the pool's transaction
@@ -70,9 +71,12 @@ async function everyBoundary(kind: string, op: CrashOp): Promise<number> {
       return n - 1;
     }
     assert.ok(first === 'done' || first === 'killed', `${kind} step ${n}: ${String(first)}`);
+    const t1 = Date.now();
     await w.startNode(armed(op.scope(n + 1), n + 1));
+    const t2 = Date.now();
     await outcome;
     await until(`${kind} killed after step ${n}: the retried request succeeds`, () => op.run(n).then(() => true), 240_000);
+    console.log(`${kind} step ${n}: killed after ${t1 - t0} ms, agent ready ${t2 - t1} ms, retry done ${Date.now() - t2} ms`);
     w.assertConverged(`${kind}: killed after step ${n}`);
     assertDurable(`${kind}: killed after step ${n}`);
   }

@@ -4,14 +4,15 @@
  * real pool, CSI clients for both, and the convergence check every crash round ends with.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { startApiDouble, type ApiDouble } from '../doubles/kube-api/index.ts';
 import { connectCsi, mountCap, type CsiClients } from '../support/csi-client.ts';
 import { KUBELET, liveThins, LOGS, POOL, poolThinIds, ROOT, STATE, SUITE } from './harness.ts';
 import { sleep } from '../../src/system/delay.ts';
+import { launchDriver, Spares } from './warm.ts';
 
 export const VOLS = 'thinvolumes.dmthin.csi.io';
 export const SNAPS = 'thinsnapshots.dmthin.csi.io';
@@ -45,6 +46,12 @@ export class KubeWorld {
   csi!: { node: CsiClients; ctrl: CsiClients };
   private kubeconfig = '';
   private starts = 0;
+  private readonly spares: Spares | undefined;
+
+  /** `warmRestarts`: for a suite that restarts the agent after every kill (warm.ts). */
+  constructor(o: { warmRestarts?: boolean } = {}) {
+    this.spares = o.warmRestarts ? new Spares(ROOT, `/run/dmthin-rk-${SUITE}/gates`) : undefined;
+  }
 
   get topology() {
     const seg = { segments: { 'dmthin.csi.io/node': this.node } };
@@ -54,6 +61,7 @@ export class KubeWorld {
   async start(): Promise<void> {
     rmSync(STATE, { recursive: true, force: true });
     mkdirSync(STATE, { recursive: true });
+    mkdirSync(`/run/dmthin-rk-${SUITE}`, { recursive: true }); // the sockets' directory: the kube modes never make it
     const crds = ['thinpools', 'thinvolumes', 'thinsnapshots', 'thingroupsnapshots'].map((p) => load(readFileSync(join(ROOT, `deploy/crds/dmthin.csi.io_${p}.yaml`), 'utf8')));
     this.api = await startApiDouble({ crds });
     await this.api.seed('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: this.node } }); // a live node keeps its finalizers
@@ -71,32 +79,43 @@ export class KubeWorld {
   async stop(): Promise<void> {
     this.csi?.node.close();
     this.csi?.ctrl.close();
+    await this.spares?.stop();
     for (const p of [this.nodeProc, this.ctrlProc]) { p?.child.kill('SIGTERM'); await p?.exited; }
     await this.api?.close();
   }
 
-  launch(args: string[], env: Record<string, string> = {}): Proc {
+  private logFor(command: string): string {
     mkdirSync(LOGS, { recursive: true });
-    const log = join(LOGS, `${SUITE}-${args[0]}-${++this.starts}.log`);
-    const fd = openSync(log, 'w');
-    const child = spawn(process.execPath, [join(ROOT, 'dist/dmthin-csi.mjs'), ...args], {
-      stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: this.kubeconfig, POD_NAME: 'rk-controller', POD_NAMESPACE: 'default', ...env },
-    });
-    closeSync(fd);
-    return { child, log, exited: new Promise((r) => child.once('exit', r)) };
+    return join(LOGS, `${SUITE}-${command}-${++this.starts}.log`);
   }
 
-  /** (Re)starts the node agent, after SIGKILLing a running one, and waits until it is ready. */
+  private get baseEnv(): NodeJS.ProcessEnv {
+    return { ...process.env, KUBECONFIG: this.kubeconfig, POD_NAME: 'rk-controller', POD_NAMESPACE: 'default' };
+  }
+
+  launch(args: string[], env: Record<string, string> = {}): Proc {
+    return launchDriver(ROOT, args, { ...this.baseEnv, ...env }, this.logFor(args[0]!));
+  }
+
+  /**
+   * (Re)starts the node agent, after SIGKILLing a running one, and waits until it is ready. With
+   * warm restarts, the next agent's code loads once this one is ready (warm.ts).
+   */
   async startNode(env: Record<string, string> = {}): Promise<void> {
     if (this.nodeProc && this.nodeProc.child.exitCode === null && this.nodeProc.child.signalCode === null) {
       this.nodeProc.child.kill('SIGKILL');
       await this.nodeProc.exited;
     }
     this.csi.node.close();
-    this.nodeProc = this.launch(['node', '--node-id', this.node, '--endpoint', this.nodeEp, '--state-dir', STATE, '--pool-name', POOL,
-      '--loop-data-size', '32Gi', '--loop-metadata-size', '256Mi', '--log-level', 'debug'], env);
+    this.nodeProc = this.spares ? this.spares.start(this.nodeArgs, this.baseEnv, env, this.logFor('node')) : this.launch(this.nodeArgs, env);
     await until('node ready', () => this.probeFresh(this.nodeEp));
     this.csi.node = connectCsi(this.nodeEp);
+    this.spares?.prepare(this.nodeArgs, this.baseEnv, this.logFor('node'));
+  }
+
+  private get nodeArgs(): string[] {
+    return ['node', '--node-id', this.node, '--endpoint', this.nodeEp, '--state-dir', STATE, '--pool-name', POOL,
+      '--loop-data-size', '32Gi', '--loop-metadata-size', '64Mi', '--log-level', 'debug'];
   }
 
   ready(c: CsiClients): Promise<true | undefined> {

@@ -26,6 +26,7 @@ export const expandReq = (o: Fields<'ControllerExpandVolume'> = {}) => request('
 export const getVolumeReq = (volume_id: string) => request('ControllerGetVolume', { volume_id });
 export const snapshotReq = (name: string, source_volume_id: string, o: Fields<'CreateSnapshot'> = {}) => request('CreateSnapshot', { name, source_volume_id, ...o });
 export const deleteSnapshotReq = (snapshot_id: string) => request('DeleteSnapshot', { snapshot_id });
+export const getSnapshotReq = (snapshot_id: string) => request('GetSnapshot', { snapshot_id });
 export const listSnapshotsReq = (o: Fields<'ListSnapshots'> = {}) => request('ListSnapshots', o);
 
 export const stageReq = (o: Fields<'NodeStageVolume'> = {}) => request('NodeStageVolume', o);

@@ -60,7 +60,7 @@ describe('assembleNode', () => {
       assert.equal(kn.pool.deps.store, kn.store, 'node mode: the pool over its CrdStore');
       assert.deepEqual(kn.node.NodeGetInfo(), standalone.node.NodeGetInfo());
       assert.deepEqual(kn.node.NodeGetCapabilities(), standalone.node.NodeGetCapabilities());
-      assert.deepEqual(services(standalone.identity.GetPluginCapabilities()), ['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS', 'GROUP_CONTROLLER_SERVICE']);
+      assert.deepEqual(services(standalone.identity.GetPluginCapabilities()), ['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS', 'GROUP_CONTROLLER_SERVICE', 'SNAPSHOT_METADATA_SERVICE']);
       assert.deepEqual(services(kn.identity.GetPluginCapabilities()), [], 'node mode offers no Controller');
       assert.deepEqual(await kn.identity.Probe(ctx), await standalone.identity.Probe(ctx));
     } finally {

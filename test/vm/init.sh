@@ -76,9 +76,11 @@ done
 ninep="trans=virtio,version=9p2000.L,msize=$msize,cache=$cache"
 
 mount -t 9p -o "$ninep,ro" hostroot /lower || fail "cannot mount the host root (9p)"
-# The overlay's upper layer and /tmp may each grow to 75% of the RAM: tmpfs
-# only takes memory for what is written, so sparse loop files cost little.
-mount -t tmpfs -o size=75%,mode=0755 tmpfs /upper || fail "cannot mount the overlay's tmpfs"
+# The overlay's upper layer may grow to 16 GiB and /tmp to 75% of the RAM: tmpfs only takes
+# memory for what is written, so sparse loop files cost little. The upper layer's limit is
+# what the driver's file pools see as their filesystem's room (statfs): the suites' pools
+# together are promised more than a guest's RAM, and write far less than it.
+mount -t tmpfs -o size=16g,mode=0755 tmpfs /upper || fail "cannot mount the overlay's tmpfs"
 mkdir -p /upper/upper /upper/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/upper,workdir=/upper/work /newroot ||
   fail "cannot mount the overlay"

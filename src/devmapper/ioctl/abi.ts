@@ -22,7 +22,7 @@ export const OFF = {
 
 export const Cmd = {
   VERSION: 0, LIST_DEVICES: 2, DEV_CREATE: 3, DEV_REMOVE: 4, DEV_SUSPEND: 6, DEV_STATUS: 7,
-  TABLE_LOAD: 9, TABLE_STATUS: 12, LIST_VERSIONS: 13, TARGET_MSG: 14,
+  TABLE_LOAD: 9, TABLE_STATUS: 12, LIST_VERSIONS: 13, TARGET_MSG: 14, DEV_ARM_POLL: 16,
 } as const;
 export type CmdName = keyof typeof Cmd;
 

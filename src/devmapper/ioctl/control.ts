@@ -18,7 +18,7 @@ const ACTS = new Set<CmdName>(['DEV_CREATE', 'DEV_REMOVE', 'DEV_SUSPEND', 'TABLE
  * (a suspend that flushes, a remove, a table load that opens devices, a pool message, a status
  * that commits the pool's metadata) on a worker thread within the deadline.
  */
-const QUICK = new Set<CmdName>(['VERSION', 'LIST_DEVICES', 'DEV_STATUS', 'LIST_VERSIONS']);
+const QUICK = new Set<CmdName>(['VERSION', 'LIST_DEVICES', 'DEV_STATUS', 'LIST_VERSIONS', 'DEV_ARM_POLL']);
 
 /** Past this the kernel's answer is not going to fit anywhere sensible. */
 const MAX_BUFFER = 64 << 20;
@@ -53,6 +53,7 @@ export function dmsetupWords(cmd: CmdName, req: Request): string[] {
     case 'LIST_DEVICES': return ['ls'];
     case 'LIST_VERSIONS': return ['targets'];
     case 'VERSION': return ['version'];
+    case 'DEV_ARM_POLL': return ['wait', '(arm poll)'];
   }
 }
 
@@ -89,6 +90,8 @@ export class Control {
     this.#maxMs = maxMs;
     this.#transport = transport;
   }
+
+  get path(): string { return this.#path; }
 
   #open(): number {
     if (this.#fd !== undefined) return this.#fd;

@@ -13,6 +13,7 @@ import {
 import { type Answer, Control } from './control.ts';
 import { UDEV_CONTROL, udevManagesNodes, type UdevSetting } from '../udev.ts';
 import { ensureNode, removeNode } from './nodes.ts';
+import { waitEvent } from './wait.ts';
 
 export interface IoctlOptions {
   /** Whether udev manages /dev/mapper nodes; 'auto' (default): its control socket exists and DM_DISABLE_UDEV is unset. */
@@ -268,6 +269,11 @@ export class IoctlDeviceMapper implements DeviceMapper {
 
   devicePath(name: string): string {
     return `${this.#mapperDir}/${name}`;
+  }
+
+  waitEvent(ctx: OpContext, name: string, eventNr: number): Promise<number> {
+    checkName(name);
+    return waitEvent(ctx, this.#control.path, name, eventNr);
   }
 
   thinIds(ctx: OpContext, pool: string, metadataDev?: string): Promise<ThinIds> {

@@ -43,6 +43,8 @@ export class FakePoolMetadata {
   mode: PoolMode = 'rw';
   needsCheck = false;
   heldRoot: number | undefined;
+  /** The block maps as they were at reserve_metadata_snap: what the tools read with -m. */
+  #held: Map<number, ReadonlyMap<number, number>> | undefined;
   readonly #thins = new Map<number, Thin>();
   readonly #refs = new Map<number, number>();
   #nextPhys = 0;
@@ -98,11 +100,13 @@ export class FakePoolMetadata {
         argCount(args, 0);
         if (this.heldRoot !== undefined) throw new KernelError('EBUSY', 'metadata snapshot already held');
         this.heldRoot = 1 + this.usedMetadataBlocks;
+        this.#held = new Map([...this.#thins].map(([id, t]) => [id, new Map(t.map)]));
         break;
       case 'release_metadata_snap':
         argCount(args, 0);
         if (this.heldRoot === undefined) throw new KernelError('EINVAL', 'no metadata snapshot held');
         this.heldRoot = undefined;
+        this.#held = undefined;
         break;
       default: throw new KernelError('EINVAL', `unrecognised thin pool message ${JSON.stringify(cmd)}`);
     }
@@ -180,6 +184,27 @@ export class FakePoolMetadata {
       this.#refs.set(fresh, 1);
       if (phys !== undefined) this.#unref(phys);
       thin.map.set(block, fresh);
+    }
+  }
+
+  /**
+   * The held metadata snapshot's map of thin `id` (logical → data block), undefined when the
+   * snapshot has no such device; KernelError ENODATA when no snapshot is held.
+   */
+  heldMap(id: number): ReadonlyMap<number, number> | undefined {
+    if (!this.#held) throw new KernelError('ENODATA', 'no current metadata snap');
+    return this.#held.get(id);
+  }
+
+  /** A discard of logical blocks [first, last] of thin `id`: whole blocks are unmapped, as dm-thin does. */
+  discard(id: number, first: number, last: number): void {
+    const thin = this.#thins.get(id);
+    if (!thin) throw new KernelError('ENODATA', `thin ${id} does not exist`);
+    for (let block = first; block <= last; block++) {
+      const phys = thin.map.get(block);
+      if (phys === undefined) continue;
+      thin.map.delete(block);
+      this.#unref(phys);
     }
   }
 

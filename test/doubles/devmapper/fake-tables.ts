@@ -36,6 +36,8 @@ export interface FakeDevice {
   suspended: boolean;
   /** Holders from outside dm: mounts and open files (adjustOpen). */
   open: number;
+  /** The kernel's event counter (see fake-events.ts). */
+  events: number;
   deferredRemove: boolean;
 }
 

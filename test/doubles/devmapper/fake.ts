@@ -1,6 +1,8 @@
 import type { OpContext } from '../../../src/system/context.ts';
 import { type DmCall, type DmFault, FaultPlan } from './fake-faults.ts';
+import { FakeEvents } from './fake-events.ts';
 import { FakePoolMetadata, KernelError, type PoolMode } from './fake-pool.ts';
+import { FakeThinTools } from './fake-thin-tools.ts';
 import {
   dmsetupFailure, FAKE_DM_MAJOR, type FakeDevice, type FakeTable, ioctlFailure, loadTable, renderStatus, type TableResolver,
 } from './fake-tables.ts';
@@ -39,6 +41,7 @@ export class FakeDeviceMapper implements DeviceMapper {
   readonly #metadataBlocks: number;
   readonly #targets: string[];
   readonly #resolver: TableResolver;
+  readonly #events = new FakeEvents();
 
   constructor(opts: FakeDeviceMapperOptions = {}) {
     this.#metadataBlocks = opts.metadataBlocks ?? 16384;
@@ -152,7 +155,7 @@ export class FakeDeviceMapper implements DeviceMapper {
       }
       this.#devices.set(name, {
         name, minor, uuid: opts.uuid ?? '', readOnly: opts.readOnly ?? false,
-        live: loaded, inactive: undefined, suspended: false, open: 0, deferredRemove: false,
+        live: loaded, inactive: undefined, suspended: false, open: 0, events: 0, deferredRemove: false,
       });
     });
   }
@@ -176,6 +179,7 @@ export class FakeDeviceMapper implements DeviceMapper {
         throw new KernelError('EINVAL', `${name} has no table to resume`);
       }
       dev.suspended = false;
+      this.#events.resumed(dev);
     });
   }
 
@@ -252,7 +256,7 @@ export class FakeDeviceMapper implements DeviceMapper {
     return {
       name: dev.name, major: FAKE_DM_MAJOR, minor: dev.minor, live: dev.live !== undefined,
       inactiveTable: dev.inactive !== undefined, suspended: dev.suspended, readOnly: dev.readOnly,
-      openCount: this.#openCount(dev), uuid: dev.uuid, segments: dev.live ? 1 : 0, events: 0,
+      openCount: this.#openCount(dev), uuid: dev.uuid, segments: dev.live ? 1 : 0, events: dev.events,
     };
   }
 
@@ -297,6 +301,13 @@ export class FakeDeviceMapper implements DeviceMapper {
 
   devicePath(name: string): string {
     return `${MAPPER}${name}`;
+  }
+
+  waitEvent(ctx: OpContext, name: string, eventNr: number): Promise<number> {
+    this.ops.push({ op: 'waitEvent', args: [name, String(eventNr)] });
+    const fault = this.#faults.take('waitEvent', [name, String(eventNr)]);
+    if (fault) return Promise.reject(fault.error);
+    return this.#events.wait(ctx, name, () => this.#devices.get(name)?.events, eventNr);
   }
 
   /** thin_ls on a metadata snapshot: the ids at that moment, or unavailable while one is held. */
@@ -344,14 +355,31 @@ export class FakeDeviceMapper implements DeviceMapper {
     if (!pt) throw new Error(`write: the pool of ${name} is gone`);
     if (t.thin.pool.suspended) throw new Error(`write: the pool of ${name} is suspended; the I/O would block`);
     const blockBytes = pt.blockSectors * SECTOR;
+    const modeBefore = pt.meta.mode;
     try {
       pt.meta.write(t.thin.id, Math.floor(offset / blockBytes), Math.floor((offset + bytes - 1) / blockBytes), pt.features.includes('read_only'));
     } catch (err) {
       if (!(err instanceof KernelError)) throw err;
       throw new DmError(err.errno === 'ENOSPC' ? 'no_space' : 'unknown', `write ${name}: ${err.message}`, { errno: err.errno });
+    } finally {
+      this.#events.wrote(t.thin.pool, modeBefore);
     }
     if (fault) throw fault.error;
   }
+
+  /** blkdiscard of `bytes` at `offset` of an active thin device: the whole pool blocks inside it are unmapped. */
+  discard(name: string, bytes: number, offset = 0): void {
+    const t = this.#devices.get(name)?.live?.thin;
+    const pt = t?.pool.live?.pool;
+    if (!t || !pt) throw new Error(`discard: ${name} is not an active thin device`);
+    const blockBytes = pt.blockSectors * SECTOR;
+    const first = Math.ceil(offset / blockBytes);
+    const last = Math.floor((offset + bytes) / blockBytes) - 1;
+    if (last >= first) pt.meta.discard(t.id, first, last);
+  }
+
+  /** thin_dump and thin_delta over these pools' metadata snapshots (ThinTools' fake). */
+  metadataReader(): FakeThinTools { return new FakeThinTools((pool) => this.#poolMeta(pool)); }
 
   /** Size in bytes of /dev/mapper/NAME while it has a live table; undefined otherwise. */
   sizeOf(path: string): number | undefined {

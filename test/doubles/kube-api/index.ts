@@ -2,6 +2,8 @@
 export { startApiDouble } from './server.ts';
 export type { ApiDouble, ApiDoubleOptions } from './server.ts';
 export { ApiError } from './errors.ts';
+export { API_AUDIENCE, TokenAuthority } from './tokenreview.ts';
+export type { TokenSubject } from './tokenreview.ts';
 export { Registry, BUILTIN_RESOURCES, apiVersionOf, crdResources, storageKey } from './registry.ts';
 export { Store, PATCH_TYPES } from './store.ts';
 export type { DeleteResult, ListResult, StoreOptions } from './store.ts';

@@ -12,6 +12,7 @@ import { Store } from './store.ts';
 import type { StoreOptions } from './store.ts';
 import type { FailRule, KubeObject, RequestRecord, ResourceDef, ResourceInput } from './types.ts';
 import { WatchHub } from './watch.ts';
+import { TOKENREVIEW_PATH, TokenAuthority } from './tokenreview.ts';
 import type { WatchHubOptions } from './watch.ts';
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -22,6 +23,7 @@ interface Ctx {
   readonly hub: WatchHub;
   readonly requests: RequestRecord[];
   readonly failures: FailRule[];
+  readonly tokens: TokenAuthority;
 }
 
 function send(res: ServerResponse, code: number, body: unknown): void {
@@ -153,13 +155,17 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   try {
     let r: Route | undefined;
     try {
-      r = route(ctx.registry, url.pathname);
-      rec.verb = verbOf(method, r, url.searchParams);
+      r = url.pathname === TOKENREVIEW_PATH ? { kind: 'discovery', body: undefined } : route(ctx.registry, url.pathname);
+      rec.verb = url.pathname === TOKENREVIEW_PATH ? 'create' : verbOf(method, r, url.searchParams);
     } finally {
       const injected = injectedFailure(ctx.failures, rec);
       if (injected !== undefined) throw injected;
     }
-    if (r.kind === 'discovery') {
+    if (url.pathname === TOKENREVIEW_PATH) {
+      // Create-only: nothing is stored, so nothing can be read, listed or watched.
+      if (method !== 'POST') throw methodNotAllowed(method);
+      send(res, 201, ctx.tokens.review(await readBody(req)));
+    } else if (r.kind === 'discovery') {
       if (method !== 'GET') throw methodNotAllowed(method);
       send(res, 200, r.body);
     } else if (method === 'GET') {
@@ -214,6 +220,8 @@ export interface ApiDouble {
   failNext(rule: FailRule): void;
   /** Latest resourceVersion, as a string. */
   resourceVersion(): string;
+  /** The tokens TokenReview knows (issue, serviceAccount, revoke). */
+  readonly tokens: TokenAuthority;
   close(): Promise<void>;
 }
 
@@ -246,7 +254,7 @@ export async function startApiDouble(opts: ApiDoubleOptions = {}): Promise<ApiDo
   for (const c of opts.crds ?? []) registry.registerCrd(c);
   const store = new Store(registry, opts);
   const hub = new WatchHub(store, opts);
-  const ctx: Ctx = { registry, store, hub, requests: [], failures: [] };
+  const ctx: Ctx = { registry, store, hub, requests: [], failures: [], tokens: new TokenAuthority() };
   const server = createServer((req, res) => {
     void handle(ctx, req, res);
   });
@@ -259,7 +267,7 @@ function makeDouble(ctx: Ctx, server: Server, url: string): ApiDouble {
   const nsOf = (def: ResourceDef, ns: string | undefined): string => (def.namespaced ? (ns ?? 'default') : '');
   let closing: Promise<void> | undefined;
   return {
-    url, registry, store, requests: ctx.requests,
+    url, registry, store, requests: ctx.requests, tokens: ctx.tokens,
     kubeConfig: () => makeKubeConfig(url),
     register: (r) => registry.register(r),
     registerCrd: (crd) => registry.registerCrd(crd),

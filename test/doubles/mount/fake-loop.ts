@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { OpContext } from '../../../src/system/context.ts';
 import { type FakeCall, type Fault, FaultInjector } from './fake.ts';
@@ -10,6 +11,8 @@ export class FakeLoopDevices implements LoopDevices {
   readonly #faults = new FaultInjector<FakeLoopOp>();
   /** device → backing file */
   readonly #attached = new Map<string, string>();
+  /** device → its capacity in bytes: the file's size at attach or at the last refresh, as the kernel's loop keeps it. */
+  readonly #sizes = new Map<string, number>();
 
   get ops(): readonly FakeCall<FakeLoopOp>[] {
     return this.#faults.ops;
@@ -41,6 +44,7 @@ export class FakeLoopDevices implements LoopDevices {
     while (this.#attached.has(`/dev/loop${n}`)) n++;
     const dev = `/dev/loop${n}`;
     this.#attached.set(dev, path.resolve(file));
+    this.#sizes.set(dev, fileSize(file));
     return dev;
   }
 
@@ -56,5 +60,20 @@ export class FakeLoopDevices implements LoopDevices {
     if (!this.#attached.has(device)) {
       throw new MountError(`losetup -c ${device}: No such device or address`, { errno: 'ENXIO', exitCode: 1 });
     }
+    this.#sizes.set(device, fileSize(this.#attached.get(device) as string));
+  }
+
+  /** The loop device's capacity in bytes (what BLKGETSIZE64 answers), undefined when not attached. */
+  sizeOf(device: string): number | undefined {
+    return this.#attached.has(device) ? this.#sizes.get(device) : undefined;
+  }
+}
+
+/** A file the tests never made has no size: the fake then models an empty loop. */
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
   }
 }

@@ -24,7 +24,7 @@ function usageError(fn: () => unknown, message: RegExp): string {
 
 /** The CLI as a process: exit code and stderr. */
 function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> {
-  const p = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, NODE_ID: '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const p = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, NODE_ID: '', NODE_NAME: '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   p.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
   return new Promise((resolve) => p.on('exit', (code) => resolve({ code, stderr })));
@@ -49,11 +49,11 @@ describe('UsageError', () => {
       cli(['--no-such-flag']), cli(['controller', '--no-such-flag']), cli(['node']), cli(['status', '--source', 'kube'], { NODE_NAME: '' }),
     ]);
     assert.equal(standalone.code, 2, standalone.stderr);
-    assert.match(standalone.stderr, /^dmthin-csi: Unknown option '--no-such-flag'[^]*\nFlags \(environment variable in brackets\):\n/);
+    assert.match(standalone.stderr, /^dmthin-csi: Unknown option '--no-such-flag'[^]*\nUsage: dmthin-csi \[standalone\] \[flags\]\n/);
     assert.equal(controller.code, 2, controller.stderr);
-    assert.match(controller.stderr, /^dmthin-csi: Unknown option '--no-such-flag'[^]*\ndmthin-csi controller \[flags\]\n/);
+    assert.match(controller.stderr, /^dmthin-csi: Unknown option '--no-such-flag'[^]*\nUsage: dmthin-csi controller \[flags\]\n/);
     assert.equal(node.code, 2, node.stderr);
-    assert.match(node.stderr, /^dmthin-csi: --node-id is required \(the Kubernetes node name\)\ndmthin-csi node --node-id NODE/);
+    assert.match(node.stderr, /^dmthin-csi: --node-id is required \(the Kubernetes node name\)\nUsage: dmthin-csi node --node-id NAME/);
     assert.equal(status.code, 2, status.stderr);
     assert.match(status.stderr, /^dmthin-csi: --source kube needs --node or NODE_NAME\n/);
     for (const r of [standalone, controller, node, status]) assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
@@ -63,17 +63,27 @@ describe('UsageError', () => {
 describe('controller flags', () => {
   it('default as before, when neither a flag nor the environment says', () => {
     assert.deepEqual(controllerConfig([], {}), {
-      endpoint: 'unix:///csi/csi.sock', metricsAddress: undefined, leaseNamespace: 'kube-system', identity: hostname(), defaultFs: 'ext4', logLevel: 'info',
+      endpoint: 'unix:///csi/csi.sock', metricsAddress: undefined, leaseNamespace: 'kube-system', identity: hostname(), defaultFs: 'ext4', logLevel: 'info', deprecations: [],
     });
   });
   it('take the environment, and a flag over it', () => {
-    const env = { CSI_ENDPOINT: 'unix:///e.sock', METRICS_ADDRESS: ':9', POD_NAMESPACE: 'ns', POD_NAME: 'ctl-b', LOG_LEVEL: 'debug' };
+    const env = { CSI_ENDPOINT: 'unix:///e.sock', DMTHIN_METRICS_ADDRESS: ':9', POD_NAMESPACE: 'ns', POD_NAME: 'ctl-b', DMTHIN_LOG_LEVEL: 'debug' };
     assert.deepEqual(controllerConfig([], env), {
-      endpoint: 'unix:///e.sock', metricsAddress: ':9', leaseNamespace: 'ns', identity: 'ctl-b', defaultFs: 'ext4', logLevel: 'debug',
+      endpoint: 'unix:///e.sock', metricsAddress: ':9', leaseNamespace: 'ns', identity: 'ctl-b', defaultFs: 'ext4', logLevel: 'debug', deprecations: [],
     });
     const flags = ['--endpoint', 'unix:///f.sock', '--metrics-address', ':8', '--lease-namespace', 'dmthin', '--default-fs', 'xfs', '--log-level', 'warn'];
     assert.deepEqual(controllerConfig(flags, env), {
-      endpoint: 'unix:///f.sock', metricsAddress: ':8', leaseNamespace: 'dmthin', identity: 'ctl-b', defaultFs: 'xfs', logLevel: 'warn',
+      endpoint: 'unix:///f.sock', metricsAddress: ':8', leaseNamespace: 'dmthin', identity: 'ctl-b', defaultFs: 'xfs', logLevel: 'warn', deprecations: [],
     });
+  });
+  it('still read the previous release\'s variable names, each with a deprecation', () => {
+    const cfg = controllerConfig([], { METRICS_ADDRESS: ':7', LOG_LEVEL: 'debug' });
+    assert.equal(cfg.metricsAddress, ':7');
+    assert.equal(cfg.logLevel, 'debug');
+    assert.deepEqual(cfg.deprecations, [
+      'METRICS_ADDRESS is deprecated and will be removed in the next release: set DMTHIN_METRICS_ADDRESS instead',
+      'LOG_LEVEL is deprecated and will be removed in the next release: set DMTHIN_LOG_LEVEL instead',
+    ]);
+    assert.deepEqual(controllerConfig([], { LOG_LEVEL: 'debug', DMTHIN_LOG_LEVEL: 'error' }), { ...controllerConfig([], {}), logLevel: 'error' }, 'the new name wins, without a warning');
   });
 });

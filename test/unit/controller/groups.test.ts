@@ -9,7 +9,7 @@ import { GroupSnapshots } from '../../../src/pool/group.ts';
 import type { DeviceRecord } from '../../../src/state/types.ts';
 import { TOPOLOGY_KEY } from '../../../src/version.ts';
 import { codeOf } from '../../support/csi-client.ts';
-import { createVolumeReq, deleteGroupReq, deleteSnapshotReq, getGroupReq, groupSnapshotReq, listSnapshotsReq, type Fields } from '../../support/requests.ts';
+import { createVolumeReq, deleteGroupReq, deleteSnapshotReq, getGroupReq, getSnapshotReq, groupSnapshotReq, listSnapshotsReq, type Fields } from '../../support/requests.ts';
 import { ctx, fakeDriver, MiB, mountCap, type FakeDriver } from '../support/fake-driver.ts';
 const NO_VOL = 'vol-00000000000000000000000000000000';
 
@@ -64,11 +64,11 @@ describe('GroupController', () => {
     assert.equal(await codeOf(create('h', vols, { parameters: { 'csi.storage.k8s.io/volumegroupsnapshot/name': 'x' } })), 'OK');
   });
 
-  it('a Faulty source is FAILED_PRECONDITION; a read-only pool RESOURCE_EXHAUSTED, leaving no record', async () => {
+  it('a Faulty source is FAILED_PRECONDITION; a read-only pool too (it must be repaired first), leaving no record', async () => {
     await fd.driver.devices.markFaulty(vols[2]!, 'Resuming', 'test');
     assert.equal(await codeOf(create('g', vols)), 'FAILED_PRECONDITION');
     fd.dm.setPoolMode('test-pool', 'ro');
-    assert.equal(await codeOf(create('g', vols.slice(0, 2))), 'RESOURCE_EXHAUSTED');
+    assert.equal(await codeOf(create('g', vols.slice(0, 2))), 'FAILED_PRECONDITION');
     assert.deepEqual(await fd.store.listGroups(), []);
     assert.equal((await fd.store.listDevices()).filter((r) => r.kind === 'snapshot').length, 0);
   });
@@ -91,6 +91,24 @@ describe('GroupController', () => {
     assert.equal(await codeOf(get(r.group_snapshot.group_snapshot_id!, [])), 'INVALID_ARGUMENT');
     assert.equal(await codeOf(get(groupIdFor('nope'), ids)), 'NOT_FOUND');
     assert.equal(await codeOf(get('garbage', ids)), 'NOT_FOUND');
+    assert.equal(await codeOf(get(groupIdFor('nope'), [])), 'NOT_FOUND', 'an unknown group has no list to check');
+    assert.equal(await codeOf(get('', ids)), 'INVALID_ARGUMENT');
+  });
+
+  it('DeleteVolumeGroupSnapshot of an unknown id is OK, with or without snapshot_ids; a known one still needs its list', async () => {
+    assert.deepEqual(await del(groupIdFor('nope'), []), {});
+    assert.deepEqual(await del('garbage', []), {});
+    const r = await create('g', vols.slice(0, 2));
+    assert.equal(await codeOf(del(r.group_snapshot.group_snapshot_id!, [])), 'INVALID_ARGUMENT');
+    assert.equal((await fd.store.listGroups()).length, 1, 'nothing deleted on a refused request');
+    assert.equal(await codeOf(del('', idsOf(r))), 'INVALID_ARGUMENT');
+  });
+
+  it('GetSnapshot answers for each member with its group id', async () => {
+    const r = await create('g', vols.slice(0, 2));
+    for (const s of r.group_snapshot.snapshots!) {
+      assert.deepEqual((await fd.driver.controller.GetSnapshot(ctx, getSnapshotReq(s.snapshot_id!))).snapshot, s);
+    }
   });
 
   it('members are ordinary snapshots: listed with their group id, restorable, deleted only with the group', async () => {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { ControllerService } from '../../../src/controller/service.ts';
 import { codeOf } from '../../support/csi-client.ts';
-import { createVolumeReq, deleteSnapshotReq, deleteVolumeReq, listSnapshotsReq, snapshotReq, type Fields } from '../../support/requests.ts';
+import { idFor } from '../../../src/volume/ids.ts';
+import { createVolumeReq, deleteSnapshotReq, deleteVolumeReq, getSnapshotReq, listSnapshotsReq, snapshotReq, type Fields } from '../../support/requests.ts';
 import { ctx, fakeDriver, MiB, mountCap, POOL, type FakeDriver } from '../support/fake-driver.ts';
 const NO_VOL = 'vol-00000000000000000000000000000000';
 
@@ -46,11 +47,34 @@ describe('Controller snapshots', () => {
       await fd.driver.devices.markFaulty(vol, 'Resuming', 'test');
       assert.equal(await codeOf(snap('s1', vol)), 'FAILED_PRECONDITION');
     });
-    it('on a read-only pool is RESOURCE_EXHAUSTED and leaves no record', async () => {
+    it('on a read-only pool is FAILED_PRECONDITION (it must be repaired; freeing space cannot help) and leaves no record', async () => {
       const before = await fd.store.listDevices();
       fd.dm.setPoolMode(POOL, 'ro');
-      assert.equal(await codeOf(snap('s1', vol)), 'RESOURCE_EXHAUSTED');
+      assert.equal(await codeOf(snap('s1', vol)), 'FAILED_PRECONDITION');
       assert.deepEqual(await fd.store.listDevices(), before);
+    });
+  });
+
+  describe('GetSnapshot', () => {
+    const get = (id: string) => c.GetSnapshot(ctx, getSnapshotReq(id));
+    it('is advertised (GET_SNAPSHOT) and answers what CreateSnapshot answered', async () => {
+      assert.ok(c.ControllerGetCapabilities().capabilities!.some((x) => x.rpc?.type === 'GET_SNAPSHOT'));
+      const s = (await snap('s1', vol)).snapshot!;
+      assert.deepEqual((await get(s.snapshot_id!)).snapshot, s);
+    });
+    it('NOT_FOUND for a deleted, unknown or foreign id, and for a volume id; INVALID_ARGUMENT without an id', async () => {
+      const s = (await snap('s1', vol)).snapshot!;
+      await delSnap(s.snapshot_id!);
+      assert.equal(await codeOf(get(s.snapshot_id!)), 'NOT_FOUND');
+      assert.equal(await codeOf(get(idFor('snap', 'never'))), 'NOT_FOUND');
+      assert.equal(await codeOf(get('garbage')), 'NOT_FOUND');
+      assert.equal(await codeOf(get(vol)), 'NOT_FOUND', 'a volume is not a snapshot');
+      assert.equal(await codeOf(get('')), 'INVALID_ARGUMENT');
+    });
+    it('a snapshot still being cut is retrievable, not ready to use', async () => {
+      const s = (await snap('s1', vol)).snapshot!;
+      await fd.store.updateDevice(s.snapshot_id!, (r) => ({ ...r, state: 'Creating' }));
+      assert.equal((await get(s.snapshot_id!)).snapshot.ready_to_use, false);
     });
   });
 

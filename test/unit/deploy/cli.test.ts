@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { checkKernel, checkPool, checkTool, formatChecks, runChecks, TOOLS, versionIn } from '../../../src/cli/doctor.ts';
+import { checkKernel, checkPool, checkTool, dmMiscMinor, type DoctorDeps, formatChecks, runChecks, systemDoctorDeps, TOOLS, versionIn } from '../../../src/cli/doctor.ts';
 import { versionBelow } from '../../../src/system/version.ts';
-import { collectStatus, formatBytes, formatStatus, type Runner } from '../../../src/cli/status.ts';
+import { collectStatus, formatBytes, formatStatus, type Runner, withoutDmsetupUnlessDm } from '../../../src/cli/status.ts';
 import { FileStore } from '../../../src/state/file.ts';
 import type { DeviceRecord } from '../../../src/state/types.ts';
 import { CommandError } from '../../../src/system/exec.ts';
@@ -28,6 +28,19 @@ function fakeRunner(script: Script): Runner & { calls: string[] } {
     throw fail(answer.exit, answer.stdout ?? '', answer.stderr ?? '');
   };
   return Object.assign(runner, { calls });
+}
+
+const MISC_WITH_DM = ' 57 memory_bandwidth\n236 device-mapper\n237 loop-control\n';
+const MISC_WITHOUT_DM = '237 loop-control\n229 fuse\n';
+
+/** A host for doctor: /proc/misc and /dev/mapper/control as given (by default a kernel with device-mapper). */
+function host(o: { runner: Runner; misc?: string; control?: { major: number; minor: number } | undefined; path?: string }): DoctorDeps {
+  const control = 'control' in o ? o.control : { major: 10, minor: 236 };
+  return {
+    runner: o.runner, exists: () => false, path: o.path ?? '',
+    readText: (p) => (p === '/proc/misc' ? o.misc ?? MISC_WITH_DM : undefined),
+    deviceNumber: (p) => (p === '/dev/mapper/control' ? control : undefined),
+  };
 }
 
 const POOL_STATUS = '0 2097152 thin-pool 7 280/262144 1024/32768 - rw discard_passdown queue_if_no_space - 1024';
@@ -123,7 +136,7 @@ test('doctor: a healthy node passes every check', async () => {
     'thin_ls -V': '0.9.0',
     'dmsetup status mypool': POOL_STATUS,
   });
-  const results = await runChecks({ runner, exists: (p) => p === '/dev/mapper/control' }, 'mypool');
+  const results = await runChecks(host({ runner }), 'mypool');
   assert.deepEqual(results.filter((r) => r.level !== 'ok'), []);
   const text = formatChecks(results);
   assert.match(text, /\[ OK \] dmsetup +version library 1\.02\.185, kernel driver 4\.48\.0\n/);
@@ -134,8 +147,8 @@ test('doctor: a healthy node passes every check', async () => {
 
 test('doctor: says what to fix for a node without dm-thin or tools', async () => {
   const runner = fakeRunner({ 'dmsetup targets': 'striped          v1.6.0\nlinear           v1.4.0' });
-  const kernel = await checkKernel({ runner, exists: () => false });
-  assert.deepEqual(kernel.map((r) => [r.level, r.name]), [['fail', '/dev/mapper/control'], ['fail', 'dm-thin targets']]);
+  const kernel = await checkKernel(host({ runner }));
+  assert.deepEqual(kernel.map((r) => [r.level, r.name]), [['ok', '/dev/mapper/control'], ['fail', 'dm-thin targets']]);
   assert.match(kernel[1]!.detail, /thin-pool and thin not loaded \(have: striped, linear\)/);
   assert.match(kernel[1]!.fix!, /modprobe dm-thin-pool/);
   const missing = await checkTool(runner, TOOLS.find((x) => x.command === 'thin_check')!);
@@ -143,7 +156,39 @@ test('doctor: says what to fix for a node without dm-thin or tools', async () =>
   assert.match(missing.fix!, /apt-get install thin-provisioning-tools/);
   const text = formatChecks([...kernel, missing]);
   assert.match(text, /\[FAIL\] thin_check +not found \(needed for checking pool metadata\)\n {7}fix: install the thin-provisioning-tools package/);
-  assert.match(text, /3 check\(s\) failed\.\n$/);
+  assert.match(text, /2 check\(s\) failed\.\n$/);
+});
+
+test('doctor: on a kernel without device-mapper it runs no dmsetup (libdevmapper would create /dev/mapper/control)', async () => {
+  const runner = fakeRunner({ 'mkfs.ext4 -V': 'mke2fs 1.47.0 (5-Feb-2023)' });
+  const noDm = host({ runner, misc: MISC_WITHOUT_DM, control: undefined, path: '/usr/sbin:/usr/bin' });
+  const results = await runChecks({ ...noDm, exists: (p) => p === '/usr/sbin/dmsetup' }, 'mypool');
+  assert.deepEqual(runner.calls.filter((c) => c.startsWith('dmsetup')), [], 'no dmsetup run at all');
+  const by = new Map(results.map((r) => [r.name, r]));
+  assert.equal(by.get('/dev/mapper/control')?.level, 'fail');
+  assert.match(by.get('/dev/mapper/control')!.detail, /not in this kernel \(\/proc\/misc has no device-mapper\)/);
+  assert.match(by.get('dm-thin targets')!.detail, /^not checked/);
+  assert.deepEqual([by.get('dmsetup')?.level, by.get('dmsetup')?.detail], ['ok', 'present (not run: without device-mapper it would create /dev/mapper/control)']);
+  assert.equal(by.get('pool mypool')?.level, 'fail');
+  const gone = await runChecks({ ...noDm, exists: () => false });
+  assert.equal(gone.find((r) => r.name === 'dmsetup')?.level, 'fail', 'a dmsetup not on PATH is still reported');
+});
+
+test('doctor: a control node missing or with the wrong number is reported, and dmsetup is not run', async () => {
+  const runner = fakeRunner({});
+  const missing = await checkKernel(host({ runner, control: undefined }));
+  assert.match(missing[0]!.detail, /^missing although the kernel has device-mapper \(misc 10:236\)/);
+  const wrong = await checkKernel(host({ runner, control: { major: 10, minor: 237 } }));
+  assert.match(wrong[0]!.detail, /is 10:237, the kernel's device-mapper is 10:236/);
+  assert.deepEqual(runner.calls, []);
+  assert.equal(dmMiscMinor(MISC_WITH_DM), 236);
+  assert.equal(dmMiscMinor(MISC_WITHOUT_DM), undefined);
+});
+
+test('doctor: the real host deps read the device number of a node', () => {
+  assert.deepEqual(systemDoctorDeps.deviceNumber('/dev/null'), { major: 1, minor: 3 });
+  assert.equal(systemDoctorDeps.deviceNumber('/no/such/node'), undefined);
+  assert.equal(systemDoctorDeps.deviceNumber('/dev'), undefined, 'a directory is no device');
 });
 
 test('doctor: an mke2fs older than 1.47 is a warning that says what it costs', async () => {
@@ -173,4 +218,14 @@ test('`dmthin-csi help` lists status and doctor', async () => {
   const help = execFileSync(process.execPath, [main, 'help'], { encoding: 'utf8' });
   assert.match(help, /status {7}print the pool/);
   assert.match(help, /doctor {7}check this node/);
+});
+
+test('status: on a kernel without device-mapper it runs no dmsetup, and says why the pool is unavailable', async () => {
+  const runner = fakeRunner({ 'dmsetup status p': POOL_STATUS });
+  const report = await collectStatus(withoutDmsetupUnlessDm(runner, MISC_WITHOUT_DM), '/nonexistent', 'p');
+  assert.deepEqual(runner.calls, []);
+  assert.equal(formatStatus(report).split('\n')[0], 'Pool p: unavailable (device-mapper is not in this kernel (/proc/misc has no device-mapper))');
+  for (const misc of [MISC_WITH_DM, undefined]) {
+    assert.equal(withoutDmsetupUnlessDm(runner, misc), runner, 'with device-mapper (or no /proc to tell), dmsetup runs');
+  }
 });

@@ -30,11 +30,22 @@ describe('CRD validation rules (CEL)', () => {
   const restored: Spec = { ...base, source: { kind: 'snapshot', name: 'snap-1' } };
 
   it('ThinVolume: lets through what the driver writes (the same spec, a larger size)', () => {
-    assert.ok(vol.length >= 5);
+    assert.ok(vol.length >= 6);
     assert.deepEqual(refusals(vol, base, base), []);
     assert.deepEqual(refusals(vol, base, { ...base, sizeBytes: 2147483648 }), []);
     assert.deepEqual(refusals(vol, restored, { ...restored, sizeBytes: 2147483648 }), []);
     assert.deepEqual(refusals(vol, { ...base, fsType: undefined }, { ...base, fsType: undefined }), []);
+    const sized = { ...base, size: '1Gi', claim: { pvName: 'pvc-1', pvcName: 'data', pvcNamespace: 'shop' } };
+    assert.deepEqual(refusals(vol, sized, { ...sized, sizeBytes: 2147483648, size: '2Gi' }), [], 'an expansion rewrites the quantity with the size');
+    assert.deepEqual(refusals(vol, base, { ...base, sizeBytes: 2147483648, size: '2Gi' }), [], 'a previous release\'s volume, expanded by this one, gains its quantity');
+  });
+
+  it('ThinVolume: the claim a volume was made for is immutable, and absent on a previous release\'s volumes', () => {
+    const claim = { pvName: 'pvc-1', pvcName: 'data', pvcNamespace: 'shop' };
+    const made = { ...base, claim };
+    assert.deepEqual(refusals(vol, made, { ...made, claim: { ...claim, pvcName: 'other' } }), ['spec.claim is immutable']);
+    assert.deepEqual(refusals(vol, made, base), ['spec.claim is immutable']);
+    assert.deepEqual(refusals(vol, base, made), ['spec.claim is immutable']);
   });
 
   it('ThinVolume: refuses a move to another node, a shrink, and any change of type, name, filesystem or source', () => {

@@ -45,6 +45,15 @@ const GROUP_SNAPSHOTTER: Contract = [
   ['groupsnapshot.storage.k8s.io', ['volumegroupsnapshotcontents'], ['get', 'list', 'watch', 'update', 'patch']],
   ['groupsnapshot.storage.k8s.io', ['volumegroupsnapshotcontents/status'], ['update', 'patch']],
 ];
+/** snapshotMetadata.enabled: upstream's external-snapshot-metadata-runner, for the sidecar in the controller pod. */
+const SNAPSHOT_METADATA_SIDECAR: Contract = [
+  ['cbt.storage.k8s.io', ['snapshotmetadataservices'], ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']],
+  ['authentication.k8s.io', ['tokenreviews'], ['create', 'get']],
+  ['authorization.k8s.io', ['subjectaccessreviews'], ['create', 'get']],
+  ['snapshot.storage.k8s.io', ['volumesnapshots', 'volumesnapshotcontents'], ['get', 'list']],
+];
+/** snapshotMetadata.enabled: the node agent reviews the tokens of its channel's callers (src/kube/channel/auth.ts). */
+const NODE_CHANNEL: Contract = [['authentication.k8s.io', ['tokenreviews'], ['create']]];
 const RESIZER: Contract = [
   ['', ['persistentvolumes'], ['get', 'list', 'watch', 'update', 'patch']],
   ['', ['persistentvolumeclaims'], ['get', 'list', 'watch']],
@@ -110,6 +119,12 @@ test('with group snapshots enabled: the snapshotter\'s group RBAC besides, and i
   assert.ok(containers.find((c: any) => c.name === 'csi-snapshotter').args.includes('--feature-gates=CSIVolumeGroupSnapshot=true'));
   const off = (await renderChart()).find((d) => d.object.kind === 'Deployment')!.object as any;
   assert.ok(!off.spec.template.spec.containers.find((c: any) => c.name === 'csi-snapshotter').args.some((a: string) => a.startsWith('--feature-gates')), 'off by default');
+});
+
+test('with snapshot metadata enabled: the sidecar\'s RBAC for the controller, TokenReview for the node', async () => {
+  const docs = await renderChart({ values: { snapshotMetadata: { enabled: true } } });
+  assert.deepEqual(asSorted(grantsOf(docs, 'dmthin-csi-controller')), asSorted(fromContract(DRIVER_CONTROLLER, PROVISIONER, SNAPSHOTTER, RESIZER, SNAPSHOT_METADATA_SIDECAR)));
+  assert.deepEqual(asSorted(grantsOf(docs, 'dmthin-csi-node')), asSorted(fromContract(NODE, NODE_CHANNEL)));
 });
 
 test('node service account: exactly the node contract', async () => {

@@ -89,20 +89,22 @@ test('per-node pools: one ConfigMap entry per node, replacing the default', asyn
   const docs = await renderChart({ values: { pools: { nodes: {
     'worker-1.example': { dataDevice: '/dev/nvme0n1p1', metadataDevice: '/dev/nvme0n1p2', blockSize: '128Ki' },
     'worker-2': { name: 'adopted', existing: true },
+    'worker-3': { loopDataSize: '64Gi', growMax: '512Gi' },
   } } } });
   const cm = docs.find((d) => d.object.kind === 'ConfigMap')!.object as any;
   assert.deepEqual(cm.data, {
     default: ' --pool-name=dmthin-pool --loop-data-size=256Gi --loop-metadata-size=1Gi --block-size=64Ki --default-fs=ext4 --overprovision-ratio=1',
     'worker-1.example': ' --pool-data-device=/dev/nvme0n1p1 --pool-metadata-device=/dev/nvme0n1p2 --block-size=128Ki',
     'worker-2': ' --pool-name=adopted --pool-existing',
+    'worker-3': ' --loop-data-size=64Gi --pool-grow-max=512Gi',
   });
 });
 
 test('optional objects can be turned off', async () => {
-  const docs = await renderChart({ values: { storageClass: { create: false }, volumeSnapshotClass: { create: false }, metrics: { service: false } } });
+  const docs = await renderChart({ values: { storageClasses: [], volumeSnapshotClass: { create: false }, metrics: { service: false } } });
   const kinds = new Set(docs.map((d) => d.object.kind));
   for (const k of ['StorageClass', 'VolumeSnapshotClass', 'Service']) assert.ok(!kinds.has(k), k);
-  const def = await renderChart({ values: { storageClass: { isDefault: true } } });
+  const def = await renderChart({ values: { storageClasses: [{ name: 'dmthin', isDefault: true }] } });
   const sc = def.find((d) => d.object.kind === 'StorageClass')!.object as any;
   assert.deepEqual(sc.metadata.annotations, { 'storageclass.kubernetes.io/is-default-class': 'true' });
 });

@@ -24,7 +24,7 @@ const variants: Array<[string, Record<string, unknown>]> = [
   ['default values', {}],
   ['per-node pools, default class, 3 controller replicas', {
     controller: { replicas: 3 },
-    storageClass: { isDefault: true, fsType: 'xfs' },
+    storageClasses: [{ name: 'dmthin', isDefault: true, fsType: 'xfs' }, { name: 'dmthin-retain', reclaimPolicy: 'Retain', mountOptions: ['noatime'] }],
     pools: { nodes: { 'worker-1.example': { name: 'fast', dataDevice: '/dev/nvme0n1p1', metadataDevice: '/dev/nvme0n1p2' }, 'worker-2': { existing: true, name: 'vg-pool' } } },
   }],
   ['group snapshots enabled', { volumeGroupSnapshots: { enabled: true, deletionPolicy: 'Retain' } }],

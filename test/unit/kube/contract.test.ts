@@ -48,8 +48,8 @@ describe('kube mode: contract', () => {
       const v = crd.spec.versions[0]!;
       assert.equal(v.name, 'v1alpha1');
       assert.ok(v.subresources.status);
-      // A group snapshot has no size of its own (its members have theirs).
-      const columns = f.includes('thingroupsnapshots') ? ['Node', 'State', 'Age'] : ['Node', 'Size', 'State', 'Age'];
+      // A group snapshot has no size of its own (its members have theirs); a pool shows its health.
+      const columns = f.includes('thingroupsnapshots') ? ['Node', 'State', 'Age'] : f.includes('thinpools') ? ['Node', 'Size', 'Used', 'Capacity', 'Health', 'Age'] : ['Node', 'Size', 'State'];
       assert.deepEqual(v.additionalPrinterColumns.slice(0, columns.length).map((c) => c.name), columns);
       assert.ok(v.schema.openAPIV3Schema.properties.spec.required.includes('nodeName'));
       // Immutability rules (CEL, evaluated in test/unit/deploy/crd-rules.test.ts) guard the spec.

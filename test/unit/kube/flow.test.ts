@@ -113,7 +113,8 @@ describe('kube mode: volume lifecycle through custom resources', () => {
     const devId = (await kn.store.getDevice(id))!.deviceId;
     await w.controller.DeleteVolume(deadline(), deleteVolumeReq(id));
     assert.equal(w.d.object('thinvolumes.dmthin.csi.io', id), undefined);
-    assert.equal(kn.devices.pool.isIdUsed(devId), false);
+    // The id is freed in memory just after the finalizer's removal ended the object.
+    await until(() => !kn.devices.pool.isIdUsed(devId), 'thin id released');
     const msgs = w.dms.get('n2')!.ops.filter((o) => o.op === 'message').map((o) => o.args.join(' '));
     assert.ok(msgs.some((m) => m.includes(`delete ${devId}`)), msgs.join('\n'));
     // Deleting again is success.

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { status as Code } from '@grpc/grpc-js';
 import { groupIdFor } from '../../../src/volume/ids.ts';
 import { FINALIZER, NODE_LABEL, type ThinGroupSnapshot, type ThinSnapshot } from '../../../src/kube/types.ts';
-import { deleteGroupReq, deleteSnapshotReq, getGroupReq, groupSnapshotReq, listSnapshotsReq } from '../../support/requests.ts';
+import { deleteGroupReq, deleteSnapshotReq, getGroupReq, getSnapshotReq, groupSnapshotReq, listSnapshotsReq } from '../../support/requests.ts';
 import { createReq, deadline, until, world, type World } from './harness.ts';
 
 const groupReq = (name: string, sources: string[]) => groupSnapshotReq(name, sources, { secrets: { token: 'ignored' } });
@@ -80,13 +80,21 @@ describe('kube mode: group snapshots through custom resources', () => {
     await assert.rejects(w.controller.DeleteSnapshot(deadline(), deleteSnapshotReq(ids[0]!)), (e: { code: number }) => e.code === Code.INVALID_ARGUMENT);
     const got = await w.groupController.GetVolumeGroupSnapshot(deadline(), getGroupReq(res.group_snapshot_id!, ids));
     assert.equal(got.group_snapshot.ready_to_use, true);
+    const member = (await w.controller.GetSnapshot(deadline(), getSnapshotReq(ids[0]!))).snapshot;
+    assert.deepEqual([member.snapshot_id, member.group_snapshot_id, member.source_volume_id, member.ready_to_use], [ids[0], res.group_snapshot_id, on1[0], true]);
     await w.groupController.DeleteVolumeGroupSnapshot(deadline(), deleteGroupReq(res.group_snapshot_id!, ids));
     await w.groupController.DeleteVolumeGroupSnapshot(deadline(), deleteGroupReq(res.group_snapshot_id!, ids));
     assert.equal(w.d.object('thingroupsnapshots.dmthin.csi.io', res.group_snapshot_id!), undefined);
     for (const id of ids) assert.equal(w.d.object('thinsnapshots.dmthin.csi.io', id), undefined);
+    await assert.rejects(w.controller.GetSnapshot(deadline(), getSnapshotReq(ids[0]!)), (e: { code: number }) => e.code === Code.NOT_FOUND);
     const store = w.nodes.get('n1')!.store;
     assert.deepEqual(await store.listGroups(), []);
     await until(async () => (await store.listDevices()).filter((r) => r.kind === 'snapshot').length === 0, 'member devices gone');
     assert.equal((await store.getDevice(restored.volume!.volume_id!))?.state, 'Created');
+  });
+
+  it('an unknown group id: Get answers NOT_FOUND and Delete OK, even with no snapshot_ids', async () => {
+    await assert.rejects(w.groupController.GetVolumeGroupSnapshot(deadline(), getGroupReq(groupIdFor('never'), [])), (e: { code: number }) => e.code === Code.NOT_FOUND);
+    assert.deepEqual(await w.groupController.DeleteVolumeGroupSnapshot(deadline(), deleteGroupReq(groupIdFor('never'), [])), {});
   });
 });

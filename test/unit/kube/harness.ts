@@ -11,13 +11,14 @@ import { FakeDeviceMapper } from '../../doubles/devmapper/fake.ts';
 import { KubeBackend } from '../../../src/kube/backend.ts';
 import { KubeGroupBackend } from '../../../src/kube/group-backend.ts';
 import { GroupControllerService } from '../../../src/controller/groups.ts';
-import { startKubeNode, type KubeNode } from '../../../src/kube/node.ts';
+import { startKubeNode, type KubeNode, type KubeNodeParts } from '../../../src/kube/node.ts';
 import { FakeMounter } from '../../doubles/mount/fake.ts';
 import { FakeLoopDevices } from '../../doubles/mount/fake-loop.ts';
 import { createVolumeReq } from '../../support/requests.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { background as ctx, type OpContext } from '../../../src/system/context.ts';
 import { TOPOLOGY_KEY } from '../../../src/version.ts';
+import type { BackingFs } from '../../../src/pool/backing.ts';
 import { startApiDouble, type ApiDouble } from '../../doubles/kube-api/index.ts';
 import { sleep } from '../../../src/system/delay.ts';
 
@@ -42,7 +43,11 @@ export interface World {
   dms: Map<string, FakeDeviceMapper>;
   mounters: Map<string, FakeMounter>;
   nodes: Map<string, KubeNode>;
-  startNode(name: string, agent?: Partial<{ resyncMs: number }>): Promise<KubeNode>;
+  /**
+   * `extra.backing`: the filesystem under the pool's files (/dev/loop1, /dev/loop0); default none:
+   * device-backed. `extra.channel`/`extra.snapshotMetadata`: the node's channel and what it serves.
+   */
+  startNode(name: string, agent?: Partial<{ resyncMs: number }>, extra?: Pick<KubeNodeParts, 'channel' | 'snapshotMetadata'> & { backing?: BackingFs }): Promise<KubeNode>;
   stopNode(name: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -60,7 +65,8 @@ export async function world(): Promise<World> {
     d, api, backend, dms, nodes, mounters,
     controller: new ControllerService(backend, { fsType: 'ext4' }),
     groupController: new GroupControllerService(backend, new KubeGroupBackend(api, backend)),
-    async startNode(name, agentOpts = {}) {
+    async startNode(name, agentOpts = {}, extra = {}) {
+      const { backing, ...parts } = extra;
       // The fake kernel outlives the agent: a restarted agent finds the devices it left.
       let dm = dms.get(name);
       if (!dm) {
@@ -70,10 +76,10 @@ export async function world(): Promise<World> {
         mounters.set(name, new FakeMounter({ devices: dm }));
       }
       const kn = await startKubeNode(ctx, {
-        kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(),
+        kc, node: name, dm, mounter: mounters.get(name)!, loops: new FakeLoopDevices(), log: silentLogger(), metadataReader: dm.metadataReader(), ...(backing ? { backing } : {}),
         pool: { kind: 'existing', name: POOL }, overprovisionRatio: 1, defaultFs: 'ext4',
         stateDir: join(stateDir, name), nodePathRoots: [],
-        agent: { resyncMs: 300, retryBaseMs: 10, retryMaxMs: 200, watchRestartBaseMs: 10, ...agentOpts },
+        agent: { resyncMs: 300, retryBaseMs: 10, retryMaxMs: 200, watchRestartBaseMs: 10, ...agentOpts }, ...parts,
       });
       nodes.set(name, kn);
       return kn;

@@ -205,7 +205,8 @@ describe('Devices', () => {
       await devices().activate(ctx, 'v');
       await w.fd.clearOps();
       await devices().resize(ctx, 'v', 2 * GiB);
-      assert.deepEqual(w.fd.dm.ops.map((o) => o.op), ['liveThinSectors', 'reload', 'resume']);
+      // The status read: a resume that suspends must not meet a full pool (ensureNoFreeze).
+      assert.deepEqual(w.fd.dm.ops.map((o) => o.op), ['liveThinSectors', 'poolStatus', 'reload', 'resume']);
       assert.equal(w.fd.dm.sizeOf('/dev/mapper/dm-v'), 2 * GiB);
       assert.equal((await w.fd.store.getDevice('v'))?.sizeBytes, 2 * GiB);
     });
@@ -225,7 +226,7 @@ describe('Devices', () => {
   });
 
   describe('a full or read-only pool', () => {
-    it('refuses new volumes with RESOURCE_EXHAUSTED without touching existing records', async () => {
+    it('refuses new volumes with RESOURCE_EXHAUSTED, snapshots at once (RESOURCE_EXHAUSTED when full, FAILED_PRECONDITION when read-only), without touching existing records', async () => {
       await devices().create(ctx, spec('v'));
       await pool().settled(); // the stamp is a commit, and a commit would take the pool out of out_of_data_space
       const before = await w.fd.store.listDevices();
@@ -234,9 +235,11 @@ describe('Devices', () => {
         await pool().health(ctx); // a fresh reading (Probe, GetCapacity): the checks now see the mode
         await assert.rejects(pool().ensureRoom(ctx, GiB), { code: 8 });
         assert.deepEqual(await w.fd.store.listDevices(), before);
+        await w.fd.clearOps();
+        await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: mode === 'ro' ? 9 : 8 });
+        assert.deepEqual(await w.fd.store.listDevices(), before);
+        assert.deepEqual(w.fd.dm.ops.map((o) => o.op).filter((o) => o === 'suspend' || o === 'message'), [], 'refused before any suspend or message');
       }
-      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
-      assert.deepEqual(await w.fd.store.listDevices(), before);
       assert.equal(await pool().capacity(ctx), 0);
     });
     it('metadata above its threshold refuses snapshots too, but deletes still work', async () => {
@@ -262,15 +265,16 @@ describe('Devices', () => {
       const before = await w.fd.store.listDevices();
       w.fd.dm.setPoolMode(POOL, 'ro');
       await pool().ensureMetadataWritable(ctx); // the healthy reading of a moment ago still stands
-      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })),
+      // A copy of a volume (no suspend) admits on that reading; a snapshot reads afresh (ensureSnapshotable).
+      await assert.rejects(devices().create(ctx, spec('s', { origin: 'v', roomBytes: 0 })),
         (e: { code: number; message: string }) => e.code === 8 && /refused the change: .*read-only/.test(e.message));
       assert.deepEqual(await w.fd.store.listDevices(), before, 'no record left of the refused snapshot');
       assert.deepEqual(w.fd.dm.violations, []);
     });
-    it('needs_check refuses snapshots too', async () => {
+    it('needs_check refuses snapshots too, as FAILED_PRECONDITION (a repair must come first)', async () => {
       await devices().create(ctx, spec('v'));
       w.fd.dm.setNeedsCheck(POOL, true);
-      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 8 });
+      await assert.rejects(devices().create(ctx, spec('s', { kind: 'snapshot', origin: 'v' })), { code: 9 });
       assert.equal(await w.fd.store.getDevice('s'), undefined);
     });
   });

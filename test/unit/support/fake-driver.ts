@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DriverConfig } from '../../../src/cli/config.ts';
+import type { BackingFs } from '../../../src/pool/backing.ts';
 import { createDriver, type Driver } from '../../../src/driver.ts';
 import { FakeDeviceMapper } from '../../doubles/devmapper/fake.ts';
 import { FakeLoopDevices } from '../../doubles/mount/fake-loop.ts';
@@ -9,6 +10,7 @@ import { FakeMounter } from '../../doubles/mount/fake.ts';
 import { silentLogger } from '../../../src/observability/log.ts';
 import { background, type OpContext } from '../../../src/system/context.ts';
 import { MemoryStore } from '../../doubles/state/memory.ts';
+import type { FakeThinTools } from '../../doubles/devmapper/fake-thin-tools.ts';
 import { TRANSITIONAL } from '../../../src/pool/transition.ts';
 
 export const POOL = 'test-pool';
@@ -27,11 +29,15 @@ export interface FakeDriverOptions {
   nodePathRoots?: string[];
   /** The pool's clock for reading ages (ms); default performance.now. */
   clock?: () => number;
+  /** The filesystem under the pool's files (its table names /dev/fake-meta and /dev/fake-data); default none: device-backed. */
+  backing?: BackingFs;
 }
 
 export interface FakeDriver {
   driver: Driver;
   dm: FakeDeviceMapper;
+  /** The fake thin_dump/thin_delta the driver reads block maps with. */
+  tools: FakeThinTools;
   mounter: FakeMounter;
   loops: FakeLoopDevices;
   store: MemoryStore;
@@ -72,9 +78,10 @@ export async function fakeDriver(opts: FakeDriverOptions = {}): Promise<FakeDriv
     nodePathRoots: opts.nodePathRoots ?? [],
   };
   const log = silentLogger();
-  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, groups: store, log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const tools = dm.metadataReader();
+  const build = () => createDriver(ctx, cfg, { dm, mounter, loops, store, groups: store, log, metadataReader: tools, ...(opts.clock ? { clock: opts.clock } : {}), ...(opts.backing ? { backing: opts.backing } : {}) });
   const fd: FakeDriver = {
-    driver: await build(), dm, mounter, loops, store, cfg, dir,
+    driver: await build(), dm, tools, mounter, loops, store, cfg, dir,
     async restart() {
       await fd.driver.pool.settled(); // the stop a restart stands for lets the last stamp land
       fd.driver = await build();
