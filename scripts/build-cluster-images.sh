@@ -93,7 +93,8 @@ key="$(sha256sum "$out/images.list" "$0" | sha256sum | cut -c1-12)"
 store="$out/containerd-root-$key.tar"
 if [[ ! -s "$store" ]]; then
   work="$(mktemp -d)"
-  trap 'kill "$(cat "$work/pid" 2>/dev/null)" 2>/dev/null; rm -rf "$work"' EXIT
+  # errexit holds in the trap too: a kill of the already stopped containerd must not fail the script.
+  trap 'kill "$(cat "$work/pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
   printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s/sock"\n[plugins."io.containerd.grpc.v1.cri"]\n  disable_tcp_service = true\n' \
     "$work" "$work" "$work" >"$work/config.toml"
   containerd --config "$work/config.toml" >"$work/log" 2>&1 &
