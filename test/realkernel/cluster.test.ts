@@ -57,6 +57,19 @@ async function nodePlugin(): Promise<any> {
   return pod;
 }
 
+/** What `kubectl get pods,ds,deploy -A` and the warning events would show: printed when a step fails. */
+async function clusterState(): Promise<string> {
+  const pods = (await c.api.get('/api/v1/pods')).items.map((p: any) => `  pod ${p.metadata.namespace}/${p.metadata.name} ${p.status.phase} node=${p.spec.nodeName ?? '-'} `
+    + (p.status.containerStatuses ?? []).map((s: any) => `${s.name}:${s.ready ? 'ready' : JSON.stringify(s.state)}`).join(' ')
+    + (p.status.conditions ?? []).filter((x: any) => x.status !== 'True').map((x: any) => ` ${x.type}=${x.reason ?? ''}:${x.message ?? ''}`).join(''));
+  const sets = [...(await c.api.get('/apis/apps/v1/daemonsets')).items, ...(await c.api.get('/apis/apps/v1/deployments')).items]
+    .map((w: any) => `  ${w.kind ?? 'workload'} ${w.metadata.namespace}/${w.metadata.name} ${JSON.stringify(w.status)}`);
+  const events = (await c.api.get('/api/v1/events')).items.filter((e: any) => e.type !== 'Normal')
+    .map((e: any) => `  event ${e.involvedObject.kind}/${e.involvedObject.name}: ${e.reason}: ${e.message}`);
+  const nodes = (await c.api.get('/api/v1/nodes')).items.map((n: any) => `  node ${n.metadata.name} taints=${JSON.stringify(n.spec.taints ?? [])} labels=${JSON.stringify(n.metadata.labels)}`);
+  return ['realcluster: cluster state', ...nodes, ...pods, ...sets, ...events.slice(-40)].join('\n');
+}
+
 let failed = '';
 function step(name: string, fn: () => Promise<void> | void): void {
   it(name, async () => {
@@ -66,6 +79,7 @@ function step(name: string, fn: () => Promise<void> | void): void {
     } catch (err) {
       failed = name;
       console.log(`realcluster: "${name}" failed at ${((Date.now() - t0) / 1000).toFixed(1)} s: ${String((err as Error).stack ?? err)}`);
+      console.log(await clusterState().catch((e) => `realcluster: no cluster state: ${String(e)}`));
       throw err;
     }
   });

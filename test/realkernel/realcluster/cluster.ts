@@ -20,7 +20,9 @@ export const RUN = '/run/realcluster';
  */
 // service-ca-cert-publisher: this (MicroShift-vendored) apiserver's ServiceAccount admission adds the
 // openshift-service-ca.crt ConfigMap to every pod's token volume; without it no pod starts.
-const CONTROLLERS = ['deployment', 'replicaset', 'daemonset', 'garbagecollector', 'serviceaccount', 'root-ca-cert-publisher', 'service-ca-cert-publisher', 'persistentvolume-binder',
+// nodelifecycle: it lifts the node.kubernetes.io/not-ready:NoSchedule taint the kubelet registers the
+// node with once the node is Ready; without it nothing but a pod tolerating it is ever placed.
+const CONTROLLERS = ['deployment', 'replicaset', 'daemonset', 'garbagecollector', 'serviceaccount', 'root-ca-cert-publisher', 'service-ca-cert-publisher', 'nodelifecycle', 'persistentvolume-binder',
   'persistentvolume-expander', 'pvc-protection', 'pv-protection', 'attachdetach'].join(',');
 const BINS = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'helm'];
 
@@ -119,7 +121,9 @@ export class Cluster {
   async nodeReady(ms = 300_000): Promise<void> {
     await until(`node ${this.node} Ready`, async () => {
       const n = await this.api.get(`/api/v1/nodes/${this.node}`);
-      return (n.status?.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True');
+      // Ready, and schedulable: the not-ready taint lifted (by kcm's nodelifecycle controller).
+      return (n.status?.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True')
+        && !(n.spec?.taints ?? []).some((t: any) => t.key === 'node.kubernetes.io/not-ready');
     }, ms);
   }
 
