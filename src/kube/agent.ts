@@ -75,6 +75,13 @@ export class NodeAgent {
   private metadataCheckedAt = 0;
   private readonly groups: GroupSnapshots;
   private readonly groupWork: GroupWork;
+  /**
+   * Per object, the version its last failure record (reportFailure) made. That write's own watch
+   * event is no new work: the queue's backoff brings the object back. Taken for work, it made a
+   * device that cannot be deleted (held open) a loop of a read, a delete attempt and a status
+   * write, hundreds a minute (found in the real cluster: a staging mount the kubelet leaked).
+   */
+  private readonly failureEchoes = new Map<string, string>();
   /** Watch events received, for this node's objects and for others' (the label selector keeps the latter at 0). */
   readonly watchEvents = { own: 0, foreign: 0 };
 
@@ -138,6 +145,11 @@ export class NodeAgent {
    * Any later change arrives as another event; devices themselves are checked by reconcile.
    */
   private queueIfWork(cr: DeviceCr): void {
+    const echo = this.failureEchoes.get(cr.metadata.name);
+    if (echo !== undefined) {
+      if (echo === cr.metadata.resourceVersion) return;
+      this.failureEchoes.delete(cr.metadata.name);
+    }
     if (actionFor(cr, this.o.node)) this.queue.add(`${pluralOf(cr.metadata.name)}/${cr.metadata.name}`);
     else if (cr.kind === KIND.snapshot && cr.spec.group && isUnclaimed(cr) && !cr.metadata.deletionTimestamp) this.queue.add(`${PLURAL.group}/${cr.spec.group}`);
   }
@@ -165,7 +177,12 @@ export class NodeAgent {
     if (retry) await this.retryRequested(retry);
   }
 
-  private act(action: 'delete' | 'make' | 'expand', cr: DeviceCr): Promise<void> {
+  private async act(action: 'delete' | 'make' | 'expand', cr: DeviceCr): Promise<void> {
+    await this.attempt(action, cr);
+    this.failureEchoes.delete(cr.metadata.name);
+  }
+
+  private attempt(action: 'delete' | 'make' | 'expand', cr: DeviceCr): Promise<void> {
     const name = cr.metadata.name;
     switch (action) {
       case 'delete': return crashScope(`delete/${name}`, () => this.finish(cr));
@@ -247,12 +264,14 @@ export class NodeAgent {
     const f = failureOf(err);
     this.o.events.warning(involved(cr), reason, `${f.code}: ${f.message}`);
     try {
-      await this.store.retryWrite(`recording failure of ${cr.metadata.name}`, async () => {
+      const written = await this.store.retryWrite(`recording failure of ${cr.metadata.name}`, async () => {
         const cur = await this.store.read<DeviceCr>(pluralOf(cr.metadata.name), cr.metadata.name);
         if (!cur) return undefined;
         const state = isUnclaimed(cur) ? 'Pending' : cur.status?.state;
         return this.store.putStatus(pluralOf(cr.metadata.name), cur, { ...cur.status, state, code: f.code, message: f.message, updatedAt: new Date().toISOString() });
       });
+      const rv = written?.metadata.resourceVersion;
+      if (rv) this.failureEchoes.set(cr.metadata.name, rv);
     } catch (e) {
       this.o.log.error('could not record failure in status', { object: cr.metadata.name, error: apiMessage(e) });
     }

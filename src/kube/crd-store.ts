@@ -28,8 +28,8 @@ export class CrdStore implements StateStore, GroupStore {
   readonly poolSpec: Partial<ThinPoolCr['spec']>;
 
   /**
-   * Per resource, the newest resourceVersion of this store's own writes: what its lists
-   * of that resource may not be older than. Per resource, because each resource has its own watch
+   * Per resource, the newest resourceVersion of this store's own writes and of the own objects
+   * its lists returned: what its lists of that resource may not be older than. Per resource, because each resource has its own watch
    * cache, which learns of a version only from that resource's events (or etcd's progress
    * notifications, seconds apart): a list of ThinVolumes not older than a ThinPool write would
    * wait for one, up to the apiserver's 3 s, and then be refused.
@@ -101,7 +101,13 @@ export class CrdStore implements StateStore, GroupStore {
     // Not the list's version: a quorum list answers with etcd's current revision, which other
     // resources' writes move on, and which this resource's cache would only reach at its next event.
     const list = cached ?? await this.api.listClusterCustomObject(base) as List;
-    return list.items.filter((cr) => cr.spec?.nodeName === this.node);
+    const own = list.items.filter((cr) => cr.spec?.nodeName === this.node);
+    // Each item's version is a revision of this resource, which its watch cache holds from that
+    // item's own event: from the first quorum list on, lists are cached (a restarted agent's start
+    // listed every object of the cluster from etcd five times, issue 25), and never go back in
+    // time past what this list showed.
+    for (const cr of own) this.seenOf(plural).note(cr);
+    return own;
   }
 
   private seenOf(plural: string): NewestVersion {

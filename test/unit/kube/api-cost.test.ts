@@ -88,6 +88,21 @@ describe('kube mode: the API cost of a volume', () => {
     await until(() => reconcileLists(from2).some((r) => r.query.resourceVersion === undefined && r.status === 200), 'the quorum list after it', 5000);
   });
 
+  it('a restarted agent lists each resource it holds objects of by quorum once, then from the watch cache, not older than what it listed', async () => {
+    await w.controller.CreateVolume(deadline(), createReq('cost-7', { node: 'n1' }));
+    await w.stopNode('n1');
+    const newest = Math.max(...w.d.objects(VOLS).map((o) => o as unknown as ThinVolume).filter((o) => o.spec.nodeName === 'n1').map((o) => Number(o.metadata.resourceVersion)));
+    const from = w.d.requests.length;
+    await w.startNode('n1');
+    const lists = w.d.requests.slice(from).filter((r) => r.verb === 'list' && r.query.labelSelector === `${NODE_LABEL}=n1` && r.path.endsWith('/thinvolumes') && r.query.resourceVersion !== '0');
+    assert.ok(lists.length >= 2, `the start's lists of its ThinVolumes: ${lists.length}`);
+    assert.equal(lists[0]!.query.resourceVersion, undefined, 'the first by quorum: nothing of this run bounds it');
+    for (const r of lists.slice(1)) {
+      assert.equal(r.query.resourceVersionMatch, 'NotOlderThan', `${r.path}?${new URLSearchParams(r.query)}`);
+      assert.ok(Number(r.query.resourceVersion) >= newest, `not older than its newest object (${newest}): ${r.query.resourceVersion}`);
+    }
+  });
+
   it('counts watch events per agent: its own objects only, none of another node\'s', () => {
     const n1 = w.nodes.get('n1')!.agent.watchEvents;
     assert.ok(n1.own > 0);

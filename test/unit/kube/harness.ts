@@ -47,7 +47,7 @@ export interface World {
    * `extra.backing`: the filesystem under the pool's files (/dev/loop1, /dev/loop0); default none:
    * device-backed. `extra.channel`/`extra.snapshotMetadata`: the node's channel and what it serves.
    */
-  startNode(name: string, agent?: Partial<{ resyncMs: number }>, extra?: Pick<KubeNodeParts, 'channel' | 'snapshotMetadata'> & { backing?: BackingFs }): Promise<KubeNode>;
+  startNode(name: string, agent?: Partial<{ resyncMs: number; retryBaseMs: number; retryMaxMs: number }>, extra?: Pick<KubeNodeParts, 'channel' | 'snapshotMetadata'> & { backing?: BackingFs }): Promise<KubeNode>;
   stopNode(name: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -113,6 +113,23 @@ describe('kube mode: failures and recovery', () => {
     assert.equal(cr(id), undefined);
   });
 
+  it('a device that cannot be deleted is retried at the queue\'s backoff, not at the echo of its own failure record', async () => {
+    const kn = await w.startNode('n1', { retryBaseMs: 200, retryMaxMs: 400 });
+    const id = (await w.controller.CreateVolume(deadline(), createReq('u0', { node: 'n1' }))).volume!.volume_id!;
+    const path = await kn.devices.activate(deadline(), id);
+    w.dms.get('n1')!.adjustOpen(path, 1);
+    await assert.rejects(w.controller.DeleteVolume(deadline(300), deleteVolumeReq(id)));
+    const from = w.d.requests.length;
+    await sleep(2000);
+    // 2 s of backoff at 200, 400, 400 ... ms is at most 6 attempts, each one status write; each
+    // write's own watch event taken for new work made it hundreds.
+    const writes = w.d.requests.slice(from).filter((r) => r.verb === 'update' && r.path.endsWith(`/thinvolumes/${id}/status`));
+    assert.ok(writes.length >= 1 && writes.length <= 8, `status writes in 2 s: ${writes.length}`);
+    assert.equal(cr(id)?.status?.code, 'FAILED_PRECONDITION');
+    w.dms.get('n1')!.adjustOpen(path, -1);
+    await until(() => cr(id) === undefined, 'deleted once released', 10_000);
+  });
+
   it('deleting a volume in use returns the agent\'s FAILED_PRECONDITION; it goes once released', async () => {
     const kn = await w.startNode('n1');
     const id = (await w.controller.CreateVolume(deadline(), createReq('u1', { node: 'n1' }))).volume!.volume_id!;
