@@ -25,6 +25,7 @@ const CR = '/apis/dmthin.csi.io/v1alpha1';
 const POOL = 'dmthin-pool'; // the chart's default pool
 const STATE_DIR = '/var/lib/dmthin-csi';
 const GiB = 1024 ** 3;
+const REGISTERED = `Register new plugin with name: ${DRIVER} `;
 const logs = join(LOGS, 'realcluster');
 const c = new Cluster({ root: ROOT, logs, node: NODE });
 const u = new Workload(c.api);
@@ -180,12 +181,14 @@ describe('a real cluster: helm install onto a kubelet, pods using the volumes', 
   step('the node plugin\'s pod deleted while the pod writes: the DaemonSet replaces it, the I/O goes on', async () => {
     const old = await nodePlugin();
     const n = await written();
+    const registered = c.kubeletSaid(REGISTERED);
     await c.api.delete(`/api/v1/namespaces/${NS}/pods/${old.metadata.name}`);
     const fresh = await until('a new node plugin pod Ready', async () => {
       const p = await nodePlugin();
       return p.metadata.uid !== old.metadata.uid ? p : undefined;
     });
     assert.notEqual(fresh.metadata.name, old.metadata.name);
+    await c.driverRegistered(DRIVER, registered);
     await writesGoOn(n, 'across the node plugin\'s replacement');
     mark('node plugin replaced');
   });
@@ -193,8 +196,16 @@ describe('a real cluster: helm install onto a kubelet, pods using the volumes', 
   step('the kubelet restarted while volumes are in use: it comes back, the pod keeps writing', async () => {
     await c.stopKubelet();
     const n = await written();
+    const restarted = Date.now();
     c.startKubelet();
-    await c.nodeReady();
+    await c.nodeReady(300_000, restarted); // as of a status the new kubelet posted
+    // It rebuilt its record of the mounted volume from the node and staged it again through the
+    // driver (NodeStageVolume on a staged volume): what its unpublish and unstage, later, rely on.
+    // Measured: when that stage failed (no driver registered yet), the kubelet later unpublished
+    // but never unstaged, and left the staging mount behind.
+    await c.driverRegistered(DRIVER, 0);
+    const pv = (await u.pvc('data')).spec.volumeName;
+    await until('the new kubelet staging the volume again', async () => c.kubeletSaid(`MountVolume.MountDevice succeeded for volume \\"${pv}\\"`) > 0, 300_000);
     await writesGoOn(n, 'across the kubelet\'s restart');
     mark('kubelet restarted');
   });
@@ -202,12 +213,14 @@ describe('a real cluster: helm install onto a kubelet, pods using the volumes', 
   step('helm upgrade rolls the DaemonSet with volumes in use', async () => {
     const old = await nodePlugin();
     const n = await written();
+    const registered = c.kubeletSaid(REGISTERED);
     assert.match(await helmInstall(c, ROOT, 'upgrade', ['logLevel=debug']), /STATUS: deployed/);
     const fresh = await until('the upgraded node plugin Ready', async () => {
       const p = await nodePlugin();
       return p.metadata.uid !== old.metadata.uid ? p : undefined;
     });
     assert.match(fresh.spec.containers[0].command.join(' '), /--log-level=debug/);
+    await c.driverRegistered(DRIVER, registered);
     await rolledOut(c.api, 'deployments', `${RELEASE}-controller`);
     await writesGoOn(n, 'across the upgrade');
     mark('helm upgrade rolled out');

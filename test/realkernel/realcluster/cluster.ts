@@ -114,15 +114,29 @@ export class Cluster {
     join(this.logs, `kubelet-${++this.kubeletStarts}.log`));
   }
 
+  /** How often the running kubelet logged `what` (its log at --v=2 is where it says what it did). */
+  kubeletSaid(what: string): number {
+    return readFileSync(join(this.logs, `kubelet-${this.kubeletStarts}.log`), 'utf8').split(what).length - 1;
+  }
+
+  /**
+   * Waits until the running kubelet registered the driver more than `before` times: a node plugin
+   * pod is Ready as soon as its containers run, before node-driver-registrar has registered it.
+   */
+  async driverRegistered(driver: string, before: number): Promise<void> {
+    await until(`the kubelet registering ${driver}`, async () => this.kubeletSaid(`Register new plugin with name: ${driver} `) > before, 300_000);
+  }
+
   async stopKubelet(): Promise<void> {
     await stop(this.kubelet);
   }
 
-  async nodeReady(ms = 300_000): Promise<void> {
+  /** Ready as of a status the kubelet posted after `since` (ms since the epoch), when given. */
+  async nodeReady(ms = 300_000, since = 0): Promise<void> {
     await until(`node ${this.node} Ready`, async () => {
       const n = await this.api.get(`/api/v1/nodes/${this.node}`);
       // Ready, and schedulable: the not-ready taint lifted (by kcm's nodelifecycle controller).
-      return (n.status?.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True')
+      return (n.status?.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True' && Date.parse(c.lastHeartbeatTime) >= since - 1000)
         && !(n.spec?.taints ?? []).some((t: any) => t.key === 'node.kubernetes.io/not-ready');
     }, ms);
   }
