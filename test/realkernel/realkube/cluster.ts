@@ -156,7 +156,7 @@ export class ControlPlane {
 }
 
 export interface AuditEvent {
-  stage: string; verb: string; requestURI: string; userAgent?: string;
+  stage: string; verb: string; requestURI: string; userAgent?: string; requestReceivedTimestamp?: string;
   user: { username: string; groups?: string[] };
   objectRef?: { resource?: string; subresource?: string; apiGroup?: string; namespace?: string; name?: string };
   responseStatus?: { code?: number };
