@@ -32,6 +32,10 @@ packages=(
   # real Kubernetes suite (test/realkernel/realkube.test.ts): etcd for the kube-apiserver of ../shared/bin
   etcd-server
   xz-utils
+  # real cluster suite (test/realkernel/cluster.test.ts): the node's container runtime and pod network
+  # (runc is listed above), and the image store it gets made on the host (scripts/build-cluster-images.sh)
+  containerd
+  containernetworking-plugins
 )
 
 missing=()

@@ -44,6 +44,10 @@ boot_modules=(
 ondemand_modules=(
   xfs
   dm-snapshot
+  # the real-cluster suite's pod network (bridge CNI: a bridge and a veth pair per pod)
+  bridge
+  veth
+  br_netfilter
 )
 
 force=0

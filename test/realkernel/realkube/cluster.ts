@@ -13,7 +13,7 @@ import { sleep } from '../../../src/system/delay.ts';
 
 export const BIN_NAMES = ['kube-apiserver', 'kube-apiserver-1.24', 'csi-provisioner', 'csi-snapshotter', 'snapshot-controller', 'csi-resizer'];
 
-/** ../shared/bin beside the checkout (a worktree one level deeper finds it one level further up). */
+/** ../shared/bin above the checkout, for host-side callers (the unit tests); run.sh does the same search. */
 export function sharedBin(root: string): string {
   for (let dir = resolve(root, '..'); dir !== dirname(dir); dir = dirname(dir)) {
     if (existsSync(join(dir, 'shared', 'bin', 'unpack'))) return join(dir, 'shared', 'bin');
@@ -21,10 +21,21 @@ export function sharedBin(root: string): string {
   throw new Error(`no shared/bin/unpack above ${root}: the real Kubernetes binaries are missing`);
 }
 
-/** The unpacked binaries' directory; runs the unpack script only when one is missing. */
-export function binaries(root: string): string {
+/**
+ * What test/realkernel/run.sh put under .cache/realkube on the host before the boot: the unpacked
+ * binaries of ../shared/bin (`bin/`) and the external-snapshotter CRDs (`crds/`). The suites in the
+ * guest read only these: a checkout under /tmp sees the guest's own tmpfs where ../shared was.
+ */
+export function realkubeCache(root: string, sub: 'bin' | 'crds'): string {
+  const dir = join(root, '.cache', 'realkube', sub);
+  if (!existsSync(dir)) throw new Error(`no ${dir}: run the suite through test/realkernel/run.sh, which fills it from ../shared on the host`);
+  return dir;
+}
+
+/** The unpacked binaries' directory; on the host (unit tests) unpacks ../shared/bin when one is missing. */
+export function binaries(root: string, names: string[] = BIN_NAMES): string {
   const out = join(root, '.cache', 'realkube', 'bin');
-  if (!BIN_NAMES.every((n) => existsSync(join(out, n)))) execFileSync(join(sharedBin(root), 'unpack'), [out], { stdio: 'inherit' });
+  if (!names.every((n) => existsSync(join(out, n)))) execFileSync(join(sharedBin(root), 'unpack'), [out], { stdio: 'inherit' });
   return out;
 }
 
@@ -52,7 +63,7 @@ rules:
   - level: Metadata
 `;
 
-export interface PlaneOptions { root: string; dir: string; logs: string; apiserver?: string; etcdPort?: number; apiPort?: number }
+export interface PlaneOptions { root: string; dir: string; logs: string; apiserver?: string; etcdPort?: number; apiPort?: number; auditPolicy?: string }
 
 /** etcd + kube-apiserver; `admin` is a system:masters client, `audit` the path of the audit log. */
 export class ControlPlane {
@@ -86,7 +97,7 @@ export class ControlPlane {
     writeFileSync(join(this.o.dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
     writeFileSync(join(this.o.dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
     writeFileSync(join(this.o.dir, 'tokens.csv'), `${ADMIN_TOKEN},realkube-admin,realkube-admin,"system:masters"\n`);
-    writeFileSync(join(this.o.dir, 'audit-policy.yaml'), AUDIT_POLICY);
+    writeFileSync(join(this.o.dir, 'audit-policy.yaml'), this.o.auditPolicy ?? AUDIT_POLICY);
     const peer = `http://127.0.0.1:${(this.o.etcdPort ?? 2379) + 1}`;
     this.etcd = launch('etcd', ['--data-dir', join(this.o.dir, 'etcd'), '--listen-client-urls', this.etcdUrl, '--advertise-client-urls', this.etcdUrl,
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `default=${peer}`], join(this.o.logs, 'etcd.log'));
@@ -145,7 +156,7 @@ export class ControlPlane {
 }
 
 export interface AuditEvent {
-  stage: string; verb: string; requestURI: string; userAgent?: string;
+  stage: string; verb: string; requestURI: string; userAgent?: string; requestReceivedTimestamp?: string;
   user: { username: string; groups?: string[] };
   objectRef?: { resource?: string; subresource?: string; apiGroup?: string; namespace?: string; name?: string };
   responseStatus?: { code?: number };

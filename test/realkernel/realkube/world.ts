@@ -6,6 +6,7 @@
  */
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { it } from 'node:test';
 import { connectCsi, type CsiClients } from '../../support/csi-client.ts';
 import { container, expand, installChart, NS, RELEASE, serviceAccountToken, writeKubeconfig, type Obj } from './chart.ts';
 import { binaries, ControlPlane, launch, stop, type Proc } from './cluster.ts';
@@ -14,6 +15,26 @@ import { sleep } from '../../../src/system/delay.ts';
 export const DRIVER = 'dmthin.csi.io';
 export const TOPOLOGY_KEY = 'dmthin.csi.io/node';
 export const RUN = '/run/realkube';
+
+/**
+ * `it` for steps that build on each other: after one fails the rest fail at once instead of
+ * waiting out their timeouts. `onFailure` says more about the failure before it is thrown.
+ */
+export function gatedSteps(onFailure: (name: string, err: unknown) => Promise<void> | void = () => undefined) {
+  let failed = '';
+  return (name: string, fn: () => Promise<void> | void): void => {
+    it(name, async () => {
+      if (failed) throw new Error(`not run: "${failed}" failed first`);
+      try {
+        await fn();
+      } catch (err) {
+        failed = name;
+        await onFailure(name, err);
+        throw err;
+      }
+    });
+  };
+}
 
 export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 600_000): Promise<Exclude<T, false>> {
   const end = Date.now() + ms;
