@@ -36,8 +36,10 @@ export class CrdStore implements StateStore, GroupStore {
    */
   private readonly seen = new Map<string, NewestVersion>();
 
-  constructor(api: CustomObjectsApi, node: string, poolName: string, poolSpec: Partial<ThinPoolCr['spec']> = {}) {
+  /** `listBounds`: what listBounds() returned in the agent's last incarnation, when it stopped cleanly. */
+  constructor(api: CustomObjectsApi, node: string, poolName: string, poolSpec: Partial<ThinPoolCr['spec']> = {}, listBounds: Record<string, string> = {}) {
     this.api = countingWrites(api, (plural, out) => this.seenOf(plural).note(out));
+    for (const [plural, rv] of Object.entries(listBounds)) this.seenOf(plural).noteVersion(rv);
     this.node = node;
     this.poolName = poolName;
     this.poolSpec = poolSpec;
@@ -108,6 +110,11 @@ export class CrdStore implements StateStore, GroupStore {
     // time past what this list showed.
     for (const cr of own) this.seenOf(plural).note(cr);
     return own;
+  }
+
+  /** Per resource, the version its lists may not be older than (for list-bounds.ts). */
+  listBounds(): Record<string, string> {
+    return Object.fromEntries([...this.seen].flatMap(([plural, v]) => (v.value === undefined ? [] : [[plural, v.value]])));
   }
 
   private seenOf(plural: string): NewestVersion {
@@ -310,7 +317,10 @@ class NewestVersion {
   private max: bigint | undefined;
 
   note(obj: unknown): void {
-    const rv = (obj as { metadata?: { resourceVersion?: unknown } } | undefined)?.metadata?.resourceVersion;
+    this.noteVersion((obj as { metadata?: { resourceVersion?: unknown } } | undefined)?.metadata?.resourceVersion);
+  }
+
+  noteVersion(rv: unknown): void {
     if (typeof rv !== 'string' || !/^[1-9][0-9]{0,30}$/.test(rv)) return;
     if (this.max === undefined || BigInt(rv) > this.max) this.max = BigInt(rv);
   }

@@ -10,6 +10,7 @@ import { NodeAgent, type AgentOptions } from './agent.ts';
 import { ChannelAuth, KubeTokenReviewer } from './channel/auth.ts';
 import { loadOrCreateIdentity } from './channel/cert.ts';
 import { ChannelServer } from './channel/server.ts';
+import { keepListBounds, takeListBounds } from './list-bounds.ts';
 import { CrdStore } from './crd-store.ts';
 import { EventRecorder } from './events.ts';
 import { wireGrowth } from './pool-growth.ts';
@@ -48,10 +49,11 @@ export interface KubeNode extends NodeParts {
 /** Node mode: the pool, its records in CRs, the agent that drives them, and the CSI Node service. */
 export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<KubeNode> {
   const api = p.kc.makeApiClient(CustomObjectsApi);
+  const boundsFile = join(p.stateDir, 'list-bounds.json');
   const store = new CrdStore(api, p.node, p.pool.name, {
     source: p.pool.kind,
     ...(p.pool.kind === 'devices' ? { dataDevice: p.pool.dataDevice, metadataDevice: p.pool.metadataDevice } : {}),
-  });
+  }, await takeListBounds(boundsFile));
   await store.readPool(); // the ThinPool exists from the first moment, so kubectl shows the node
   const parts = await assembleNode(ctx, { ...p, nodeId: p.node }, p, store, { controller: false });
   const events = new EventRecorder(p.kc.makeApiClient(CoreV1Api), 'dmthin-csi-node', p.node, p.log);
@@ -66,7 +68,12 @@ export async function startKubeNode(ctx: OpContext, p: KubeNodeParts): Promise<K
   const channel = p.channel ? await startChannel(p, p.channel, store, parts.metrics, snapshotMetadata) : undefined;
   return {
     ...parts, store, agent, events, ...(channel ? { channelPort: channel.port } : {}),
-    stop: async () => { await channel?.server.stop(); await Promise.all([agent.stop(), grower?.stop()]); await parts.pool.settled(); },
+    stop: async () => {
+      await channel?.server.stop();
+      await Promise.all([agent.stop(), grower?.stop()]);
+      await parts.pool.settled();
+      await keepListBounds(boundsFile, store.listBounds()).catch((err: unknown) => p.log.warn('could not keep the list bounds; the next start lists by quorum', { error: String(err) }));
+    },
   };
 }
 

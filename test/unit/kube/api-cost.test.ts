@@ -1,6 +1,8 @@
 // What one volume costs the API server (issue 25): the writes of its life, the controller waking
 // on watch events instead of polling, and the watch counters the cluster bench reads.
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { ControllerService } from '../../../src/controller/service.ts';
@@ -20,8 +22,23 @@ function writesOf(w: World, id: string, from: number): string[] {
     .map((r) => `${r.verb} ${r.path.endsWith('/status') ? 'status' : 'object'}`);
 }
 
+/** The newest version among a node's ThinVolumes. */
+function newestOfIn(w: World, node: string): number {
+  return Math.max(...w.d.objects(VOLS).map((o) => o as unknown as ThinVolume).filter((o) => o.spec.nodeName === node).map((o) => Number(o.metadata.resourceVersion)));
+}
+
+function assertNotOlder(r: { path: string; query: Record<string, string> }, newest: number): void {
+  assert.equal(r.query.resourceVersionMatch, 'NotOlderThan', `${r.path}?${new URLSearchParams(r.query)}`);
+  assert.ok(Number(r.query.resourceVersion) >= newest, `not older than the newest object (${newest}): ${r.query.resourceVersion}`);
+}
+
 describe('kube mode: the API cost of a volume', () => {
   let w: World;
+  const newestOf = (node: string) => newestOfIn(w, node);
+  const notOlder = assertNotOlder;
+  /** The reconcile's lists of n1's ThinVolumes since `from` (the informer's ask for resourceVersion 0). */
+  const startLists = (from: number) => w.d.requests.slice(from)
+    .filter((r) => r.verb === 'list' && r.query.labelSelector === `${NODE_LABEL}=n1` && r.path.endsWith('/thinvolumes') && r.query.resourceVersion !== '0');
   before(async () => {
     w = await world();
     for (const node of ['n1', 'n2']) await w.startNode(node);
@@ -88,19 +105,27 @@ describe('kube mode: the API cost of a volume', () => {
     await until(() => reconcileLists(from2).some((r) => r.query.resourceVersion === undefined && r.status === 200), 'the quorum list after it', 5000);
   });
 
-  it('a restarted agent lists each resource it holds objects of by quorum once, then from the watch cache, not older than what it listed', async () => {
+  it('a cleanly stopped agent keeps its list bounds: its restart lists from the watch cache at once, not older than its last writes', async () => {
     await w.controller.CreateVolume(deadline(), createReq('cost-7', { node: 'n1' }));
     await w.stopNode('n1');
-    const newest = Math.max(...w.d.objects(VOLS).map((o) => o as unknown as ThinVolume).filter((o) => o.spec.nodeName === 'n1').map((o) => Number(o.metadata.resourceVersion)));
+    const newest = newestOf('n1');
     const from = w.d.requests.length;
     await w.startNode('n1');
-    const lists = w.d.requests.slice(from).filter((r) => r.verb === 'list' && r.query.labelSelector === `${NODE_LABEL}=n1` && r.path.endsWith('/thinvolumes') && r.query.resourceVersion !== '0');
+    const lists = startLists(from);
     assert.ok(lists.length >= 2, `the start's lists of its ThinVolumes: ${lists.length}`);
-    assert.equal(lists[0]!.query.resourceVersion, undefined, 'the first by quorum: nothing of this run bounds it');
-    for (const r of lists.slice(1)) {
-      assert.equal(r.query.resourceVersionMatch, 'NotOlderThan', `${r.path}?${new URLSearchParams(r.query)}`);
-      assert.ok(Number(r.query.resourceVersion) >= newest, `not older than its newest object (${newest}): ${r.query.resourceVersion}`);
-    }
+    for (const r of lists) notOlder(r, newest);
+  });
+
+  it('after a crash (no bounds kept) its first list of a resource is a quorum read, the next ones cached, not older than what it listed', async () => {
+    await w.stopNode('n1');
+    rmSync(join(w.stateDir, 'n1', 'list-bounds.json')); // as if it had been killed
+    const newest = newestOf('n1');
+    const from = w.d.requests.length;
+    await w.startNode('n1');
+    const lists = startLists(from);
+    assert.ok(lists.length >= 2, `the start's lists of its ThinVolumes: ${lists.length}`);
+    assert.equal(lists[0]!.query.resourceVersion, undefined, 'the first by quorum: nothing bounds it');
+    for (const r of lists.slice(1)) notOlder(r, newest);
   });
 
   it('counts watch events per agent: its own objects only, none of another node\'s', () => {

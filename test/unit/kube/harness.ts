@@ -43,6 +43,8 @@ export interface World {
   dms: Map<string, FakeDeviceMapper>;
   mounters: Map<string, FakeMounter>;
   nodes: Map<string, KubeNode>;
+  /** Each node's state directory is `join(stateDir, node)`. */
+  stateDir: string;
   /**
    * `extra.backing`: the filesystem under the pool's files (/dev/loop1, /dev/loop0); default none:
    * device-backed. `extra.channel`/`extra.snapshotMetadata`: the node's channel and what it serves.
@@ -62,7 +64,7 @@ export async function world(): Promise<World> {
   const mounters = new Map<string, FakeMounter>();
   const stateDir = mkdtempSync(join(tmpdir(), 'dmthin-kube-'));
   const w: World = {
-    d, api, backend, dms, nodes, mounters,
+    d, api, backend, dms, nodes, mounters, stateDir,
     controller: new ControllerService(backend, { fsType: 'ext4' }),
     groupController: new GroupControllerService(backend, new KubeGroupBackend(api, backend)),
     async startNode(name, agentOpts = {}, extra = {}) {
