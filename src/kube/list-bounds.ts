@@ -1,6 +1,6 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { writeAtomic } from '../state/durable.ts';
+import { fsyncDir, writeAtomic } from '../state/durable.ts';
 
 /**
  * Per resource, the version an agent's lists may not be older than (CrdStore.listBounds), kept
@@ -19,6 +19,7 @@ export async function takeListBounds(file: string): Promise<Record<string, strin
     return {};
   }
   await rm(file, { force: true });
+  await fsyncDir(dirname(file)); // gone for good before the lists rely on it: a crash must not find it again
   try {
     const parsed = JSON.parse(text) as unknown;
     if (!parsed || typeof parsed !== 'object') return {};
