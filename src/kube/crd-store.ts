@@ -31,8 +31,9 @@ export class CrdStore implements StateStore, GroupStore {
    * Per resource, the newest resourceVersion of this store's own writes and of the own objects
    * its lists returned: what its lists of that resource may not be older than. Per resource,
    * because each resource has its own watch cache, which learns of a version only from that
-   * resource's events (or etcd's progress notifications, seconds apart): a list of ThinVolumes not older than a ThinPool write would
-   * wait for one, up to the apiserver's 3 s, and then be refused.
+   * resource's events (or etcd's progress notifications, seconds apart): a list of ThinVolumes
+   * not older than a ThinPool write would wait for one, up to the apiserver's 3 s, and then be
+   * refused.
    */
   private readonly seen = new Map<string, NewestVersion>();
 
