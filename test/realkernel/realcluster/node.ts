@@ -17,7 +17,7 @@ export const CONTAINERD_SOCK = '/run/containerd/containerd.sock';
 export const KUBELET_DIR = '/var/lib/kubelet';
 const PAUSE = 'localhost/realcluster/pause:3.9-test';
 
-const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
 
 const CONTAINERD_CONFIG = `version = 2
 [plugins."io.containerd.grpc.v1.cri"]
