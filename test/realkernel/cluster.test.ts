@@ -71,6 +71,13 @@ async function clusterState(): Promise<string> {
   return ['realcluster: cluster state', ...nodes, ...pods, ...sets, ...events.slice(-40)].join('\n');
 }
 
+/** The node's CSIStorageCapacity for the chart's class, as external-provisioner publishes it. */
+async function nodeCapacity(): Promise<any> {
+  return (await c.api.get(`/apis/storage.k8s.io/v1/namespaces/${NS}/csistoragecapacities`)).items
+    .find((x: any) => x.storageClassName === 'dmthin' && x.nodeTopology?.matchLabels?.[TOPOLOGY_KEY] === NODE && x.capacity);
+}
+let capacityBefore = 0;
+
 /** From `helm uninstall` to the reinstall's node plugin Ready: the release's RBAC is gone while its pods still run. */
 const uninstalled = { from: Infinity, to: -Infinity };
 
@@ -103,12 +110,11 @@ describe('a real cluster: helm install onto a kubelet, pods using the volumes', 
     assert.equal(csiNode.nodeID, NODE);
     assert.deepEqual(csiNode.topologyKeys, [TOPOLOGY_KEY]);
     assert.equal((await c.api.get(`/api/v1/nodes/${NODE}`)).metadata.labels[TOPOLOGY_KEY], NODE);
-    const cap = await until('CSIStorageCapacity for the node', async () => (await c.api.get(`/apis/storage.k8s.io/v1/namespaces/${NS}/csistoragecapacities`)).items
-      .find((x: any) => x.storageClassName === 'dmthin' && x.nodeTopology?.matchLabels?.[TOPOLOGY_KEY] === NODE && x.capacity));
+    const cap = await until('CSIStorageCapacity for the node', nodeCapacity);
     assert.ok(cap.metadata.ownerReferences?.length, 'owned by the controller\'s Deployment (--capacity-ownerref-level=2)');
     // A file pool's capacity is what the filesystem under its data file can still give (the guest's
     // tmpfs, well under the 256Gi file): the sidecar publishes what the node's ThinPool reports.
-    const published = parseQuantity(cap.capacity);
+    const published = capacityBefore = parseQuantity(cap.capacity);
     const reported = Number((await c.api.get(`${CR}/thinpools/${NODE}`)).status?.capacityBytes);
     assert.ok(published > 4 * GiB && published <= 256 * GiB, `capacity ${cap.capacity} published for the node's 256Gi pool`);
     // Within what etcd, logs and images may write to the same tmpfs between the two reads.
@@ -220,6 +226,9 @@ describe('a real cluster: helm install onto a kubelet, pods using the volumes', 
   });
 
   step('pods and claims deleted: no PV, ThinVolume, device, mount or staging directory left', async () => {
+    // Minutes after the volumes were made and written: the sidecar's poll (1 min) has seen the pool's room shrink.
+    const lowered = await until('CSIStorageCapacity lowered', async () => { const q = parseQuantity((await nodeCapacity())?.capacity ?? '0'); return q > 0 && q < capacityBefore ? q : undefined; }, 120_000);
+    mark(`CSIStorageCapacity lowered by ${((capacityBefore - lowered) / 1024 ** 2).toFixed(0)} MiB`);
     for (const p of ['writer', 'reader', 'blockuser']) await u.deletePod(p);
     await u.deleteSnapshot('snap-1');
     for (const p of ['data', 'restored', 'clone', 'blk']) await u.deletePvc(p);

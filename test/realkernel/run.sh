@@ -6,10 +6,8 @@ cd "$(dirname "$0")/../.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 # One after another: two suites at once in the 2-vCPU guest made each take twice as long (an
 # agent's restart in the crash sweep went from ~10 s to ~25 s) and timed the cluster suites out.
-# REALKERNEL_SUITES runs only the suites named. The real-cluster suite (cluster.test.ts) is not in
-# the default list yet: it has passed alone, not yet after all the others in one boot (CONTRIBUTING).
-# REALKERNEL_SUITES="test/realkernel/cluster.test.ts" runs it.
-suites=(test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/dm-deadline.test.ts test/realkernel/mount-syscall.test.ts test/realkernel/hostile.test.ts test/realkernel/group.test.ts test/realkernel/capacity.test.ts test/realkernel/grow.test.ts test/realkernel/snapshot-metadata.test.ts test/realkernel/image.test.ts test/realkernel/kube-crash.test.ts test/realkernel/kube-snapshot-metadata.test.ts test/realkernel/realkube.test.ts)
+# REALKERNEL_SUITES runs only the suites named (the real-cluster suite always last, below).
+suites=(test/realkernel/lifecycle.test.ts test/realkernel/crash.test.ts test/realkernel/kube.test.ts test/realkernel/npm-start.test.ts test/realkernel/dm-ioctl.test.ts test/realkernel/dm-deadline.test.ts test/realkernel/mount-syscall.test.ts test/realkernel/hostile.test.ts test/realkernel/group.test.ts test/realkernel/capacity.test.ts test/realkernel/grow.test.ts test/realkernel/snapshot-metadata.test.ts test/realkernel/image.test.ts test/realkernel/kube-crash.test.ts test/realkernel/kube-snapshot-metadata.test.ts test/realkernel/realkube.test.ts test/realkernel/cluster.test.ts)
 if [[ -n "${REALKERNEL_SUITES:-}" ]]; then suites=($REALKERNEL_SUITES); fi
 node scripts/bundle.mjs "${suites[@]}"
 # image.test.ts runs the image's exported root filesystem (cached: rebuilt and re-exported only on change).

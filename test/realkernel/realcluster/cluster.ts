@@ -5,7 +5,7 @@
  * with an admin kubeconfig, as a cluster administrator runs it.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeKubeconfig } from '../realkube/chart.ts';
 import { binaries, ControlPlane, launch, stop, type Proc } from '../realkube/cluster.ts';
@@ -13,6 +13,7 @@ import { until } from '../realkube/world.ts';
 import { Containerd, CONTAINERD_SOCK, KUBELET_DIR, NODE_IP, prepareNode } from './node.ts';
 
 export const RUN = '/run/realcluster';
+const POD_LOGS = '/var/log/pods';
 /**
  * The controllers a node's volumes and the chart's workloads need (a default SA per namespace, the
  * root CA for pods, GC for helm uninstall): with all of them (resource quota and GC monitors list
@@ -154,6 +155,10 @@ export class Cluster {
   }
 
   async stop(): Promise<void> {
+    // The containers' own logs (the kubelet keeps them on the node, gone with the guest): what a
+    // node plugin's start or a sidecar's retry did is read there afterwards.
+    rmSync(join(this.logs, 'pods'), { recursive: true, force: true });
+    if (existsSync(POD_LOGS)) cpSync(POD_LOGS, join(this.logs, 'pods'), { recursive: true });
     await this.stopKubelet();
     await this.containerd.stop();
     await stop(this.scheduler);

@@ -2,30 +2,24 @@
  * What kube-controller-manager, the scheduler and kubelet would do around a PVC, done by the test
  * (none of them runs here; see ../shared/bin/README.md): annotate the PVC for the provisioner and
  * with the selected node, bind the provisioned PV, drop the protection finalizers once nothing uses
- * the objects, release a PV whose claim is gone, and make kubelet's node calls over gRPC with
- * kubelet's paths.
+ * the objects and release a PV whose claim is gone. The node calls are cluster.test.ts's, made by a
+ * real kubelet.
  */
-import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import type { CsiClients } from '../../support/csi-client.ts';
 import type { KubeHttp } from './http.ts';
 import { DRIVER, until } from './world.ts';
 
 export const PVC_NS = 'default';
 const PVCS = `/api/v1/namespaces/${PVC_NS}/persistentvolumeclaims`;
-const KUBELET = '/var/lib/kubelet';
 
-export interface Bound { pvc: string; pv: string; handle: string; fsType: string; context: Record<string, string>; podUid: string }
+export interface Bound { pvc: string; pv: string; handle: string }
 
 export class ClusterDuties {
   readonly api: KubeHttp;
   readonly node: string;
-  readonly csi: () => CsiClients;
 
-  constructor(api: KubeHttp, node: string, csi: () => CsiClients) {
+  constructor(api: KubeHttp, node: string) {
     this.api = api;
     this.node = node;
-    this.csi = csi;
   }
 
   /** A WaitForFirstConsumer claim whose pod the scheduler put on our node. */
@@ -53,46 +47,7 @@ export class ClusterDuties {
     await this.api.mergePatch(`${PVCS}/${pvc}`, { metadata: { annotations: { 'pv.kubernetes.io/bind-completed': 'yes', 'pv.kubernetes.io/bound-by-controller': 'yes' } }, spec: { volumeName: pv.metadata.name } });
     await this.api.mergePatch(`/api/v1/persistentvolumes/${pv.metadata.name}/status`, { status: { phase: 'Bound' } });
     await this.api.mergePatch(`${PVCS}/${pvc}/status`, { status: { phase: 'Bound', accessModes: claim.spec.accessModes, capacity: pv.spec.capacity } });
-    return { pvc, pv: pv.metadata.name, handle: pv.spec.csi.volumeHandle, fsType: pv.spec.csi.fsType, context: pv.spec.csi.volumeAttributes ?? {}, podUid: `pod-${pvc}` };
-  }
-
-  staging(b: Bound): string {
-    return `${KUBELET}/plugins/kubernetes.io/csi/${DRIVER}/${createHash('sha256').update(b.pv).digest('hex')}/globalmount`;
-  }
-
-  target(b: Bound): string {
-    return `${KUBELET}/pods/${b.podUid}/volumes/kubernetes.io~csi/${b.pv}/mount`;
-  }
-
-  private cap(b: Bound) {
-    return { mount: { fs_type: b.fsType, mount_flags: [] }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
-  }
-
-  /** kubelet's MountDevice + SetUp: NodeStageVolume then NodePublishVolume. */
-  async mount(b: Bound): Promise<string> {
-    mkdirSync(this.staging(b), { recursive: true });
-    mkdirSync(`${KUBELET}/pods/${b.podUid}/volumes/kubernetes.io~csi/${b.pv}`, { recursive: true });
-    const node = this.csi().node;
-    await node.call('NodeStageVolume', { volume_id: b.handle, staging_target_path: this.staging(b), volume_capability: this.cap(b), volume_context: b.context });
-    await node.call('NodePublishVolume', { volume_id: b.handle, staging_target_path: this.staging(b), target_path: this.target(b), volume_capability: this.cap(b), volume_context: b.context, readonly: false });
-    return this.target(b);
-  }
-
-  async unmount(b: Bound): Promise<void> {
-    const node = this.csi().node;
-    await node.call('NodeUnpublishVolume', { volume_id: b.handle, target_path: this.target(b) });
-    await node.call('NodeUnstageVolume', { volume_id: b.handle, staging_target_path: this.staging(b) });
-  }
-
-  /**
-   * A resize as a user asks it, external-resizer expands the volume and marks the claim
-   * FileSystemResizePending; kubelet then calls NodeExpandVolume and records the new capacity.
-   */
-  async resize(b: Bound, size: string, bytes: number): Promise<void> {
-    await this.api.mergePatch(`${PVCS}/${b.pvc}`, { spec: { resources: { requests: { storage: size } } } });
-    await until('FileSystemResizePending', async () => ((await this.pvc(b.pvc)).status.conditions ?? []).some((c: any) => c.type === 'FileSystemResizePending'));
-    await this.csi().node.call('NodeExpandVolume', { volume_id: b.handle, volume_path: this.target(b), staging_target_path: this.staging(b), capacity_range: { required_bytes: bytes }, volume_capability: this.cap(b) });
-    await this.api.mergePatch(`${PVCS}/${b.pvc}/status`, { status: { capacity: { storage: size }, conditions: null } });
+    return { pvc, pv: pv.metadata.name, handle: pv.spec.csi.volumeHandle };
   }
 
   /**
@@ -127,23 +82,5 @@ export class ClusterDuties {
         return;
       }
     }
-  }
-
-  /** A VolumeSnapshot of a claim, awaited until readyToUse; returns its status. */
-  async snapshot(name: string, pvc: string): Promise<any> {
-    const path = `/apis/snapshot.storage.k8s.io/v1/namespaces/${PVC_NS}/volumesnapshots`;
-    await this.api.create(path, { apiVersion: 'snapshot.storage.k8s.io/v1', kind: 'VolumeSnapshot', metadata: { name },
-      spec: { volumeSnapshotClassName: 'dmthin', source: { persistentVolumeClaimName: pvc } } });
-    return await until(`VolumeSnapshot ${name} ready`, async () => {
-      const s = await this.api.get(`${path}/${name}`);
-      return s.status?.readyToUse === true ? s.status : undefined;
-    });
-  }
-
-  async deleteSnapshot(name: string): Promise<void> {
-    const path = `/apis/snapshot.storage.k8s.io/v1/namespaces/${PVC_NS}/volumesnapshots/${name}`;
-    await this.api.delete(path);
-    await until(`VolumeSnapshot ${name} gone`, async () => (await this.api.request('GET', path)).status === 404);
-    await until('VolumeSnapshotContents gone', async () => (await this.api.get('/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents')).items.length === 0);
   }
 }

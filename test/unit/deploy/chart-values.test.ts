@@ -29,6 +29,16 @@ test('the controller pod runs nothing as root; the node plugin stays privileged'
   assert.deepEqual(node.containers[0].securityContext, { privileged: true });
 });
 
+test('every liveness probe waits for a startup probe over the same endpoint, with minutes for a slow start', async () => {
+  const docs = await renderChart();
+  const probed = [...podSpec(docs, 'Deployment').containers, ...podSpec(docs, 'DaemonSet').containers].filter((c: Any) => c.livenessProbe);
+  assert.deepEqual(probed.map((c: Any) => c.name), ['dmthin-csi', 'dmthin-csi', 'node-driver-registrar']);
+  for (const c of probed) {
+    assert.deepEqual(c.startupProbe?.httpGet, c.livenessProbe.httpGet, c.name);
+    assert.ok(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 300, `${c.name}: at least 5 min to start`);
+  }
+});
+
 test('the node DaemonSet stays off control-plane nodes by default, and that can be undone', async () => {
   const spec = podSpec(await renderChart(), 'DaemonSet');
   assert.equal(spec.tolerations, undefined, 'no toleration, so tainted control planes are skipped');
