@@ -86,3 +86,17 @@ capabilities:
 {{- with .overprovisionRatio }} --overprovision-ratio={{ . }}{{ end }}
 {{- with .growMax }} --pool-grow-max={{ . }}{{ end }}
 {{- end -}}
+
+{{/*
+A startup probe over a liveness probe's endpoint (the named port's /healthz): up to 5 min for the
+first answer, so liveness never restarts a start midway, which would only begin it again.
+*/}}
+{{- define "dmthin-csi.startupProbe" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: {{ . }}
+  periodSeconds: 5
+  timeoutSeconds: 5
+  failureThreshold: 60
+{{- end -}}

@@ -157,8 +157,13 @@ export class Cluster {
   async stop(): Promise<void> {
     // The containers' own logs (the kubelet keeps them on the node, gone with the guest): what a
     // node plugin's start or a sidecar's retry did is read there afterwards.
-    rmSync(join(this.logs, 'pods'), { recursive: true, force: true });
-    if (existsSync(POD_LOGS)) cpSync(POD_LOGS, join(this.logs, 'pods'), { recursive: true });
+    // Never in the way of the stops below: a log rotated away mid-copy loses only that copy.
+    try {
+      rmSync(join(this.logs, 'pods'), { recursive: true, force: true });
+      if (existsSync(POD_LOGS)) cpSync(POD_LOGS, join(this.logs, 'pods'), { recursive: true });
+    } catch (err) {
+      console.log(`realcluster: the pods' logs not kept: ${String(err)}`);
+    }
     await this.stopKubelet();
     await this.containerd.stop();
     await stop(this.scheduler);
